@@ -1,0 +1,270 @@
+"""The stack's HTTP API: the gateway's async-task endpoints, the guide's /v1/webhook, /health.
+
+Every request is authenticated with a virtual key (401 otherwise), every body validated (400
+for malformed JSON, 422 for a well-formed body with wrong fields), and every enqueue is a
+confirmed publish whose outcome decides the status: 202 when the broker confirmed, 503 when
+it rejected (queue full), was blocked by an alarm or did not confirm. Nothing is accepted that
+was not confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from harness import messages
+from harness.auth import VirtualKeys
+from harness.completions import Completion
+from harness.envelope import new_id
+from harness.health import DepthThresholds, rabbitmq_comprehensive, report
+from harness.management import Management
+from harness.publisher import Outcome, Publisher
+
+MAX_BODY = 2 * 2**20  # PayloadJson may be up to 1 MB
+H_INTENDED_HTTP = "X-RS-Intended-Time"
+
+
+@dataclass
+class ApiState:
+    publisher: Publisher
+    keys: VirtualKeys
+    management: Management
+    thresholds: DepthThresholds = DepthThresholds()
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_tasks: int = 200_000
+
+    def on_completion(self, record: Completion) -> None:
+        task = self.tasks.get(record.task_id)
+        if task is not None:
+            task["status"] = "completed" if record.status == "completed" else "failed"
+            task["completed_at"] = record.finished
+            if record.reason:
+                task["error"] = record.reason
+
+    def new_task(self, task_id: str, status: str, kind: str) -> dict[str, Any]:
+        if len(self.tasks) >= self.max_tasks:  # bounded: a long load run must not grow memory
+            self.tasks.pop(next(iter(self.tasks)))
+        task = {"task_id": task_id, "status": status, "type": kind, "created_at": time.time()}
+        self.tasks[task_id] = task
+        return task
+
+
+STATE = web.AppKey("state", ApiState)
+
+
+def _error(status: int, message: str, kind: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+
+
+class Invalid(Exception):
+    """A field failed validation (422)."""
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
+           required: bool = False, default: Any = None) -> Any:
+    if name not in body or body[name] is None:
+        if required:
+            raise Invalid(f"'{name}' is required")
+        return default
+    value = body[name]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise Invalid(f"'{name}' must be of type {names}")
+    return value
+
+
+def _url(body: dict[str, Any], name: str, required: bool) -> str | None:
+    value = _field(body, name, str, required=required)
+    if value is not None and (not value.startswith(("http://", "https://")) or
+                              len(value) > 2048 or len(value) < 8):
+        raise Invalid(f"'{name}' must be an http(s) URL")
+    return value
+
+
+def _headers(body: dict[str, Any], name: str) -> dict[str, str] | None:
+    value = _field(body, name, dict)
+    if value is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                     for k, v in value.items()):
+        raise Invalid(f"'{name}' must map strings to strings")
+    return value
+
+
+@web.middleware
+async def errors_and_auth(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path.startswith("/v1/"):
+        auth = request.headers.get("Authorization", "")
+        scheme, _, key = auth.partition(" ")
+        key_id = request.app[STATE].keys.verify(key.strip()) \
+            if scheme.lower() == "bearer" else None
+        if key_id is None:
+            return _error(401, "missing or invalid virtual key", "authentication_error")
+        request["virtual_key_id"] = key_id
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            return _error(413, f"body larger than {MAX_BODY} bytes", "invalid_request_error")
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason, "invalid_request_error")
+        raise
+    except Invalid as exc:
+        return _error(422, str(exc), "invalid_request_error")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise web.HTTPBadRequest(reason="body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    return body
+
+
+def _intended(request: web.Request) -> float | None:
+    """The load generator's intended send time, so latency is coordinated-omission safe."""
+    raw = request.headers.get(H_INTENDED_HTTP)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Invalid(f"header {H_INTENDED_HTTP} must be epoch seconds") from None
+    if not 0 < value < 1e11:
+        raise Invalid(f"header {H_INTENDED_HTTP} must be epoch seconds")
+    return value
+
+
+async def _enqueue(request: web.Request, message_type: str, message: dict[str, Any],
+                   key: str) -> web.Response | None:
+    """Publish; None when confirmed, else the error response to return."""
+    state = request.app[STATE]
+    result = await state.publisher.publish(message_type, message, key=key,
+                                           intended_time=_intended(request))
+    if result.ok:
+        return None
+    status = {Outcome.REJECTED: "queue full (reject-publish)",
+              Outcome.BLOCKED: "broker memory or disk alarm",
+              Outcome.TIMEOUT: "broker did not confirm in time"}.get(result.outcome,
+                                                                    result.error)
+    resp = _error(503, f"not enqueued: {status}", "service_unavailable")
+    resp.headers["Retry-After"] = "1"
+    return resp
+
+
+async def create_video(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    prompt = _field(body, "prompt", str, required=True)
+    if not prompt.strip():
+        raise Invalid("'prompt' must not be empty")
+    model = _field(body, "model", str, default="sim-video")
+    duration = _field(body, "duration", int, default=6)
+    if not 1 <= duration <= 60:
+        raise Invalid("'duration' must be between 1 and 60")
+    size = _field(body, "size", str, default="1280x720")
+    webhook_url = _url(body, "webhook_url", required=False)
+    _headers(body, "webhook_headers")
+    task_id = new_id()
+    vk = request["virtual_key_id"]
+    msg = messages.video_generation(task_id, str(vk), prompt=prompt, size_bytes=0,
+                                    webhook_url=webhook_url)
+    msg["Model"] = model
+    msg["Parameters"].update({"Duration": duration, "Size": size})
+    if (err := await _enqueue(request, "VideoGenerationRequested", msg, str(vk))) is not None:
+        return err
+    request.app[STATE].new_task(task_id, "pending", "video")
+    return web.json_response({
+        "task_id": task_id, "status": "pending", "check_status_url": f"/v1/tasks/{task_id}",
+        "created_at": int(time.time()), "estimated_completion_time": None,
+    }, status=202)
+
+
+async def create_image(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    prompt = _field(body, "prompt", str, required=True)
+    if not prompt.strip():
+        raise Invalid("'prompt' must not be empty")
+    n = _field(body, "n", int, default=1)
+    if not 1 <= n <= 10:
+        raise Invalid("'n' must be between 1 and 10")
+    model = _field(body, "model", str, default="sim-image")
+    size = _field(body, "size", str, default="1024x1024")
+    webhook_url = _url(body, "webhook_url", required=False)
+    _headers(body, "webhook_headers")
+    task_id = new_id()
+    vk = request["virtual_key_id"]
+    msg = messages.image_generation(task_id, vk, prompt=prompt, size_bytes=0,
+                                    webhook_url=webhook_url)
+    msg["Request"].update({"Model": model, "N": n, "Size": size})
+    if (err := await _enqueue(request, "ImageGenerationRequested", msg, str(vk))) is not None:
+        return err
+    request.app[STATE].new_task(task_id, "queued", "image")
+    return web.json_response({
+        "task_id": task_id, "status": "queued", "check_status_url": f"/v1/tasks/{task_id}",
+        "created_at": int(time.time()),
+    }, status=202)
+
+
+async def enqueue_webhook(request: web.Request) -> web.Response:
+    """The guide's load-test endpoint: enqueue one WebhookDeliveryRequested."""
+    body = await _json_body(request)
+    url = _url(body, "url", required=True)
+    event = _field(body, "event", str, default="TaskCompleted")
+    payload = _field(body, "payload", (dict, list, str, int, float))
+    task_id = _field(body, "task_id", str) or new_id()
+    headers = _headers(body, "headers") or {}
+    msg = messages.webhook_delivery(task_id, str(url), event_type=event, size_bytes=0)
+    msg["PayloadJson"] = json.dumps(payload if payload is not None else {"event": event})
+    msg["Headers"] = headers
+    if (err := await _enqueue(request, "WebhookDeliveryRequested", msg, task_id)) is not None:
+        return err
+    return web.json_response({"task_id": task_id, "status": "queued"}, status=202)
+
+
+async def enqueue_spend(request: web.Request) -> web.Response:
+    """Spend update for the caller's virtual key; applied in order per key."""
+    body = await _json_body(request)
+    amount = _field(body, "amount", (int, float), required=True)
+    if not -1e9 < amount < 1e9:
+        raise Invalid("'amount' is out of range")
+    vk = request["virtual_key_id"]
+    request_id = new_id()
+    msg = messages.spend_update(vk, amount, request_id)
+    if (err := await _enqueue(request, "SpendUpdateRequested", msg, str(vk))) is not None:
+        return err
+    return web.json_response({"request_id": request_id, "status": "queued"}, status=202)
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task = request.app[STATE].tasks.get(request.match_info["task_id"])
+    if task is None:
+        return _error(404, "task not found", "not_found")
+    return web.json_response(task)
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    t0 = time.perf_counter()
+    connected = bool(state.publisher.stats.connections) and not state.publisher.is_blocked
+    check = await rabbitmq_comprehensive(
+        state.management, [ep.queue for ep in state.publisher.profile.endpoints],
+        bus_connected=connected, thresholds=state.thresholds)
+    doc = report([check], time.perf_counter() - t0)
+    return web.json_response(doc, status=503 if doc["status"] == "Unhealthy" else 200)
+
+
+def create_app(state: ApiState) -> web.Application:
+    app = web.Application(middlewares=[errors_and_auth], client_max_size=MAX_BODY)
+    app[STATE] = state
+    app.router.add_post("/v1/videos/generations/async", create_video)
+    app.router.add_post("/v1/images/generations/async", create_image)
+    app.router.add_post("/v1/webhook", enqueue_webhook)
+    app.router.add_post("/v1/spend", enqueue_spend)
+    app.router.add_get("/v1/tasks/{task_id}", get_task)
+    app.router.add_get("/health", health)
+    return app

@@ -1,0 +1,49 @@
+"""Virtual-key bearer auth: keys derived from one secret, so load generators can mint many.
+
+A virtual key is ``condt_<id>_<hmac>``; the API checks the HMAC and reads the virtual-key id
+from it, the way ConduitLLM maps a key to its VirtualKeyId. Explicit keys can be added too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+SECRET_ENV = "RABBITSCALE_API_SECRET"
+KEYS_ENV = "RABBITSCALE_API_KEYS"
+
+
+@dataclass(frozen=True)
+class VirtualKeys:
+    secret: str = field(repr=False)
+    extra: Mapping[str, int] = field(default_factory=dict, repr=False)
+
+    def key_for(self, key_id: int) -> str:
+        mac = hmac.new(self.secret.encode(), str(key_id).encode(), hashlib.sha256).hexdigest()
+        return f"condt_{key_id}_{mac[:24]}"
+
+    def verify(self, key: str) -> int | None:
+        """The virtual-key id, or None when the key is not valid."""
+        if key in self.extra:
+            return self.extra[key]
+        parts = key.split("_")
+        if len(parts) != 3 or parts[0] != "condt" or not parts[1].isdigit():
+            return None
+        key_id = int(parts[1])
+        return key_id if hmac.compare_digest(self.key_for(key_id), key) else None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> VirtualKeys:
+        """RABBITSCALE_API_SECRET (random when unset) and RABBITSCALE_API_KEYS (comma list)."""
+        env = os.environ if environ is None else environ
+        secret = env.get(SECRET_ENV) or secrets.token_hex(16)
+        extra = _explicit(k.strip() for k in env.get(KEYS_ENV, "").split(",") if k.strip())
+        return cls(secret, extra)
+
+
+def _explicit(keys: Iterable[str]) -> dict[str, int]:
+    return {k: 1_000_000 + i for i, k in enumerate(keys)}

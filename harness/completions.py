@@ -1,0 +1,148 @@
+"""Completion records: what each consumer instance finished, reported over the broker.
+
+Consumers publish a batch of records to the ``rabbitscale.completions`` fanout exchange (with
+confirms) *before* acking the messages they describe, so a killed instance can produce a
+duplicate record (the message really is processed twice) but never a missing one. Listeners
+(the API for task status, the run recorder for the ledger and histograms) bind their own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aio_pika
+
+from harness.topology import COMPLETIONS_EXCHANGE
+
+COMPLETED = "completed"
+FAULTED = "faulted"
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Completion:
+    message_id: str
+    message_type: str
+    queue: str
+    key: str
+    seq: int
+    run: str
+    intended: float  # epoch seconds: when the load generator meant to send it
+    sent: float  # when the publisher actually sent it
+    started: float  # when a consumer began processing (after limits and partition lock)
+    finished: float  # when processing (and fault routing) ended
+    status: str  # completed | faulted | skipped
+    attempts: int
+    redelivered: bool
+    instance: str
+    task_id: str = ""
+    reason: str = ""
+
+    @property
+    def e2e_s(self) -> float:
+        return self.finished - self.intended
+
+    @property
+    def queue_wait_s(self) -> float:
+        return self.started - self.sent
+
+    @property
+    def processing_s(self) -> float:
+        return self.finished - self.started
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Completion:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class CompletionReporter:
+    """Batches records and publishes them with confirms; ``report`` returns once confirmed."""
+
+    def __init__(self, channel: aio_pika.abc.AbstractChannel, *, flush_s: float = 0.02,
+                 max_batch: int = 500) -> None:
+        self.channel = channel
+        self.flush_s = flush_s
+        self.max_batch = max_batch
+        self._batch: list[tuple[Completion, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+
+    async def start(self) -> None:
+        self._exchange = await self.channel.get_exchange(COMPLETIONS_EXCHANGE, ensure=False)
+        self._task = asyncio.create_task(self._run())
+
+    async def report(self, record: Completion) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.append((record, fut))
+        if len(self._batch) >= self.max_batch:
+            self._wakeup.set()
+        await fut
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.flush_s)
+            self._wakeup.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        body = json.dumps([r.to_json() for r, _ in batch]).encode()
+        assert self._exchange is not None
+        while True:
+            try:
+                await self._exchange.publish(
+                    aio_pika.Message(body, content_type="application/json",
+                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key="", mandatory=False, timeout=10)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # reconnecting: keep the records, try again
+                await asyncio.sleep(0.2)
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._flush()
+
+
+async def listen(channel: aio_pika.abc.AbstractChannel,
+                 on_record: Callable[[Completion], Awaitable[None] | None], *,
+                 queue_name: str = "", durable: bool = False) -> aio_pika.abc.AbstractQueue:
+    """Bind a queue to the completions exchange and call ``on_record`` for every record.
+
+    With ``queue_name`` and ``durable`` the queue outlives this process, so no record is lost
+    while the listener restarts; by default it is exclusive and vanishes with the connection.
+    """
+    ex = await channel.declare_exchange(COMPLETIONS_EXCHANGE, aio_pika.ExchangeType.FANOUT,
+                                        durable=True)
+    queue = await channel.declare_queue(queue_name, durable=durable,
+                                        exclusive=not durable, auto_delete=not durable)
+    await queue.bind(ex)
+
+    async def handle(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        for d in json.loads(msg.body):
+            result = on_record(Completion.from_json(d))
+            if asyncio.iscoroutine(result):
+                await result
+        await msg.ack()
+
+    await queue.consume(handle)
+    return queue

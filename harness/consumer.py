@@ -1,0 +1,381 @@
+"""Consumer instance: one process's receive endpoints, with MassTransit's middleware order.
+
+Per message: concurrency limit -> partition lock -> rate limit -> circuit breaker -> handler
+with in-memory retry -> ack, or fault to ``<queue>_error`` with MT-Fault-* headers then ack.
+Completion records are confirmed before the ack (see completions.py). On stop, consumption is
+cancelled, in-flight work gets a grace period, and anything unfinished is nacked back to its
+queue: nothing is lost by stopping an instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiohttp
+
+from harness.completions import COMPLETED, FAULTED, SKIPPED, Completion, CompletionReporter
+from harness.config import ConfigError, RabbitSettings
+from harness.envelope import (
+    H_INTENDED,
+    H_KEY,
+    H_RUN,
+    H_SENT,
+    H_SEQ,
+    Envelope,
+    EnvelopeError,
+    parse_envelope,
+)
+from harness.policies import CircuitBreaker, Dedup, Partitioner, RateLimiter
+from harness.topology import Endpoint, Profile
+from rabbitscale.events import EventHook
+
+log = logging.getLogger("rabbitscale.consumer")
+
+H_FAIL = "RS-Fail"  # test hook: "always" or N = fail the first N attempts
+
+
+class HandlerError(Exception):
+    """The simulated work (or the webhook target) failed."""
+
+
+class CircuitBreakerOpenError(Exception):
+    """Named like MassTransit's CircuitBreakerOpenException for the fault headers."""
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    instance: str = "consumer-1"
+    time_scale: float = 1.0  # multiplies retry delays and breaker windows (tests, quick runs)
+    webhook_redirect_url: str | None = None  # where non-loopback webhook URLs are sent
+    webhook_timeout_s: float = 10.0
+    stop_grace_s: float = 10.0
+    seed: int | None = None
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class EndpointConsumer:
+    """One receive endpoint in one instance: its channel, limits and middleware state."""
+
+    def __init__(self, ep: Endpoint, instance: ConsumerInstance) -> None:
+        self.ep = ep
+        self.instance = instance
+        self.opts = instance.opts
+        self.semaphore = asyncio.Semaphore(ep.concurrency or 1)
+        self.partitioner = Partitioner(ep.partitions) if ep.partitioned and ep.partitions \
+            else None
+        self.breaker = CircuitBreaker(ep.breaker, time_scale=self.opts.time_scale) \
+            if ep.breaker else None
+        self.limiter = RateLimiter(ep.rate_limit, time_scale=self.opts.time_scale) \
+            if ep.rate_limit else None
+        self.dedup = Dedup() if ep.message_type == "WebhookDeliveryRequested" else None
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.queue: aio_pika.abc.AbstractQueue | None = None
+        self.consumer_tag: str | None = None
+        self.error_exchange: aio_pika.abc.AbstractExchange | None = None
+        self.skipped_exchange: aio_pika.abc.AbstractExchange | None = None
+        self.in_flight = 0
+        self.counts = {"completed": 0, "faulted": 0, "skipped": 0, "retries": 0,
+                       "requeued": 0, "duplicates": 0}
+
+    async def start(self, conn: aio_pika.abc.AbstractRobustConnection) -> None:
+        self.channel = await conn.channel(publisher_confirms=True)
+        await self.channel.set_qos(prefetch_count=self.ep.prefetch or 1)
+        self.queue = await self.channel.get_queue(self.ep.queue, ensure=True)
+        self.error_exchange = await self.channel.get_exchange(self.ep.error_queue, ensure=False)
+        self.skipped_exchange = await self.channel.get_exchange(self.ep.skipped_queue,
+                                                                ensure=False)
+        self.consumer_tag = await self.queue.consume(self.on_message)
+
+    async def cancel(self) -> None:
+        if self.queue and self.consumer_tag:
+            with contextlib.suppress(Exception):
+                await self.queue.cancel(self.consumer_tag)
+            self.consumer_tag = None
+
+    async def on_message(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        if self.instance.stopping:
+            await self._requeue(msg)
+            return
+        self.in_flight += 1
+        try:
+            async with self.semaphore:
+                if self.instance.stopping:
+                    await self._requeue(msg)
+                    return
+                await self._process(msg)
+        except asyncio.CancelledError:
+            await self._requeue(msg)
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def _requeue(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.counts["requeued"] += 1
+        with contextlib.suppress(Exception):
+            await msg.nack(requeue=True)
+
+    async def _process(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        headers = msg.headers or {}
+        key = str(headers.get(H_KEY, ""))
+        lock = self.partitioner.lock(key) if self.partitioner else contextlib.nullcontext()
+        async with lock:
+            if self.limiter:
+                await self.limiter.acquire()
+            started = time.time()
+            attempts = 0
+            reason = ""
+            task_id = ""
+            try:
+                env = parse_envelope(msg.body)
+            except EnvelopeError as exc:
+                await self._fault(msg, exc, 0)
+                await self._finish(msg, started, FAULTED, 0, "", str(exc))
+                return
+            task_id = str(env.message.get("TaskId") or env.message.get("RequestId") or "")
+            if env.message_type != self.ep.message_type:
+                await self._forward(self.skipped_exchange, msg, {})
+                await self._finish(msg, started, SKIPPED, 0, task_id, "no consumer for type")
+                return
+            if self.breaker and not self.breaker.allow():
+                exc = CircuitBreakerOpenError(f"circuit breaker open on {self.ep.queue}")
+                await self._fault(msg, exc, 0)
+                await self._finish(msg, started, FAULTED, 0, task_id, str(exc))
+                return
+            delays = self.ep.retry.delays_s()
+            error: Exception | None = None
+            for attempt in range(len(delays) + 1):
+                attempts = attempt + 1
+                try:
+                    await self.handle(env, msg, attempt)
+                    error = None
+                    break
+                except Exception as exc:  # any handler failure is a fault, as in MassTransit
+                    error = exc
+                    if attempt < len(delays):
+                        self.counts["retries"] += 1
+                        await asyncio.sleep(delays[attempt] * self.opts.time_scale)
+            if self.breaker:
+                self.breaker.record(error is None)
+            if error is not None:
+                reason = f"{type(error).__name__}: {error}"
+                await self._fault(msg, error, attempts - 1)
+                await self._finish(msg, started, FAULTED, attempts, task_id, reason)
+            else:
+                await self._finish(msg, started, COMPLETED, attempts, task_id, "")
+
+    async def handle(self, env: Envelope, msg: aio_pika.abc.AbstractIncomingMessage,
+                     attempt: int) -> None:
+        """The simulated work of this endpoint; webhook delivery is a real HTTP POST."""
+        fail = (msg.headers or {}).get(H_FAIL)
+        if fail is not None and (str(fail) == "always" or attempt < int(fail)):
+            raise HandlerError(f"injected failure (RS-Fail={fail}, attempt {attempt + 1})")
+        delay = self.ep.service_time.sample_s(self.instance.rng)
+        if delay:
+            await asyncio.sleep(delay)
+        if self.instance.rng.random() < self.ep.failure_probability:
+            raise HandlerError("simulated failure")
+        if self.ep.message_type == "WebhookDeliveryRequested":
+            await self._deliver_webhook(env, msg)
+
+    async def _deliver_webhook(self, env: Envelope,
+                               msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        m = env.message
+        dedup_key = f"{m.get('TaskId')}:{m.get('EventType')}:{env.message_id}"
+        if self.dedup and self.dedup.is_duplicate(dedup_key):
+            self.counts["duplicates"] += 1
+            return
+        url = str(m.get("WebhookUrl") or "")
+        target = url
+        if not _is_loopback(url):
+            if not self.opts.webhook_redirect_url:
+                raise HandlerError(f"webhook target {url!r} is not on this machine and no "
+                                   f"redirect is configured")
+            target = self.opts.webhook_redirect_url
+        event = str(m.get("EventType", ""))
+        headers = {str(k): str(v) for k, v in (m.get("Headers") or {}).items()}
+        headers.update({
+            "Content-Type": "application/json",
+            "X-Webhook-Type": "completion" if event in ("TaskCompleted", "TaskFailed",
+                                                        "TaskCancelled") else "progress",
+            "X-Webhook-Timestamp": str(int(time.time())),
+            "X-RS-Message-Id": env.message_id,
+            "X-RS-Intended-Time": str((msg.headers or {}).get(H_INTENDED, "")),
+            "X-RS-Run": str((msg.headers or {}).get(H_RUN, "")),
+            "X-RS-Original-Url": url,
+        })
+        session = await self.instance.http()
+        async with session.post(target, data=str(m.get("PayloadJson") or "{}"),
+                                headers=headers) as resp:
+            if resp.status >= 300:
+                raise HandlerError(f"webhook target answered HTTP {resp.status}")
+        if self.dedup:
+            self.dedup.remember(dedup_key)
+
+    async def _forward(self, exchange: aio_pika.abc.AbstractExchange | None,
+                       msg: aio_pika.abc.AbstractIncomingMessage, extra: dict[str, Any]) -> None:
+        assert exchange is not None
+        out = aio_pika.Message(
+            msg.body, content_type=msg.content_type, message_id=msg.message_id,
+            correlation_id=msg.correlation_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={**(msg.headers or {}), **extra})
+        while True:
+            try:
+                await exchange.publish(out, routing_key="", timeout=30)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnecting; the message is still unacked
+                log.warning("%s: forwarding to %s failed (%s), retrying", self.opts.instance,
+                            exchange.name, exc)
+                await asyncio.sleep(0.5)
+
+    async def _fault(self, msg: aio_pika.abc.AbstractIncomingMessage, exc: Exception,
+                     retry_count: int) -> None:
+        await self._forward(self.error_exchange, msg, {
+            "MT-Reason": "fault",
+            "MT-Fault-ExceptionType": f"Rabbitscale.Harness.{type(exc).__name__}",
+            "MT-Fault-Message": str(exc)[:1000],
+            "MT-Fault-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "MT-Fault-RetryCount": retry_count,
+            "MT-Fault-InputAddress": f"rabbitmq://localhost/{self.ep.queue}",
+            "MT-Fault-ConsumerType": f"Rabbitscale.Harness.{self.ep.message_type}Consumer",
+        })
+
+    async def _finish(self, msg: aio_pika.abc.AbstractIncomingMessage, started: float,
+                      status: str, attempts: int, task_id: str, reason: str) -> None:
+        h = msg.headers or {}
+        finished = time.time()
+        record = Completion(
+            message_id=msg.message_id or "", message_type=self.ep.message_type,
+            queue=self.ep.queue, key=str(h.get(H_KEY, "")), seq=int(h.get(H_SEQ, 0) or 0),
+            run=str(h.get(H_RUN, "")), intended=float(h.get(H_INTENDED, started) or started),
+            sent=float(h.get(H_SENT, started) or started), started=started, finished=finished,
+            status=status, attempts=attempts, redelivered=bool(msg.redelivered),
+            instance=self.opts.instance, task_id=task_id, reason=reason)
+        self.counts[status] += 1
+        self.instance.completed.fire(record=record)
+        if self.instance.reporter:
+            await self.instance.reporter.report(record)
+        await msg.ack()
+
+
+class ConsumerInstance:
+    """All endpoints of a profile in one process, like one MassTransit bus instance."""
+
+    def __init__(self, settings: RabbitSettings, profile: Profile,
+                 opts: ConsumerOptions | None = None, *, queues: list[str] | None = None,
+                 report_completions: bool = True) -> None:
+        self.settings = settings
+        self.profile = profile.resolved(settings)
+        self.opts = opts or ConsumerOptions()
+        self.rng = random.Random(self.opts.seed)
+        self.completed = EventHook()  # fired with record=Completion
+        self.stopping = False
+        self.report_completions = report_completions
+        self.reporter: CompletionReporter | None = None
+        eps = [ep for ep in self.profile.endpoints if queues is None or ep.queue in queues]
+        self.endpoints = [EndpointConsumer(ep, self) for ep in eps]
+        self._conn: aio_pika.abc.AbstractRobustConnection | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    async def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.opts.webhook_timeout_s),
+                connector=aiohttp.TCPConnector(limit=200))
+        return self._http
+
+    async def start(self) -> ConsumerInstance:
+        self._conn = await aio_pika.connect_robust(
+            self.settings.amqp_url,
+            client_properties={"connection_name": f"rabbitscale-{self.opts.instance}"})
+        if self.report_completions:
+            self.reporter = CompletionReporter(await self._conn.channel(publisher_confirms=True))
+            await self.reporter.start()
+        for ec in self.endpoints:
+            await ec.start(self._conn)
+        return self
+
+    async def stop(self) -> None:
+        """Cancel consumption, let in-flight work finish, requeue the rest, close."""
+        self.stopping = True
+        for ec in self.endpoints:
+            await ec.cancel()
+        deadline = time.monotonic() + self.opts.stop_grace_s
+        while any(ec.in_flight for ec in self.endpoints) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.reporter:
+            await self.reporter.close()
+        if self._http:
+            await self._http.close()
+        if self._conn:
+            await self._conn.close()  # unacked deliveries return to their queues
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {ec.ep.queue: dict(ec.counts) for ec in self.endpoints}
+
+
+async def _run_instance(settings: RabbitSettings, profile: Profile,
+                        opts: ConsumerOptions) -> None:
+    inst = await ConsumerInstance(settings, profile, opts).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{opts.instance}: consuming {len(inst.endpoints)} endpoints", flush=True)
+    await stop.wait()
+    await inst.stop()
+    totals: dict[str, int] = {}
+    for counts in inst.counts().values():
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+    print(f"{opts.instance}: stopped " + " ".join(f"{k}={v}" for k, v in totals.items()),
+          flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of one consumer process (``python -m harness.consumer``)."""
+    from harness.stack import load_stack_config  # local: avoids a cycle
+
+    p = argparse.ArgumentParser(prog="python -m harness.consumer")
+    p.add_argument("--instance", default="consumer-1")
+    p.add_argument("--profile", default="conduit")
+    p.add_argument("--profile-file")
+    p.add_argument("--time-scale", type=float, default=1.0)
+    p.add_argument("--webhook-redirect-url")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings, profile = load_stack_config(args.profile, args.profile_file)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    opts = ConsumerOptions(instance=args.instance, time_scale=args.time_scale,
+                           webhook_redirect_url=args.webhook_redirect_url)
+    asyncio.run(_run_instance(settings, profile, opts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

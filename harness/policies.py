@@ -1,0 +1,185 @@
+"""Consumer middleware with MassTransit semantics: circuit breaker, rate limit, partitioner,
+webhook dedup. Each takes a clock so tests can drive it without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+from harness.topology import BreakerPolicy, RateLimit
+
+Clock = Callable[[], float]
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """UseCircuitBreaker: trips when, within the tracking window, at least ``min_requests``
+    messages were seen and ``trip_pct`` % of them failed; stays open for ``reset_s``, then lets
+    one message through (half-open): success closes it, failure opens it again.
+    """
+
+    def __init__(self, policy: BreakerPolicy, clock: Clock = time.monotonic,
+                 time_scale: float = 1.0) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.window_s = policy.window_s * time_scale
+        self.reset_s = policy.reset_s * time_scale
+        self.state = BreakerState.CLOSED
+        self.trips = 0
+        self.rejected = 0
+        self._events: deque[tuple[float, bool]] = deque()
+        self._opened_at = 0.0
+        self._trial_in_flight = False
+
+    def _expire(self, now: float) -> None:
+        while self._events and self._events[0][0] <= now - self.window_s:
+            self._events.popleft()
+
+    def failure_ratio(self) -> float:
+        self._expire(self.clock())
+        if not self._events:
+            return 0.0
+        return sum(1 for _, ok in self._events if not ok) / len(self._events)
+
+    def allow(self) -> bool:
+        """May a message be processed now? Counts a rejection when not."""
+        if self.state is BreakerState.OPEN and self.clock() - self._opened_at >= self.reset_s:
+            self.state = BreakerState.HALF_OPEN
+            self._trial_in_flight = False
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.HALF_OPEN and not self._trial_in_flight:
+            self._trial_in_flight = True
+            return True
+        self.rejected += 1
+        return False
+
+    def record(self, ok: bool) -> None:
+        now = self.clock()
+        if self.state is BreakerState.HALF_OPEN:
+            if ok:
+                self.state = BreakerState.CLOSED
+                self._events.clear()
+            else:
+                self._open(now)
+            self._trial_in_flight = False
+            return
+        if self.state is BreakerState.OPEN:
+            return
+        self._events.append((now, ok))
+        self._expire(now)
+        n = len(self._events)
+        failures = sum(1 for _, good in self._events if not good)
+        if n >= self.policy.min_requests and failures * 100 >= self.policy.trip_pct * n:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        self.state = BreakerState.OPEN
+        self._opened_at = now
+        self.trips += 1
+
+
+class RateLimiter:
+    """UseRateLimit(count, interval): at most ``count`` message starts per fixed window."""
+
+    def __init__(self, limit: RateLimit, clock: Clock = time.monotonic,
+                 time_scale: float = 1.0) -> None:
+        self.count = limit.count
+        self.interval_s = limit.interval_s * time_scale
+        self.clock = clock
+        self._window_start = clock()
+        self._used = 0
+        self.waited_s = 0.0
+
+    def try_acquire(self) -> float:
+        """0.0 if a slot was taken, else the seconds to wait before trying again."""
+        now = self.clock()
+        if now - self._window_start >= self.interval_s:
+            self._window_start = now
+            self._used = 0
+        if self._used < self.count:
+            self._used += 1
+            return 0.0
+        return self._window_start + self.interval_s - now
+
+    async def acquire(self) -> None:
+        while (wait := self.try_acquire()) > 0:
+            self.waited_s += wait
+            await asyncio.sleep(wait)
+
+
+def murmur3_32(data: bytes, seed: int = 0) -> int:
+    """MurmurHash3 x86 32-bit, the hash family MassTransit's partitioner uses."""
+    c1, c2, mask = 0xCC9E2D51, 0x1B873593, 0xFFFFFFFF
+    h = seed & mask
+    n = len(data) // 4 * 4
+    for i in range(0, n, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        k = (k * c2) & mask
+        h ^= k
+        h = ((h << 13) | (h >> 19)) & mask
+        h = (h * 5 + 0xE6546B64) & mask
+    tail = data[n:]
+    k = 0
+    for i, b in enumerate(tail):
+        k |= b << (8 * i)
+    if tail:
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        k = (k * c2) & mask
+        h ^= k
+    h ^= len(data)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & mask
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & mask
+    h ^= h >> 16
+    return h
+
+
+class Partitioner:
+    """UsePartitioner(n, key): one message at a time per partition, within this instance."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._locks = [asyncio.Lock() for _ in range(partitions)]
+
+    def partition(self, key: str) -> int:
+        return murmur3_32(key.encode()) % self.partitions
+
+    def lock(self, key: str) -> asyncio.Lock:
+        return self._locks[self.partition(key)]
+
+
+class Dedup:
+    """Webhook dedup on {TaskId}:{EventType}:{MessageId}, bounded LRU per instance."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.duplicates = 0
+
+    def is_duplicate(self, key: str) -> bool:
+        """True (and counted) if ``key`` was already delivered by this instance."""
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            self.duplicates += 1
+            return True
+        return False
+
+    def remember(self, key: str) -> None:
+        """Mark ``key`` delivered; only successful deliveries are remembered."""
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)

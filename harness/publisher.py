@@ -1,0 +1,291 @@
+"""Publisher: a pool of robust connections with confirmed, persistent MassTransit publishes.
+
+Every publish has exactly one outcome that the caller sees (``PublishResult``): confirmed,
+rejected by the broker (``basic.nack``, e.g. a full reject-publish queue), unroutable,
+confirm timed out, blocked (memory/disk alarm outlasted ``blocked_timeout_s``) or failed (the
+connection was lost and retries ran out). Nothing is dropped silently: that is what makes the
+downstream ledger balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq.exceptions
+from aio_pika.exceptions import DeliveryError, PublishError
+
+from harness.config import RabbitSettings
+from harness.envelope import (
+    CONTENT_TYPE,
+    H_INTENDED,
+    H_KEY,
+    H_RUN,
+    H_SENT,
+    H_SEQ,
+    build_envelope,
+    new_id,
+)
+from harness.topology import Profile, type_exchange
+from rabbitscale.events import EventHook
+
+
+class Outcome(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    SENT = "sent"  # publisher confirms disabled: written to the socket, nothing more known
+    REJECTED = "rejected"
+    UNROUTABLE = "unroutable"
+    TIMEOUT = "timeout"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    outcome: Outcome
+    message_id: str
+    message_type: str
+    key: str
+    seq: int
+    intended_time: float
+    sent_time: float
+    confirm_s: float
+    attempts: int = 1
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.CONFIRMED, Outcome.SENT)
+
+
+@dataclass
+class PublisherStats:
+    """Counters per outcome plus pool and alarm state, for the sampler and reports."""
+
+    outcomes: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
+    retried: int = 0
+    blocked_events: int = 0
+    blocked_s: float = 0.0
+    reconnects: int = 0
+    connections: int = 0
+    pool_exhausted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.outcomes, "retried": self.retried, "blocked_events": self.blocked_events,
+                "blocked_s": round(self.blocked_s, 3), "reconnects": self.reconnects,
+                "connections": self.connections, "pool_exhausted": self.pool_exhausted}
+
+
+_CONNECTION_ERRORS = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ConnectionClosed,
+    aio_pika.exceptions.ChannelClosed,
+    ConnectionError,
+    RuntimeError,  # aio-pika raises it for "channel closed" while reconnecting
+)
+
+
+class _PooledConnection:
+    """One robust connection with one confirm channel; aio-pika pipelines publishes on it."""
+
+    def __init__(self, conn: aio_pika.abc.AbstractRobustConnection,
+                 channel: aio_pika.abc.AbstractChannel) -> None:
+        self.conn = conn
+        self.channel = channel
+        self.in_flight = 0
+        self.exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+
+    def is_blocked(self) -> bool:
+        # aiormq tracks connection.blocked/unblocked in a private event and simply holds
+        # writes; it offers no public flag, so this is the one place that reads it.
+        transport = getattr(self.conn, "transport", None)
+        underlying = getattr(transport, "connection", None)
+        event = getattr(underlying, "_Connection__connection_unblocked", None)
+        return event is not None and underlying.is_opened and not event.is_set()
+
+    async def exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        ex = self.exchanges.get(name)
+        if ex is None:
+            ex = await self.channel.get_exchange(name, ensure=False)
+            self.exchanges[name] = ex
+        return ex
+
+
+class Publisher:
+    """Publishes MassTransit envelopes to message-type exchanges, honouring the pool settings.
+
+    ``min_connections`` are opened at start; another is opened (up to ``max_connections``)
+    when every open one already carries ``grow_at_in_flight`` unconfirmed publishes.
+    """
+
+    def __init__(self, settings: RabbitSettings, profile: Profile, *, run_id: str = "",
+                 grow_at_in_flight: int = 256, blocked_timeout_s: float = 60.0,
+                 retries: int = 2) -> None:
+        self.settings = settings
+        self.profile = profile
+        self.run_id = run_id
+        self.grow_at_in_flight = grow_at_in_flight
+        self.blocked_timeout_s = blocked_timeout_s
+        self.retries = retries
+        self.stats = PublisherStats()
+        self.published = EventHook()  # fired with result=PublishResult
+        self.blocked = EventHook()  # fired with blocked=bool
+        self._pool: list[_PooledConnection] = []
+        self._grow_lock = asyncio.Lock()
+        self._seq: dict[str, int] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._was_blocked = False
+
+    async def start(self) -> Publisher:
+        for _ in range(self.settings.min_connections):
+            await self._open()
+        self._watch = asyncio.create_task(self._watch_blocked())
+        return self
+
+    async def __aenter__(self) -> Publisher:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._watch:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for pc in self._pool:
+            with contextlib.suppress(Exception):
+                await pc.conn.close()
+        self._pool.clear()
+        self.stats.connections = 0
+
+    @property
+    def is_blocked(self) -> bool:
+        return any(pc.is_blocked() for pc in self._pool)
+
+    async def _open(self) -> _PooledConnection:
+        conn = await aio_pika.connect_robust(
+            self.settings.amqp_url, client_properties={"connection_name": "rabbitscale-pub"})
+        conn.reconnect_callbacks.add(self._on_reconnect)
+        channel = await conn.channel(publisher_confirms=self.settings.publisher_confirmation,
+                                     on_return_raises=True)
+        pc = _PooledConnection(conn, channel)
+        self._pool.append(pc)
+        self.stats.connections = len(self._pool)
+        return pc
+
+    def _on_reconnect(self, *_: Any) -> None:
+        self.stats.reconnects += 1
+
+    async def _watch_blocked(self) -> None:
+        """Count memory/disk alarm episodes (connection.blocked) and the time spent in them."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            blocked = self.is_blocked
+            if blocked:
+                self.stats.blocked_s += now - last
+            if blocked != self._was_blocked:
+                if blocked:
+                    self.stats.blocked_events += 1
+                self._was_blocked = blocked
+                self.blocked.fire(blocked=blocked)
+            last = now
+
+    async def _acquire(self) -> _PooledConnection:
+        pc = min(self._pool, key=lambda p: p.in_flight)
+        if pc.in_flight >= self.grow_at_in_flight:
+            if len(self._pool) < self.settings.max_connections:
+                async with self._grow_lock:
+                    if len(self._pool) < self.settings.max_connections:
+                        return await self._open()
+            else:
+                self.stats.pool_exhausted += 1
+        return pc
+
+    def next_seq(self, key: str) -> int:
+        seq = self._seq.get(key, 0) + 1
+        self._seq[key] = seq
+        return seq
+
+    async def publish(self, message_type: str, message: dict[str, Any], *,
+                      key: str | None = None, intended_time: float | None = None,
+                      message_id: str | None = None) -> PublishResult:
+        """Publish one message and wait for its confirm; never raises for broker outcomes."""
+        if not self._pool:
+            raise RuntimeError("Publisher.start() was not called")
+        ep = self.profile.for_type(message_type)
+        if key is None:
+            key = str(message.get(ep.key_field, "")) if ep.key_field else ""
+        seq = self.next_seq(f"{message_type}:{key}")
+        intended = time.time() if intended_time is None else intended_time
+        mid = message_id or new_id()
+        attempts = 0
+        sent = intended
+        t0 = time.perf_counter()
+        error = ""
+        outcome = Outcome.FAILED
+        while attempts <= self.retries:
+            attempts += 1
+            pc = await self._acquire()
+            if not await self._wait_unblocked(pc):
+                outcome, error = Outcome.BLOCKED, "connection blocked by a broker alarm"
+                break
+            sent = time.time()
+            headers = {H_INTENDED: intended, H_SENT: sent, H_KEY: key, H_SEQ: seq,
+                       H_RUN: self.run_id}
+            body = json.dumps(build_envelope(
+                message_type, message, message_id=mid, destination=ep.queue,
+                sent_time=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent))
+                + f".{int(sent % 1 * 1e6):06d}Z",
+                headers=headers)).encode()
+            amqp_msg = aio_pika.Message(
+                body, content_type=CONTENT_TYPE, message_id=mid, correlation_id=mid,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers)
+            t0 = time.perf_counter()
+            pc.in_flight += 1
+            try:
+                ex = await pc.exchange(type_exchange(message_type))
+                await ex.publish(amqp_msg, routing_key="", mandatory=True,
+                                 timeout=self.settings.publisher_confirmation_timeout_ms / 1000)
+                outcome = (Outcome.CONFIRMED if self.settings.publisher_confirmation
+                           else Outcome.SENT)
+                error = ""
+                break
+            except PublishError as exc:  # basic.return: no queue bound
+                outcome, error = Outcome.UNROUTABLE, f"unroutable: {exc}"
+                break
+            except DeliveryError as exc:  # basic.nack: e.g. reject-publish overflow
+                outcome, error = Outcome.REJECTED, f"nacked by broker: {exc}"
+                break
+            except TimeoutError:
+                outcome, error = Outcome.TIMEOUT, "publisher confirm timed out"
+                break
+            except _CONNECTION_ERRORS as exc:
+                outcome, error = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+                if attempts <= self.retries:
+                    self.stats.retried += 1
+                    await asyncio.sleep(0.2 * attempts)
+            finally:
+                pc.in_flight -= 1
+        result = PublishResult(outcome, mid, message_type, key, seq, intended, sent,
+                               time.perf_counter() - t0, attempts, error)
+        self.stats.outcomes[outcome.value] += 1
+        self.published.fire(result=result)
+        return result
+
+    async def _wait_unblocked(self, pc: _PooledConnection) -> bool:
+        deadline = time.monotonic() + self.blocked_timeout_s
+        while pc.is_blocked():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True

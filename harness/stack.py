@@ -1,0 +1,210 @@
+"""``rabbitscale stack``: the API, N consumer processes and the webhook sink, like
+``docker compose up --scale api=N``, stopped cleanly on SIGINT/SIGTERM.
+
+The stack keeps its own ledger while it runs (confirmed publishes from its API, completion
+records from every instance, what is still queued at the end), so a stop can say how many
+messages were lost: it should always be 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from aiohttp import web
+
+from harness.api import ApiState, create_app
+from harness.auth import VirtualKeys
+from harness.completions import Completion, listen
+from harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
+from harness.management import Management, ManagementError
+from harness.publisher import Publisher
+from harness.topology import Profile, apply_overrides, declare, get_profile
+from harness.webhook_sink import Sink, SinkOptions
+
+
+def load_stack_config(profile_name: str | None, profile_file: str | None,
+                      environ: dict[str, str] | None = None) -> tuple[RabbitSettings, Profile]:
+    """Settings and profile from defaults, a profile file and the environment."""
+    pf = read_profile_file(profile_file) if profile_file else None
+    settings = load_settings(pf, environ)
+    profile = get_profile(profile_name or (pf.profile if pf and pf.profile else "conduit"))
+    if pf:
+        profile = apply_overrides(profile, pf.endpoints, str(pf.path))
+    return settings, profile
+
+
+@dataclass
+class StackOptions:
+    instances: int = 3
+    profile: str | None = None
+    profile_file: str | None = None
+    host: str = "127.0.0.1"
+    api_port: int = 5000
+    sink_port: int = 5055
+    sink: SinkOptions = field(default_factory=SinkOptions)
+    time_scale: float = 1.0
+    run_id: str = "stack"
+
+
+@dataclass
+class StackLedger:
+    confirmed: int = 0
+    rejected: int = 0
+    finished: dict[str, str] = field(default_factory=dict)  # message_id -> status
+    duplicate_records: int = 0
+
+    def on_record(self, record: Completion) -> None:
+        if record.message_id in self.finished:
+            self.duplicate_records += 1
+        self.finished[record.message_id] = record.status
+
+
+class Stack:
+    def __init__(self, settings: RabbitSettings, profile: Profile, opts: StackOptions) -> None:
+        self.settings = settings
+        self.profile = profile.resolved(settings)
+        self.opts = opts
+        self.keys = VirtualKeys.from_env()
+        self.sink = Sink(opts.sink)
+        self.ledger = StackLedger()
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.api_url = ""
+        self.sink_url = ""
+        self._runners: list[web.AppRunner] = []
+        self._conn: aio_pika.abc.AbstractRobustConnection | None = None
+        self._publisher: Publisher | None = None
+        self._mgmt: Management | None = None
+        self._pumps: list[asyncio.Task[None]] = []
+
+    async def _serve(self, app: web.Application, port: int) -> str:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.opts.host, port)
+        await site.start()
+        self._runners.append(runner)
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        return f"http://{self.opts.host}:{sock.getsockname()[1]}"
+
+    async def start(self) -> None:
+        self._conn = await aio_pika.connect_robust(
+            self.settings.amqp_url, client_properties={"connection_name": "rabbitscale-stack"})
+        channel = await self._conn.channel()
+        await declare(channel, self.profile)
+        self._publisher = await Publisher(self.settings, self.profile,
+                                          run_id=self.opts.run_id).start()
+        self._publisher.published.add_listener(self._on_published)
+        self._mgmt = Management(self.settings)
+        state = ApiState(self._publisher, self.keys, self._mgmt)
+
+        def on_record(record: Completion) -> None:
+            self.ledger.on_record(record)
+            state.on_completion(record)
+
+        await listen(await self._conn.channel(), on_record)
+        self.sink_url = await self._serve(self.sink.app(), self.opts.sink_port)
+        for i in range(1, self.opts.instances + 1):
+            await self._spawn(f"consumer-{i}")
+        self.api_url = await self._serve(create_app(state), self.opts.api_port)
+
+    def _on_published(self, result: Any) -> None:
+        if result.ok:
+            self.ledger.confirmed += 1
+        elif result.outcome == "rejected":
+            self.ledger.rejected += 1
+
+    async def _spawn(self, name: str) -> None:
+        args = [sys.executable, "-m", "harness.consumer", "--instance", name,
+                "--profile", self.profile.name, "--time-scale", str(self.opts.time_scale),
+                "--webhook-redirect-url", self.sink_url + "/redirected"]
+        if self.opts.profile_file:
+            args += ["--profile-file", self.opts.profile_file]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+            start_new_session=True)  # Ctrl-C reaches the stack only; it stops them in order
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if b"consuming" not in line:
+            rest = await proc.stdout.read()
+            raise ConfigError(f"{name} did not start: {(line + rest).decode().strip()[-300:]}")
+        self.procs.append(proc)
+        self._pumps.append(asyncio.create_task(self._pump(proc)))
+
+    async def _pump(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            print(line.decode().rstrip(), flush=True)
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop the API first (no new work), then the consumers, then count what is left."""
+        for runner in reversed(self._runners[1:]):
+            await runner.cleanup()
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for t in self._pumps:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, 2)
+        await asyncio.sleep(0.3)  # let the last completion batches arrive
+        queued = 0
+        if self._mgmt:
+            with contextlib.suppress(ManagementError):
+                names = {ep.queue for ep in self.profile.endpoints}
+                queued = sum(int(q.get("messages", 0) or 0)
+                             for q in await self._mgmt.queues() if q["name"] in names)
+            await self._mgmt.close()
+        if self._publisher:
+            await self._publisher.close()
+        if self._runners:
+            await self._runners[0].cleanup()
+        self.sink.close()
+        if self._conn:
+            await self._conn.close()
+        statuses = list(self.ledger.finished.values())
+        completed = statuses.count("completed")
+        faulted = len(statuses) - completed
+        lost = max(0, self.ledger.confirmed - len(statuses) - queued)
+        return {"published": self.ledger.confirmed, "rejected": self.ledger.rejected,
+                "completed": completed, "faulted": faulted, "still_queued": queued,
+                "duplicate_records": self.ledger.duplicate_records, "lost": lost,
+                "webhooks_received": self.sink.received}
+
+
+async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptions) -> int:
+    stack = Stack(settings, profile, opts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stack.start()
+    except BaseException:
+        await stack.stop()
+        raise
+    print(f"rabbitscale stack: profile {stack.profile.name}, vhost {settings.vhost!r}, "
+          f"{opts.instances} consumer instances", flush=True)
+    print(f"  api:   {stack.api_url}  (POST /v1/webhook, /v1/videos/generations/async, ...)")
+    print(f"  sink:  {stack.sink_url}  (GET /_sink/stats)")
+    print(f"  api key (virtual key 1): export RABBITSCALE_API_KEY={stack.keys.key_for(1)}")
+    print("ready; Ctrl-C to stop", flush=True)
+    await stop.wait()
+    print("stopping ...", flush=True)
+    summary = await stack.stop()
+    print("stopped: " + " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    return 0 if summary["lost"] == 0 else 1

@@ -1,0 +1,70 @@
+"""Explicit unit parsing shared by the harness, scenarios and the capacity model.
+
+Sizes follow SI/IEC strictly (10KB = 10,000 bytes, 10KiB = 10,240) because the guide's
+"10KB" arithmetic and RabbitMQ's own config units both depend on that distinction.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+_DURATION_UNITS = {
+    "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
+}
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+class UnitError(ValueError):
+    """A value could not be read in the unit it claims; the message is one line."""
+
+
+def parse_size_bytes(text: str | int | float) -> int:
+    """'10KB' -> 10000, '10KiB' -> 10240, '1.5MB' -> 1500000, 512 -> 512."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise UnitError(f"size must not be negative, got {text}")
+        return int(text)
+    m = re.fullmatch(_NUMBER + r"\s*([a-zA-Z]*)", str(text).strip())
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise UnitError(f"not a size: {text!r} (use e.g. 10KB, 10KiB, 1MB, 512)")
+    return int(round(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]))
+
+
+def parse_duration_s(text: str | int | float) -> float:
+    """'5m' -> 300.0, '60ms' -> 0.06, '2min' -> 120.0, '1h30m' -> 5400.0, 10 -> 10.0."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise UnitError(f"duration must not be negative, got {text}")
+        return float(text)
+    s = str(text).strip().lower()
+    parts = re.findall(_NUMBER + r"\s*(us|ms|min|s|m|h|)", s)
+    if not s or not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
+        raise UnitError(f"not a duration: {text!r} (use e.g. 60s, 5m, 250ms, 1h)")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def parse_rate_per_s(text: str | int | float) -> float:
+    """'1000/min' -> 16.67, '100/s' -> 100.0, '17' -> 17.0 (per second)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise UnitError(f"rate must not be negative, got {text}")
+        return float(text)
+    m = re.fullmatch(_NUMBER + r"\s*(?:/\s*([a-zA-Z]+))?", str(text).strip())
+    if not m or (m.group(2) and m.group(2).lower() not in _RATE_UNITS):
+        raise UnitError(f"not a rate: {text!r} (use e.g. 1000/min, 100/s)")
+    per = _RATE_UNITS[m.group(2).lower()] if m.group(2) else 1.0
+    return float(m.group(1)) / per
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable SI bytes, the way the guide writes them (1.25MB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}B"
