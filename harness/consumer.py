@@ -150,7 +150,7 @@ class EndpointConsumer:
                 env = parse_envelope(msg.body)
             except EnvelopeError as exc:
                 await self._fault(msg, exc, 0)
-                await self._finish(msg, started, FAULTED, 0, "", str(exc))
+                await self._finish(msg, started, FAULTED, 0, "", f"EnvelopeError: {exc}")
                 return
             task_id = str(env.message.get("TaskId") or env.message.get("RequestId") or "")
             if env.message_type != self.ep.message_type:
@@ -160,7 +160,8 @@ class EndpointConsumer:
             if self.breaker and not self.breaker.allow():
                 exc = CircuitBreakerOpenError(f"circuit breaker open on {self.ep.queue}")
                 await self._fault(msg, exc, 0)
-                await self._finish(msg, started, FAULTED, 0, task_id, str(exc))
+                await self._finish(msg, started, FAULTED, 0, task_id,
+                                   f"CircuitBreakerOpenError: {exc}")
                 return
             delays = self.ep.retry.delays_s()
             error: Exception | None = None

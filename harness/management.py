@@ -22,7 +22,8 @@ class Management:
     def __init__(self, settings: RabbitSettings, timeout_s: float = 10.0) -> None:
         self.settings = settings
         self.base = settings.management_base_url + "/api"
-        self._auth = aiohttp.BasicAuth(settings.username, settings.password)
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(settings.username,
+                                                                    settings.password)}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -39,7 +40,7 @@ class Management:
 
     def _s(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         return self._session
 
     async def request(self, method: str, path: str, json: Any = None,

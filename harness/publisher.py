@@ -240,8 +240,9 @@ class Publisher:
                 outcome, error = Outcome.BLOCKED, "connection blocked by a broker alarm"
                 break
             sent = time.time()
-            headers = {H_INTENDED: intended, H_SENT: sent, H_KEY: key, H_SEQ: seq,
-                       H_RUN: self.run_id}
+            # times as text: pamqp encodes a Python float in a header table as 32-bit
+            headers = {H_INTENDED: f"{intended:.6f}", H_SENT: f"{sent:.6f}", H_KEY: key,
+                       H_SEQ: seq, H_RUN: self.run_id}
             body = json.dumps(build_envelope(
                 message_type, message, message_id=mid, destination=ep.queue,
                 sent_time=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent))

@@ -74,7 +74,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
     settings, profile = load_stack_config(args.profile, args.profile_file)
     opts = StackOptions(instances=args.instances, profile=args.profile,
-                        profile_file=args.profile_file, api_port=args.api_port,
+                        profile_file=args.profile_file, host=args.host, api_port=args.api_port,
                         sink_port=args.sink_port, time_scale=args.time_scale,
                         sink=SinkOptions(latency_s=args.sink_latency,
                                          failure_ratio=args.sink_failure_ratio))
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", choices=["conduit", "guide"], default=None,
                    help="topology profile (default: the profile file's, else conduit)")
     s.add_argument("--profile-file", help="TOML profile file ([rabbitmq], [endpoints.*])")
+    s.add_argument("--host", default="127.0.0.1", help="address the API and sink listen on")
     s.add_argument("--api-port", type=_port, default=5000)
     s.add_argument("--sink-port", type=_port, default=5055)
     s.add_argument("--sink-latency", type=_duration, default=0.0, help="e.g. 50ms")
