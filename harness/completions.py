@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -56,7 +56,7 @@ class Completion:
         return self.finished - self.started
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Completion:
@@ -66,10 +66,8 @@ class Completion:
 class CompletionReporter:
     """Batches records and publishes them with confirms; ``report`` returns once confirmed."""
 
-    def __init__(self, channel: aio_pika.abc.AbstractChannel, *, flush_s: float = 0.02,
-                 max_batch: int = 500) -> None:
+    def __init__(self, channel: aio_pika.abc.AbstractChannel, *, max_batch: int = 500) -> None:
         self.channel = channel
-        self.flush_s = flush_s
         self.max_batch = max_batch
         self._batch: list[tuple[Completion, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
@@ -83,21 +81,22 @@ class CompletionReporter:
     async def report(self, record: Completion) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.append((record, fut))
-        if len(self._batch) >= self.max_batch:
-            self._wakeup.set()
+        self._wakeup.set()
         await fut
 
     async def _run(self) -> None:
+        # Flush as soon as there is something to send; records that arrive while a batch
+        # waits for its confirm form the next batch (batching without a fixed delay).
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.flush_s)
+            await self._wakeup.wait()
             self._wakeup.clear()
-            await self._flush()
+            while self._batch:
+                await self._flush()
 
     async def _flush(self) -> None:
         if not self._batch:
             return
-        batch, self._batch = self._batch, []
+        batch, self._batch = self._batch[:self.max_batch], self._batch[self.max_batch:]
         body = json.dumps([r.to_json() for r, _ in batch]).encode()
         assert self._exchange is not None
         while True:

@@ -37,18 +37,18 @@ class CircuitBreaker:
         self.trips = 0
         self.rejected = 0
         self._events: deque[tuple[float, bool]] = deque()
+        self._failures = 0  # failures among _events, kept so record() is O(1)
         self._opened_at = 0.0
         self._trial_in_flight = False
 
     def _expire(self, now: float) -> None:
         while self._events and self._events[0][0] <= now - self.window_s:
-            self._events.popleft()
+            _, ok = self._events.popleft()
+            self._failures -= not ok
 
     def failure_ratio(self) -> float:
         self._expire(self.clock())
-        if not self._events:
-            return 0.0
-        return sum(1 for _, ok in self._events if not ok) / len(self._events)
+        return self._failures / len(self._events) if self._events else 0.0
 
     def allow(self) -> bool:
         """May a message be processed now? Counts a rejection when not."""
@@ -69,6 +69,7 @@ class CircuitBreaker:
             if ok:
                 self.state = BreakerState.CLOSED
                 self._events.clear()
+                self._failures = 0
             else:
                 self._open(now)
             self._trial_in_flight = False
@@ -76,10 +77,10 @@ class CircuitBreaker:
         if self.state is BreakerState.OPEN:
             return
         self._events.append((now, ok))
+        self._failures += not ok
         self._expire(now)
         n = len(self._events)
-        failures = sum(1 for _, good in self._events if not good)
-        if n >= self.policy.min_requests and failures * 100 >= self.policy.trip_pct * n:
+        if n >= self.policy.min_requests and self._failures * 100 >= self.policy.trip_pct * n:
             self._open(now)
 
     def _open(self, now: float) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class StackOptions:
     sink: SinkOptions = field(default_factory=SinkOptions)
     time_scale: float = 1.0
     run_id: str = "stack"
+    demo_s: float = 0.0  # > 0: drive the guide's load script for this long, then stop
+    demo_rate_per_s: float = 1000 / 60
 
 
 @dataclass
@@ -203,8 +206,45 @@ async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptio
     print(f"  sink:  {stack.sink_url}  (GET /_sink/stats)")
     print(f"  api key (virtual key 1): export RABBITSCALE_API_KEY={stack.keys.key_for(1)}")
     print("ready; Ctrl-C to stop", flush=True)
-    await stop.wait()
+    if opts.demo_s > 0:
+        demo = asyncio.create_task(guide_load_script(stack, opts.demo_s, opts.demo_rate_per_s))
+        done, _ = await asyncio.wait([demo, asyncio.create_task(stop.wait())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if demo in done:
+            print(demo.result(), flush=True)
+            await asyncio.sleep(1.0)  # let the last deliveries finish before stopping
+        else:
+            demo.cancel()
+    else:
+        await stop.wait()
     print("stopping ...", flush=True)
     summary = await stack.stop()
     print("stopped: " + " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
     return 0 if summary["lost"] == 0 else 1
+
+
+async def guide_load_script(stack: Stack, duration_s: float, rate_per_s: float) -> str:
+    """The guide's "Load Test Script" made real: POST /v1/webhook every 60 ms (1,000/min),
+    each request sent at its planned time rather than after the previous one returns."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {stack.keys.key_for(1)}"}
+    statuses: dict[int, int] = {}
+    interval = 1.0 / rate_per_s
+    start = time.time()
+    n = int(duration_s * rate_per_s)
+
+    async def one(i: int, http: aiohttp.ClientSession) -> None:
+        intended = start + i * interval
+        await asyncio.sleep(max(0.0, intended - time.time()))
+        async with http.post(f"{stack.api_url}/v1/webhook",
+                             headers={**headers, "X-RS-Intended-Time": f"{intended:.6f}"},
+                             json={"url": "https://example.com/hook", "event": "test",
+                                   "task_id": f"demo-{i}"}) as resp:
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*[one(i, http) for i in range(n)])
+    achieved = n / (time.time() - start)
+    return (f"demo: {n} webhooks at {rate_per_s * 60:.0f}/min target, {achieved * 60:.0f}/min "
+            f"achieved, HTTP statuses {statuses}")

@@ -76,7 +76,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     opts = StackOptions(instances=args.instances, profile=args.profile,
                         profile_file=args.profile_file, host=args.host, api_port=args.api_port,
                         sink_port=args.sink_port, time_scale=args.time_scale,
-                        sink=SinkOptions(latency_s=args.sink_latency,
+                        demo_s=args.demo, sink=SinkOptions(latency_s=args.sink_latency,
                                          failure_ratio=args.sink_failure_ratio))
     return asyncio.run(run_stack(settings, profile, opts))
 
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sink-port", type=_port, default=5055)
     s.add_argument("--sink-latency", type=_duration, default=0.0, help="e.g. 50ms")
     s.add_argument("--sink-failure-ratio", type=_ratio, default=0.0)
+    s.add_argument("--demo", type=_duration, default=0.0, metavar="DURATION",
+                   help="run the guide's load script (1,000 webhooks/min) for DURATION, "
+                        "then stop and print the ledger")
     s.add_argument("--time-scale", type=float, default=1.0,
                    help="multiply retry delays and breaker windows (e.g. 0.01 for tests)")
     s.set_defaults(func=_cmd_stack)
