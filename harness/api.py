@@ -54,6 +54,7 @@ class ApiState:
 
 
 STATE = web.AppKey("state", ApiState)
+VIRTUAL_KEY_ID = web.RequestKey("virtual_key_id", int)
 
 
 def _error(status: int, message: str, kind: str) -> web.Response:
@@ -102,7 +103,7 @@ async def errors_and_auth(request: web.Request, handler: Any) -> web.StreamRespo
             if scheme.lower() == "bearer" else None
         if key_id is None:
             return _error(401, "missing or invalid virtual key", "authentication_error")
-        request["virtual_key_id"] = key_id
+        request[VIRTUAL_KEY_ID] = key_id
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -170,7 +171,7 @@ async def create_video(request: web.Request) -> web.Response:
     webhook_url = _url(body, "webhook_url", required=False)
     _headers(body, "webhook_headers")
     task_id = new_id()
-    vk = request["virtual_key_id"]
+    vk = request[VIRTUAL_KEY_ID]
     msg = messages.video_generation(task_id, str(vk), prompt=prompt, size_bytes=0,
                                     webhook_url=webhook_url)
     msg["Model"] = model
@@ -197,7 +198,7 @@ async def create_image(request: web.Request) -> web.Response:
     webhook_url = _url(body, "webhook_url", required=False)
     _headers(body, "webhook_headers")
     task_id = new_id()
-    vk = request["virtual_key_id"]
+    vk = request[VIRTUAL_KEY_ID]
     msg = messages.image_generation(task_id, vk, prompt=prompt, size_bytes=0,
                                     webhook_url=webhook_url)
     msg["Request"].update({"Model": model, "N": n, "Size": size})
@@ -232,7 +233,7 @@ async def enqueue_spend(request: web.Request) -> web.Response:
     amount = _field(body, "amount", (int, float), required=True)
     if not -1e9 < amount < 1e9:
         raise Invalid("'amount' is out of range")
-    vk = request["virtual_key_id"]
+    vk = request[VIRTUAL_KEY_ID]
     request_id = new_id()
     msg = messages.spend_update(vk, amount, request_id)
     if (err := await _enqueue(request, "SpendUpdateRequested", msg, str(vk))) is not None:

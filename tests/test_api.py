@@ -3,8 +3,8 @@ task status, /health."""
 
 from __future__ import annotations
 
-import aiohttp
 import aio_pika
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -99,7 +99,7 @@ async def test_enqueue_and_task_status(api):
 async def test_full_queue_is_503_not_a_silent_loss(api):
     http, keys, state = api
     statuses = []
-    for i in range(6):
+    for _i in range(6):
         async with http.post("/v1/webhook", json={"url": "http://127.0.0.1:9/h",
                                                   "event": "TaskCompleted"},
                              headers=_auth(keys.key_for(1))) as r:
