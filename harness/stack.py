@@ -53,6 +53,7 @@ class StackOptions:
     sink: SinkOptions = field(default_factory=SinkOptions)
     time_scale: float = 1.0
     run_id: str = "stack"
+    log_path: Path | None = None  # consumer output goes here instead of stdout
     demo_s: float = 0.0  # > 0: drive the guide's load script for this long, then stop
     demo_rate_per_s: float = 1000 / 60
 
@@ -129,7 +130,12 @@ class Stack:
                 "--webhook-redirect-url", self.sink_url + "/redirected"]
         if self.opts.profile_file:
             args += ["--profile-file", self.opts.profile_file]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        s = self.settings  # the consumers connect exactly where the stack does
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "AMQP_URL": "",
+               "CONDUITLLM__RABBITMQ__HOST": s.host, "CONDUITLLM__RABBITMQ__PORT": str(s.port),
+               "CONDUITLLM__RABBITMQ__USERNAME": s.username,
+               "CONDUITLLM__RABBITMQ__PASSWORD": s.password,
+               "CONDUITLLM__RABBITMQ__VHOST": s.vhost}
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         proc = await asyncio.create_subprocess_exec(
@@ -143,10 +149,26 @@ class Stack:
         self.procs.append(proc)
         self._pumps.append(asyncio.create_task(self._pump(proc)))
 
+    async def add_instance(self) -> str:
+        """Scale out by one consumer process (the guide's scaling-up procedure)."""
+        name = f"consumer-{len(self.procs) + 1}"
+        await self._spawn(name)
+        return name
+
     async def _pump(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        async for line in proc.stdout:
-            print(line.decode().rstrip(), flush=True)
+        log = self.opts.log_path.open("a", encoding="utf-8") if self.opts.log_path else None
+        try:
+            async for line in proc.stdout:
+                text = line.decode().rstrip()
+                if log:
+                    log.write(text + "\n")
+                    log.flush()
+                else:
+                    print(text, flush=True)
+        finally:
+            if log:
+                log.close()
 
     async def stop(self) -> dict[str, Any]:
         """Stop the API first (no new work), then the consumers, then count what is left."""

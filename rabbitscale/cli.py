@@ -73,6 +73,55 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     return asyncio.run(run_stack(settings, profile, opts))
 
 
+def _rate(text: str) -> float:
+    from rabbitscale.units import UnitError, parse_rate_per_s
+
+    try:
+        value = parse_rate_per_s(text)
+    except UnitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"rate must be positive, got {text!r}")
+    return value
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    return tuple(_rate(part) for part in text.split(",") if part.strip())
+
+
+def _size(text: str) -> str:
+    from rabbitscale.units import UnitError, parse_size_bytes
+
+    try:
+        if parse_size_bytes(text) < 1:
+            raise UnitError(f"size must be at least 1 byte, got {text!r}")
+    except UnitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from harness.stack import load_stack_config
+    from scenarios.run import Run, RunOptions
+    from scenarios.schedule import Rates
+
+    if args.duration < 5:
+        raise CliError("rabbitscale run: --duration must be at least 5s")
+    settings, profile = load_stack_config(None, args.profile_file)
+    opts = RunOptions(
+        scenario=args.scenario, duration_s=args.duration, instances=args.instances,
+        workers=args.workers, out=Path(args.out) if args.out else None,
+        rates=Rates(args.task_rate, args.webhook_rate, args.burst_rates),
+        payload=args.payload_size, transport=args.transport, users=args.users,
+        scale_to=args.scale_to, sample_interval_s=args.sample_interval,
+        drain_timeout_s=args.drain_timeout, thresholds_file=args.thresholds,
+        vhost=args.vhost, keep_vhost=args.keep_vhost, profile_file=args.profile_file)
+    return asyncio.run(Run(settings, profile, opts).execute())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rabbitscale", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -93,6 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--time-scale", type=float, default=1.0,
                    help="multiply retry delays and breaker windows (e.g. 0.01 for tests)")
     s.set_defaults(func=_cmd_stack)
+
+    r = sub.add_parser("run", help="drive a scenario against the stack and judge it",
+                       description="Exit codes: 0 every check passed, 1 an SLO check failed, "
+                                   "2 bad input, 3 broker unreachable, 4 the run itself failed.")
+    r.add_argument("scenario", choices=["sustained_tasks", "webhook_burst", "mixed_peak",
+                                        "scale_out"])
+    r.add_argument("--duration", type=_duration, default=60.0, help="load time, e.g. 2m")
+    r.add_argument("--instances", type=_positive_int, default=3)
+    r.add_argument("--workers", type=_bounded(int, 0, 64, "a whole number"), default=0,
+                   help="Locust workers (distributed mode); 0 = one local process")
+    r.add_argument("--out", help="run directory (default runs/SCENARIO-TIMESTAMP)")
+    r.add_argument("--task-rate", type=_rate, default=1000 / 60, help="e.g. 1000/min")
+    r.add_argument("--webhook-rate", type=_rate, default=10.0, help="webhook baseline, e.g. 10/s")
+    r.add_argument("--burst-rates", type=_rates, default=(50.0, 100.0), help="e.g. 50/s,100/s")
+    r.add_argument("--payload-size", type=_size, default="10KB")
+    r.add_argument("--transport", choices=["http", "amqp"], default="http")
+    r.add_argument("--users", type=_positive_int, default=None)
+    r.add_argument("--scale-to", type=_positive_int, default=5,
+                   help="scale_out: instances after the midpoint")
+    r.add_argument("--thresholds", help="TOML file overriding SLO thresholds")
+    r.add_argument("--profile-file")
+    r.add_argument("--sample-interval", type=_duration, default=1.0)
+    r.add_argument("--drain-timeout", type=_duration, default=60.0)
+    r.add_argument("--vhost", help="use this existing vhost instead of a fresh one")
+    r.add_argument("--keep-vhost", action="store_true")
+    r.set_defaults(func=_cmd_run)
     return p
 
 

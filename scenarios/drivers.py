@@ -1,0 +1,174 @@
+"""Drivers: how a Locust user hands a task to the system under test.
+
+The load generator knows only ``TaskDriver.send(task) -> Sent`` (OpenMessaging Benchmark's
+driver/worker split): ``HttpDriver`` calls the stack's API, ``AmqpDriver`` publishes the
+MassTransit envelope straight to the broker. Locust runs on gevent, where pika's
+BlockingConnection stalls; ``AmqpDriver`` instead runs our asyncio Publisher on one native
+thread and waits for each confirm from a gevent thread pool, so greenlets never block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness import messages
+from harness.auth import VirtualKeys
+
+MESSAGE_TYPES = {"video": "VideoGenerationRequested", "image": "ImageGenerationRequested",
+                 "spend": "SpendUpdateRequested", "webhook": "WebhookDeliveryRequested"}
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str  # video | image | spend | webhook
+    key_id: int  # virtual key
+    task_id: str
+    size_bytes: int
+    intended: float  # epoch seconds of its slot in the open-model schedule
+    webhook_url: str = ""
+    amount: float = 0.0
+
+
+@dataclass
+class Sent:
+    ok: bool
+    outcome: str
+    response_time_ms: float
+    length: int = 0
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskDriver(Protocol):
+    request_type: str
+
+    def send(self, task: Task) -> Sent: ...
+
+
+def message_for(task: Task) -> tuple[str, dict[str, Any], str]:
+    """(message type, body, ordering key) for a task published over AMQP."""
+    if task.kind == "video":
+        body = messages.video_generation(task.task_id, str(task.key_id),
+                                         size_bytes=task.size_bytes)
+    elif task.kind == "image":
+        body = messages.image_generation(task.task_id, task.key_id, size_bytes=task.size_bytes)
+    elif task.kind == "spend":
+        body = messages.spend_update(task.key_id, task.amount, task.task_id)
+    else:
+        body = messages.webhook_delivery(task.task_id, task.webhook_url,
+                                         size_bytes=task.size_bytes)
+    key = task.task_id if task.kind == "webhook" else str(task.key_id)
+    return MESSAGE_TYPES[task.kind], body, key
+
+
+class HttpDriver:
+    """Calls the stack's API with a bearer virtual key per task; Locust's FastHttpUser client
+    fires the request events itself."""
+
+    request_type = "POST"
+    PATHS = {"video": "/v1/videos/generations/async", "image": "/v1/images/generations/async",
+             "spend": "/v1/spend", "webhook": "/v1/webhook"}
+
+    def __init__(self, client: Any, keys: VirtualKeys) -> None:
+        self.client = client
+        self.keys = keys
+        self._key_cache: dict[int, str] = {}
+
+    def _key(self, key_id: int) -> str:
+        key = self._key_cache.get(key_id)
+        if key is None:
+            key = self._key_cache[key_id] = self.keys.key_for(key_id)
+        return key
+
+    def send(self, task: Task) -> Sent:
+        if task.kind in ("video", "image"):
+            body: dict[str, Any] = {"prompt": "p" + "x" * max(0, task.size_bytes - 1)}
+        elif task.kind == "spend":
+            body = {"amount": task.amount}
+        else:
+            body = {"url": task.webhook_url, "event": "TaskCompleted", "task_id": task.task_id,
+                    "payload": {"data": "x" * max(0, task.size_bytes - 60)}}
+        t0 = time.perf_counter()
+        with self.client.post(self.PATHS[task.kind], json=body, name=self.PATHS[task.kind],
+                              headers={"Authorization": f"Bearer {self._key(task.key_id)}",
+                                       "X-RS-Intended-Time": f"{task.intended:.6f}"},
+                              catch_response=True) as resp:
+            ok = resp.status_code == 202
+            if not ok:
+                resp.failure(f"HTTP {resp.status_code}: {resp.error or resp.text[:200]}")
+            return Sent(ok, "accepted" if ok else f"http_{resp.status_code}",
+                        (time.perf_counter() - t0) * 1000)
+
+
+class _AsyncioBridge:
+    """One asyncio loop on a native thread holding a started Publisher (one per process)."""
+
+    _instance: _AsyncioBridge | None = None
+    _guard = threading.Lock()
+
+    def __init__(self) -> None:
+        from harness.config import load_settings
+        from harness.publisher import Publisher
+        from harness.topology import get_profile
+
+        try:  # under Locust, threading is monkey-patched: the loop needs a real thread
+            from gevent import monkey
+            real_thread = monkey.get_original("threading", "Thread")
+            real_event = monkey.get_original("threading", "Event")
+        except ImportError:  # pragma: no cover - Locust always brings gevent
+            real_thread, real_event = threading.Thread, threading.Event
+        settings = load_settings()
+        profile = get_profile(os.environ.get("RABBITSCALE_PROFILE", "conduit"))
+        self.publisher = Publisher(settings, profile, run_id=os.environ.get("RABBITSCALE_RUN", ""))
+        self.loop = asyncio.new_event_loop()
+        self.error: BaseException | None = None
+        ready = real_event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            try:
+                self.loop.run_until_complete(self.publisher.start())
+            except BaseException as exc:  # reported to the first caller
+                self.error = exc
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+
+        real_thread(target=run, name="rabbitscale-amqp", daemon=True).start()
+        ready.wait(30)
+        if self.error is not None:
+            raise RuntimeError(f"AMQP driver cannot connect: {self.error}")
+        from gevent.threadpool import ThreadPool
+        self.waiters = ThreadPool(int(os.environ.get("RABBITSCALE_AMQP_IN_FLIGHT", "256")))
+
+    @classmethod
+    def get(cls) -> _AsyncioBridge:
+        with cls._guard:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+
+class AmqpDriver:
+    """Publishes straight to the broker (confirmed) and reports publish+confirm time."""
+
+    request_type = "AMQP"
+
+    def __init__(self) -> None:
+        self.bridge = _AsyncioBridge.get()
+
+    def send(self, task: Task) -> Sent:
+        type_name, body, key = message_for(task)
+        t0 = time.perf_counter()
+        fut = asyncio.run_coroutine_threadsafe(
+            self.bridge.publisher.publish(type_name, body, key=key, intended_time=task.intended),
+            self.bridge.loop)
+        result = self.bridge.waiters.spawn(fut.result).get()
+        return Sent(result.ok, result.outcome.value, (time.perf_counter() - t0) * 1000,
+                    task.size_bytes, result.error)

@@ -1,0 +1,83 @@
+"""SLO checks from the scaling guide, with thresholds that a TOML file can override.
+
+Each check compares one measured value with its target and gives PASS, WARN or FAIL; the run
+fails when any check FAILs. Field names here are the stable names of summary.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rate_ratio_min: float = 0.99  # achieved arrivals / scheduled arrivals
+    burst_ratio_min: float = 0.99  # per burst window
+    burst_max_lag_s: float = 5.0  # a burst webhook counts as absorbed if delivered this soon
+    depth_warning: int = 1000
+    depth_critical: int = 5000
+    message_age_max_s: float = 300.0
+    memory_fraction_max: float = 0.75  # of the high watermark
+    error_rate_max: float = 0.0  # faulted / finished; runs set it to the configured failure rate
+    lost_max: int = 0
+
+
+def load_thresholds(path: str | Path | None, **overrides: Any) -> Thresholds:
+    base = Thresholds(**overrides)
+    if path is None:
+        return base
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: thresholds file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read thresholds: {exc}") from None
+    fields = {f.name: f.type for f in dataclasses.fields(Thresholds)}
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{p}: unknown threshold {key!r} (known: {', '.join(fields)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{p}: {key}: expected a non-negative number, got {value!r}")
+        changes[key] = int(value) if fields[key] == "int" else float(value)
+    return dataclasses.replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    target: str
+    measured: Any
+    verdict: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def at_least(name: str, measured: float, minimum: float, detail: str = "") -> Check:
+    return Check(name, f">= {minimum:g}", round(measured, 4),
+                 PASS if measured >= minimum else FAIL, detail)
+
+
+def depth_check(name: str, peak: int, t: Thresholds) -> Check:
+    verdict = FAIL if peak > t.depth_critical else WARN if peak > t.depth_warning else PASS
+    return Check(name, f"<= {t.depth_warning} (critical {t.depth_critical})", peak, verdict)
+
+
+def at_most(name: str, measured: float, maximum: float, detail: str = "") -> Check:
+    return Check(name, f"<= {maximum:g}", round(measured, 4),
+                 PASS if measured <= maximum else FAIL, detail)
+
+
+def verdict(checks: list[Check]) -> str:
+    return FAIL if any(c.verdict == FAIL for c in checks) else PASS
