@@ -38,7 +38,7 @@ from harness.envelope import (
     parse_envelope,
 )
 from harness.policies import CircuitBreaker, Dedup, Partitioner, RateLimiter
-from harness.topology import Endpoint, Profile
+from harness.topology import Endpoint, Profile, load_stack_config
 from rabbitscale.events import EventHook
 
 log = logging.getLogger("rabbitscale.consumer")
@@ -357,8 +357,6 @@ async def _run_instance(settings: RabbitSettings, profile: Profile,
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of one consumer process (``python -m harness.consumer``)."""
-    from harness.stack import load_stack_config  # local: avoids a cycle
-
     p = argparse.ArgumentParser(prog="python -m harness.consumer")
     p.add_argument("--instance", default="consumer-1")
     p.add_argument("--profile", default="conduit")

@@ -24,22 +24,11 @@ from aiohttp import web
 from harness.api import ApiState, create_app
 from harness.auth import VirtualKeys
 from harness.completions import Completion, listen
-from harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
+from harness.config import ConfigError, RabbitSettings
 from harness.management import Management, ManagementError
 from harness.publisher import Publisher
-from harness.topology import Profile, apply_overrides, declare, get_profile
+from harness.topology import Profile, declare
 from harness.webhook_sink import Sink, SinkOptions
-
-
-def load_stack_config(profile_name: str | None, profile_file: str | None,
-                      environ: dict[str, str] | None = None) -> tuple[RabbitSettings, Profile]:
-    """Settings and profile from defaults, a profile file and the environment."""
-    pf = read_profile_file(profile_file) if profile_file else None
-    settings = load_settings(pf, environ)
-    profile = get_profile(profile_name or (pf.profile if pf and pf.profile else "conduit"))
-    if pf:
-        profile = apply_overrides(profile, pf.endpoints, str(pf.path))
-    return settings, profile
 
 
 @dataclass

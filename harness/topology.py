@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.config import ConfigError, RabbitSettings
+from harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
 from rabbitscale.units import UnitError, parse_duration_s
 
 NAMESPACE = "ConduitLLM.Core.Events"
@@ -216,6 +216,11 @@ class Profile:
             if ep.single_active_consumer:
                 out.append(f"{ep.queue}: single-active-consumer: only one instance consumes; "
                            f"adding instances adds standby, not throughput")
+            if ep.partitioned and ep.partitions and ep.prefetch and \
+                    ep.partitions > ep.prefetch:
+                out.append(f"{ep.queue}: {ep.partitions} partitions but prefetch {ep.prefetch}: "
+                           f"at most {ep.prefetch} partitions can be busy at once; raising "
+                           f"PartitionCount beyond prefetch adds no parallelism")
             if ep.partitioned and ep.partitions and ep.concurrency and \
                     ep.partitions < ep.concurrency:
                 out.append(f"{ep.queue}: {ep.partitions} partitions cap concurrency "
@@ -429,6 +434,17 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ConfigError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None
+
+
+def load_stack_config(profile_name: str | None, profile_file: str | None,
+                      environ: dict[str, str] | None = None) -> tuple[RabbitSettings, Profile]:
+    """Settings and profile from defaults, a profile file and the environment."""
+    pf = read_profile_file(profile_file) if profile_file else None
+    settings = load_settings(pf, environ)
+    profile = get_profile(profile_name or (pf.profile if pf and pf.profile else "conduit"))
+    if pf:
+        profile = apply_overrides(profile, pf.endpoints, str(pf.path))
+    return settings, profile
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def _duration(text: str) -> float:
 def _cmd_stack(args: argparse.Namespace) -> int:
     import asyncio
 
-    from harness.stack import StackOptions, load_stack_config, run_stack
+    from harness.stack import StackOptions, run_stack
+    from harness.topology import load_stack_config
     from harness.webhook_sink import SinkOptions
 
     settings, profile = load_stack_config(args.profile, args.profile_file)
@@ -104,7 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from harness.stack import load_stack_config
+    from harness.topology import load_stack_config
     from scenarios.run import Run, RunOptions
     from scenarios.schedule import Rates
 
@@ -120,6 +121,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
         drain_timeout_s=args.drain_timeout, thresholds_file=args.thresholds,
         vhost=args.vhost, keep_vhost=args.keep_vhost, profile_file=args.profile_file)
     return asyncio.run(Run(settings, profile, opts).execute())
+
+
+def _queue_durations(text: str) -> tuple[str, float]:
+    queue, sep, value = text.partition("=")
+    if not sep or not queue:
+        raise argparse.ArgumentTypeError(f"expected QUEUE=DURATION, got {text!r}")
+    return queue, _duration(value)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from capacity.plan import FAIL, PlanInputs, build, render_table, verdict
+    from harness.topology import load_stack_config
+    from rabbitscale.units import parse_size_bytes
+
+    settings, profile = load_stack_config(args.profile, args.profile_file)
+    known = {ep.queue for ep in profile.endpoints}
+    for queue, _ in args.service_time:
+        if queue not in known:
+            raise CliError(f"rabbitscale plan: --service-time: no endpoint {queue!r} in "
+                           f"profile {profile.name!r}")
+    mix = {}
+    for part in args.task_mix.split(","):
+        kind, _, weight = part.partition("=")
+        try:
+            mix[kind.strip()] = float(weight)
+        except ValueError:
+            raise CliError(f"rabbitscale plan: --task-mix: bad weight in {part!r}") from None
+        if kind.strip() not in ("video", "image", "spend") or mix[kind.strip()] < 0:
+            raise CliError(f"rabbitscale plan: --task-mix: bad entry {part!r}")
+    inputs = PlanInputs(
+        settings=settings, profile=profile, instances=args.instances,
+        task_rate_per_s=args.task_rate, mix=mix, webhook_burst_per_s=args.webhook_burst,
+        webhook_baseline_per_s=args.webhook_rate, burst_s=args.burst_duration,
+        message_bytes=parse_size_bytes(args.message_size),
+        worst_message_bytes=parse_size_bytes(args.worst_message_size),
+        service_time_s=dict(args.service_time),
+        node_memory_bytes=parse_size_bytes(args.node_memory),
+        watermark_relative=args.watermark, queued_messages=args.queued_messages)
+    figs = build(inputs)
+    findings = profile.findings(settings)
+    if args.json:
+        print(json.dumps({"profile": profile.name, "instances": args.instances,
+                          "verdict": verdict(figs), "figures": [f.as_dict() for f in figs],
+                          "findings": findings}, indent=2, default=str))
+    else:
+        print(f"capacity plan: profile {profile.name}, {args.instances} instances, "
+              f"{args.task_rate * 60:g} tasks/min, webhook bursts {args.webhook_burst:g}/s "
+              f"for {args.burst_duration:g}s")
+        print(render_table(figs, findings))
+    return EXIT_FAILED if verdict(figs) == FAIL else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--vhost", help="use this existing vhost instead of a fresh one")
     r.add_argument("--keep-vhost", action="store_true")
     r.set_defaults(func=_cmd_run)
+
+    pl = sub.add_parser("plan", help="capacity model for a profile, settings and targets",
+                        description="Exit codes: 0 plan holds (OK/WARN), 1 a figure FAILs, "
+                                    "2 bad input.")
+    pl.add_argument("--profile", choices=["conduit", "guide"], default=None)
+    pl.add_argument("--profile-file")
+    pl.add_argument("--instances", type=_positive_int, default=5)
+    pl.add_argument("--task-rate", type=_rate, default=1000 / 60, help="e.g. 1000/min")
+    pl.add_argument("--task-mix", default="video=0.3,image=0.3,spend=0.4")
+    pl.add_argument("--webhook-burst", type=_rate, default=100.0, help="e.g. 100/s")
+    pl.add_argument("--webhook-rate", type=_rate, default=10.0, help="baseline after bursts")
+    pl.add_argument("--burst-duration", type=_duration, default=300.0, help="e.g. 5m")
+    pl.add_argument("--message-size", type=_size, default="10KB")
+    pl.add_argument("--worst-message-size", type=_size, default="1MB")
+    pl.add_argument("--service-time", type=_queue_durations, action="append", default=[],
+                    metavar="QUEUE=DURATION", help="e.g. video-generation-events=30s")
+    pl.add_argument("--node-memory", type=_size, default="4GiB")
+    pl.add_argument("--watermark", type=_bounded(float, 0.01, 1.0, "a fraction"), default=0.6)
+    pl.add_argument("--queued-messages", type=_bounded(int, 0, None, "a whole number"),
+                    default=100_000)
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_cmd_plan)
     return p
 
 

@@ -1,0 +1,169 @@
+"""The capacity model: pure functions, units in their names, no I/O.
+
+Rates are per second, times in seconds, sizes in bytes. Each function says what it assumes;
+the plan (capacity/plan.py) puts the numbers side by side with their inputs and verdicts.
+"""
+
+from __future__ import annotations
+
+import math
+
+# RabbitMQ does not publish one per-message memory figure for quorum queues: since 3.10 they
+# keep message bodies on disk and a small per-message index entry in memory. This default is an
+# assumption to be replaced by `rabbitscale plan --calibrate` from a measured run.
+ASSUMED_BROKER_BYTES_PER_MESSAGE = {"quorum": 100.0, "classic": 150.0}
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+
+def prefetch_memory_bytes(prefetch: int, message_bytes: float, instances: int) -> float:
+    """Client-side buffer: unacked deliveries held by all instances (the guide's formula)."""
+    return float(prefetch) * message_bytes * instances
+
+
+def broker_queue_memory_bytes(messages: float, message_bytes: float, queue_type: str = "quorum",
+                              bytes_per_message: float | None = None,
+                              bodies_in_memory: bool = False) -> float:
+    """Broker memory for queued messages: per-message overhead, plus bodies when kept in memory
+    (classic queues under load; quorum queues keep bodies on disk)."""
+    overhead = bytes_per_message if bytes_per_message is not None else \
+        ASSUMED_BROKER_BYTES_PER_MESSAGE.get(queue_type, 150.0)
+    return messages * (overhead + (message_bytes if bodies_in_memory else 0.0))
+
+
+def watermark_bytes(total_memory_bytes: float, relative: float) -> float:
+    """vm_memory_high_watermark.relative of the memory the node sees."""
+    return total_memory_bytes * relative
+
+
+def alert_memory_bytes(watermark: float, fraction: float = 0.75) -> float:
+    """The guide's warning level: 75% of the high watermark."""
+    return watermark * fraction
+
+
+def headroom_fraction(total_memory_bytes: float, watermark: float) -> float:
+    """Share of memory left above the watermark; the guide asks for 40%."""
+    return 1.0 - watermark / total_memory_bytes if total_memory_bytes else 0.0
+
+
+# --- throughput -----------------------------------------------------------------------------
+
+
+def partition_throughput_per_s(partitions: int, per_partition_per_s: float) -> float:
+    """The guide's "30 partitions x 2-3 msg/s": partitions process one message at a time each."""
+    return partitions * per_partition_per_s
+
+
+def concurrency_bound_per_s(concurrent: float, service_time_s: float) -> float:
+    """Little's law: at most ``concurrent`` in service, each for ``service_time_s``."""
+    if service_time_s <= 0:
+        return math.inf
+    return concurrent / service_time_s
+
+
+def effective_concurrency(concurrency: int, prefetch: int, partitions: int | None) -> int:
+    """Messages one instance can really work on at once: the smallest of its limits."""
+    limits = [concurrency, prefetch] + ([partitions] if partitions else [])
+    return max(1, min(limits))
+
+
+def active_instances(instances: int, single_active_consumer: bool) -> int:
+    """With single-active-consumer only one instance receives messages."""
+    return 1 if single_active_consumer else instances
+
+
+def instances_needed(target_per_s: float, per_instance_per_s: float,
+                     headroom: float = 0.3) -> int:
+    """Instances so that the target uses at most (1 - headroom) of the capacity."""
+    if per_instance_per_s <= 0:
+        return 0 if target_per_s <= 0 else 10**9
+    return max(1, math.ceil(target_per_s / (per_instance_per_s * (1.0 - headroom))))
+
+
+# --- queues in bursts -------------------------------------------------------------------------
+
+
+def queue_growth_per_s(arrival_per_s: float, capacity_per_s: float) -> float:
+    return max(0.0, arrival_per_s - capacity_per_s)
+
+
+def time_to_fill_s(max_length: float, depth: float, arrival_per_s: float,
+                   capacity_per_s: float) -> float:
+    """Seconds until x-max-length is reached (inf if the queue does not grow)."""
+    growth = queue_growth_per_s(arrival_per_s, capacity_per_s)
+    return math.inf if growth == 0 else max(0.0, (max_length - depth) / growth)
+
+
+def burst_backlog(arrival_per_s: float, capacity_per_s: float, burst_s: float,
+                  max_length: float = math.inf) -> float:
+    """Depth at the end of a burst (capped by x-max-length, beyond which publishes are
+    rejected with reject-publish)."""
+    return min(max_length, queue_growth_per_s(arrival_per_s, capacity_per_s) * burst_s)
+
+
+def rejected_in_burst(arrival_per_s: float, capacity_per_s: float, burst_s: float,
+                      max_length: float = math.inf) -> float:
+    grown = queue_growth_per_s(arrival_per_s, capacity_per_s) * burst_s
+    return max(0.0, grown - max_length)
+
+
+def drain_time_s(backlog: float, capacity_per_s: float, arrival_per_s: float) -> float:
+    """Seconds to empty a backlog once arrivals fall back to ``arrival_per_s``."""
+    spare = capacity_per_s - arrival_per_s
+    if backlog <= 0:
+        return 0.0
+    return math.inf if spare <= 0 else backlog / spare
+
+
+# --- waiting (M/M/c) ----------------------------------------------------------------------------
+
+
+def erlang_c(servers: int, offered_load: float) -> float:
+    """Probability that an arrival waits (Erlang C), offered load a = lambda / mu in Erlangs.
+    Computed through the Erlang B recursion, stable for hundreds of servers."""
+    if servers < 1:
+        raise ValueError("servers must be >= 1")
+    if offered_load <= 0:
+        return 0.0
+    if offered_load >= servers:
+        return 1.0
+    b = 1.0
+    for k in range(1, servers + 1):
+        b = offered_load * b / (k + offered_load * b)
+    rho = offered_load / servers
+    return b / (1.0 - rho * (1.0 - b))
+
+
+def mmc_mean_wait_s(arrival_per_s: float, service_time_s: float, servers: int) -> float:
+    mu = 1.0 / service_time_s
+    if arrival_per_s >= servers * mu:
+        return math.inf
+    return erlang_c(servers, arrival_per_s / mu) / (servers * mu - arrival_per_s)
+
+
+def mmc_wait_percentile_s(arrival_per_s: float, service_time_s: float, servers: int,
+                          percentile: float = 99.0) -> float:
+    """Waiting time not exceeded by ``percentile`` % of arrivals:
+    P(W > t) = C * exp(-(c*mu - lambda) t)."""
+    mu = 1.0 / service_time_s
+    if arrival_per_s >= servers * mu:
+        return math.inf
+    c = erlang_c(servers, arrival_per_s / mu)
+    tail = 1.0 - percentile / 100.0
+    if c <= tail:
+        return 0.0
+    return math.log(c / tail) / (servers * mu - arrival_per_s)
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+def connections_total(instances: int, publisher_connections: int,
+                      consumer_connections: int = 1) -> int:
+    return instances * (publisher_connections + consumer_connections)
+
+
+def channels_per_connection(endpoints: int) -> int:
+    """A consumer connection: one channel per endpoint plus one to report completions."""
+    return endpoints + 1
