@@ -175,6 +175,24 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_FAILED if verdict(figs) == FAIL else EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from reports.report import build
+    from reports.rundir import ReportError
+
+    try:
+        out = build(args.run_dir, args.baseline, args.out, args.tolerance)
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    print(f"report: {out}")
+    regressions = json.loads((out.parent / "report.json").read_text())["regressions"]
+    if regressions:
+        print(f"regressions against the baseline: {', '.join(regressions)}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rabbitscale", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -243,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
                     default=100_000)
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_cmd_plan)
+
+    rp = sub.add_parser("report", help="HTML capacity report of a run directory",
+                        description="Exit codes: 0 report written, 1 regressions against "
+                                    "the baseline, 2 bad input or run directory.")
+    rp.add_argument("run_dir")
+    rp.add_argument("--baseline", help="another run directory to compare against")
+    rp.add_argument("--out", help="HTML file (default RUN_DIR/report.html)")
+    rp.add_argument("--tolerance", type=_bounded(float, 0.0, 10.0, "a fraction"), default=0.10,
+                    help="relative change counted as a regression (default 0.10)")
+    rp.set_defaults(func=_cmd_report)
     return p
 
 

@@ -280,7 +280,7 @@ class Run:
         checks.append(slo.at_most("error_rate", counts["faulted"] / max(1, finished),
                                   t.error_rate_max, f"{counts['faulted']} in _error"))
         checks.append(slo.at_most("unfinished_after_drain", queued, 0,
-                                  f"still queued {o.drain_timeout_s:g}s after the load"))
+                                  f"still queued after draining (up to {o.drain_timeout_s:g}s)"))
         checks.append(slo.at_most("lost", ledger["lost"], t.lost_max,
                                   "published = completed + faulted + still queued + lost"))
         checks.append(slo.at_most("order_violations", rec.order_violations, 0))
@@ -316,6 +316,12 @@ class Run:
                      + (f"  ({c.detail})" if c.detail else ""))
         self.say("ledger: " + " ".join(f"{k}={v}" for k, v in ledger.items()))
         self.say(f"verdict: {verdict}   run directory: {self.run_dir}")
+        try:
+            from reports.report import build as build_report
+
+            self.say(f"report: {build_report(self.run_dir)}")
+        except Exception as exc:  # the run's verdict stands even if the page fails
+            self.say(f"report not written: {type(exc).__name__}: {exc}")
         if error:
             return EXIT_ERROR
         return EXIT_PASS if verdict == slo.PASS else EXIT_SLO

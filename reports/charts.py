@@ -1,0 +1,122 @@
+"""Charts of a run, rendered with matplotlib (Agg) and embedded as PNG data URIs, so the
+report is one self-contained file that fetches nothing."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rabbitscale import latency  # noqa: E402
+
+WIDTH, HEIGHT = 9.0, 3.4
+
+
+def _uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _relative_t(df: Any, t0: float) -> Any:
+    return df["t"] - t0
+
+
+def throughput(tp: Any, t0: float) -> str:
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    for queue, g in tp.groupby("queue"):
+        g = g.sort_values("t")
+        ax.plot(g["t"] - t0, g["completed"], label=queue, linewidth=1)
+    ax.set(title="Completed per second", xlabel="seconds", ylabel="messages/s")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
+def depth(queues: Any, t0: float, warning: int, critical: int) -> str:
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    main = queues[~queues["queue"].str.endswith("_error")]
+    col = "ready_now" if "ready_now" in main and main["ready_now"].notna().any() else "messages"
+    for queue, g in main.groupby("queue"):
+        ax.plot(g["t"] - t0, g[col].fillna(g["messages"]), label=queue, linewidth=1)
+    ax.axhline(warning, color="orange", linestyle="--", linewidth=1, label=f"warning {warning}")
+    ax.axhline(critical, color="red", linestyle="--", linewidth=1, label=f"critical {critical}")
+    top = max(float(main[col].fillna(0).max() or 0), 1.0)
+    ax.set_ylim(0, max(top * 1.2, 10))
+    ax.set(title="Queue depth (ready)", xlabel="seconds", ylabel="messages")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
+def message_age(queues: Any, t0: float, limit_s: float) -> str:
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    main = queues[~queues["queue"].str.endswith("_error")]
+    for queue, g in main.groupby("queue"):
+        ax.plot(g["t"] - t0, g["oldest_age_s"], label=queue, linewidth=1)
+    ax.axhline(limit_s, color="red", linestyle="--", linewidth=1, label=f"limit {limit_s:g}s")
+    ax.set(title="Oldest message age (consumer lag)", xlabel="seconds", ylabel="seconds")
+    ax.set_ylim(0, max(float(main["oldest_age_s"].max() or 0) * 1.2, 1.0))
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
+def memory(node: Any, t0: float, fraction: float) -> str:
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    mib = 2**20
+    ax.plot(node["t"] - t0, node["mem_used"] / mib, label="mem_used", linewidth=1.2)
+    ax.plot(node["t"] - t0, node["mem_limit"] / mib, label="high watermark", color="red",
+            linestyle="--", linewidth=1)
+    ax.plot(node["t"] - t0, node["mem_limit"] * fraction / mib, color="orange",
+            linestyle="--", linewidth=1, label=f"{fraction:.0%} of watermark")
+    alarms = node[node["mem_alarm"].astype(bool)]
+    if len(alarms):
+        ax.scatter(alarms["t"] - t0, alarms["mem_used"] / mib, color="red", s=8, label="alarm")
+    ax.set(title="Broker node memory", xlabel="seconds", ylabel="MiB")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
+def consumers(queues: Any, t0: float) -> str:
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    main = queues[~queues["queue"].str.endswith("_error")]
+    for queue, g in main.groupby("queue"):
+        ax.step(g["t"] - t0, g["consumers"], where="post", label=queue, linewidth=1)
+    ax.set(title="Consumers per queue", xlabel="seconds", ylabel="consumers")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
+def percentile_curves(series: dict[str, Any], title: str) -> str:
+    """HDR percentile distribution on a log scale of 1/(1-p), the HdrHistogram plot."""
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    ticks = [50, 90, 99, 99.9, 99.99]
+    for label, h in series.items():
+        if not h.get_total_count():
+            continue
+        xs, ys = [], []
+        for item in h.get_percentile_iterator(5):
+            pct = min(item.percentile_level_iterated_to, 99.999)
+            xs.append(1 / (1 - pct / 100))
+            ys.append(item.value_iterated_to / 1000)
+        ax.plot(xs, ys, label=label, linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_xticks([1 / (1 - t / 100) for t in ticks])
+    ax.set_xticklabels([f"{t:g}%" for t in ticks])
+    ax.set(title=title, xlabel="percentile", ylabel="ms")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
+def decode_all(encoded: dict[str, str]) -> dict[str, Any]:
+    return {name: latency.decode(text) for name, text in encoded.items()}
