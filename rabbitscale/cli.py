@@ -193,6 +193,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from capacity.audit import ERROR, AuditError, audit_file, load_schema
+    from rabbitscale.units import parse_size_bytes
+
+    try:
+        schema = load_schema(prefer_installed=not args.snapshot)
+        findings = audit_file(
+            args.conf, schema=schema, target_version=args.target_version,
+            container_memory_bytes=parse_size_bytes(args.container_memory)
+            if args.container_memory else None,
+            disk_bytes=parse_size_bytes(args.disk) if args.disk else None,
+            enabled_plugins={p.strip() for p in args.plugins.split(",") if p.strip()})
+    except AuditError as exc:
+        raise CliError(str(exc)) from None
+    errors = sum(f.severity == ERROR for f in findings)
+    if args.json:
+        print(json.dumps({"file": args.conf, "schema": f"{schema.version} ({schema.source})",
+                          "errors": errors, "findings": [f.as_dict() for f in findings]},
+                         indent=2))
+    else:
+        for f in findings:
+            where = f"{args.conf}:{f.line}: " if f.line else ""
+            print(f"{where}{f.severity}: {f.key + ': ' if f.key else ''}{f.message}")
+        print(f"{errors} error(s), {len(findings) - errors} other finding(s); schema "
+              f"{schema.version} ({schema.source})")
+    return EXIT_FAILED if errors else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rabbitscale", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -271,6 +301,21 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--tolerance", type=_bounded(float, 0.0, 10.0, "a fraction"), default=0.10,
                     help="relative change counted as a regression (default 0.10)")
     rp.set_defaults(func=_cmd_report)
+
+    au = sub.add_parser("audit", help="check a rabbitmq.conf before deploying it",
+                        description="Exit codes: 0 no errors, 1 errors (the node would not "
+                                    "boot or the settings do not fit), 2 unreadable input.")
+    au.add_argument("conf")
+    au.add_argument("--target-version", default="3.13")
+    au.add_argument("--container-memory", type=_size, default="4GiB",
+                    help="memory limit of the container (default 4GiB, the compose file's)")
+    au.add_argument("--disk", type=_size, default=None, help="disk size, e.g. 50GB")
+    au.add_argument("--plugins", default="rabbitmq_management",
+                    help="enabled plugins, comma-separated")
+    au.add_argument("--snapshot", action="store_true",
+                    help="use the bundled schema snapshot even if RabbitMQ is installed")
+    au.add_argument("--json", action="store_true")
+    au.set_defaults(func=_cmd_audit)
     return p
 
 
