@@ -25,7 +25,7 @@ from harness.api import ApiState, create_app
 from harness.auth import VirtualKeys
 from harness.completions import Completion, listen
 from harness.config import ConfigError, RabbitSettings
-from harness.management import Management, ManagementError
+from harness.management import Management
 from harness.publisher import Publisher
 from harness.topology import Profile, declare
 from harness.webhook_sink import Sink, SinkOptions
@@ -159,6 +159,22 @@ class Stack:
             if log:
                 log.close()
 
+    async def queued_messages(self) -> int:
+        """Messages left in the endpoint queues, counted exactly with passive declares (the
+        management API's figures can be 5 s old). Exact once the consumers have stopped,
+        since their unacked deliveries are back in the queues."""
+        if self._conn is None:
+            return 0
+        total = 0
+        channel = await self._conn.channel()
+        for ep in self.profile.endpoints:
+            with contextlib.suppress(Exception):
+                q = await channel.declare_queue(ep.queue, passive=True)
+                total += int(q.declaration_result.message_count)
+        with contextlib.suppress(Exception):
+            await channel.close()
+        return total
+
     async def stop(self) -> dict[str, Any]:
         """Stop the API first (no new work), then the consumers, then count what is left."""
         for runner in reversed(self._runners[1:]):
@@ -176,12 +192,8 @@ class Stack:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(t, 2)
         await asyncio.sleep(0.3)  # let the last completion batches arrive
-        queued = 0
+        queued = await self.queued_messages()
         if self._mgmt:
-            with contextlib.suppress(ManagementError):
-                names = {ep.queue for ep in self.profile.endpoints}
-                queued = sum(int(q.get("messages", 0) or 0)
-                             for q in await self._mgmt.queues() if q["name"] in names)
             await self._mgmt.close()
         if self._publisher:
             await self._publisher.close()

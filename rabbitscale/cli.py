@@ -117,6 +117,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers, out=Path(args.out) if args.out else None,
         rates=Rates(args.task_rate, args.webhook_rate, args.burst_rates),
         payload=args.payload_size, transport=args.transport, users=args.users,
+        task_mix=",".join(f"{k}={v}" for k, v in args.task_mix.items()),
         scale_to=args.scale_to, sample_interval_s=args.sample_interval,
         drain_timeout_s=args.drain_timeout, thresholds_file=args.thresholds,
         vhost=args.vhost, keep_vhost=args.keep_vhost, profile_file=args.profile_file)
@@ -137,6 +138,21 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from harness.topology import load_stack_config
     from rabbitscale.units import parse_size_bytes
 
+    if args.calibrate:
+        from capacity.calibrate import CalibrationError, calibrate, render
+
+        try:
+            fitted, rows = calibrate(args.calibrate)
+        except CalibrationError as exc:
+            raise CliError(str(exc)) from None
+        if args.json:
+            print(json.dumps({"fitted": fitted, "comparisons": [
+                {"quantity": r.quantity, "predicted": r.predicted, "measured": r.measured,
+                 "unit": r.unit, "error_pct": r.error_pct, "note": r.note} for r in rows]},
+                indent=2))
+        else:
+            print(render(fitted, rows))
+        return EXIT_OK
     settings, profile = load_stack_config(args.profile, args.profile_file)
     known = {ep.queue for ep in profile.endpoints}
     for queue, _ in args.service_time:
@@ -223,6 +239,44 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
+def _mix(text: str) -> dict[str, float]:
+    mix = {}
+    for part in text.split(","):
+        kind, _, weight = part.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad weight in {part!r}") from None
+        if kind.strip() not in ("video", "image", "spend") or value < 0:
+            raise argparse.ArgumentTypeError(f"bad entry {part!r} (video|image|spend=weight)")
+        mix[kind.strip()] = value
+    if not sum(mix.values()):
+        raise argparse.ArgumentTypeError("weights must not all be 0")
+    return mix
+
+
+def _cmd_find_max(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from capacity.find_max import run_find_max
+    from harness.topology import load_stack_config
+    from scenarios.run import RunOptions
+    from scenarios.schedule import Rates
+
+    if args.scenario not in ("sustained_tasks", "scale_out"):
+        raise CliError("rabbitscale find-max: the task-stream scenarios are sustained_tasks "
+                       "and scale_out")
+    settings, profile = load_stack_config(None, args.profile_file)
+    mix = args.task_mix
+    base = RunOptions(scenario=args.scenario, duration_s=args.step_duration,
+                      instances=args.instances, rates=Rates(1.0, 10.0, (50.0, 100.0)),
+                      payload=args.payload_size, drain_timeout_s=args.drain_timeout,
+                      profile_file=args.profile_file,
+                      task_mix=",".join(f"{k}={v}" for k, v in mix.items()))
+    out = Path(args.out) if args.out else Path("runs") / f"find-max-{args.scenario}"
+    return run_find_max(settings, profile, base, start=args.start, mix=mix, out_dir=out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rabbitscale", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -258,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--webhook-rate", type=_rate, default=10.0, help="webhook baseline, e.g. 10/s")
     r.add_argument("--burst-rates", type=_rates, default=(50.0, 100.0), help="e.g. 50/s,100/s")
     r.add_argument("--payload-size", type=_size, default="10KB")
+    r.add_argument("--task-mix", type=_mix, default={"video": 0.3, "image": 0.3, "spend": 0.4},
+                   help="e.g. video=0.3,image=0.3,spend=0.4")
     r.add_argument("--transport", choices=["http", "amqp"], default="http")
     r.add_argument("--users", type=_positive_int, default=None)
     r.add_argument("--scale-to", type=_positive_int, default=5,
@@ -290,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--queued-messages", type=_bounded(int, 0, None, "a whole number"),
                     default=100_000)
     pl.add_argument("--json", action="store_true")
+    pl.add_argument("--calibrate", metavar="DIR",
+                    help="fit service times and broker memory per message from a run (or "
+                         "find-max) directory and print predicted vs measured")
     pl.set_defaults(func=_cmd_plan)
 
     rp = sub.add_parser("report", help="HTML capacity report of a run directory",
@@ -316,6 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="use the bundled schema snapshot even if RabbitMQ is installed")
     au.add_argument("--json", action="store_true")
     au.set_defaults(func=_cmd_audit)
+
+    fm = sub.add_parser("find-max", help="step the arrival rate up until an SLO breaks",
+                        description="Exit codes: 0 a maximum was found, 1 no step held, "
+                                    "2 bad input.")
+    fm.add_argument("scenario", choices=["sustained_tasks", "scale_out"])
+    fm.add_argument("--start", type=_rate, default=None,
+                    help="first rate (default: half the model's prediction)")
+    fm.add_argument("--step-duration", type=_duration, default=15.0)
+    fm.add_argument("--instances", type=_positive_int, default=3)
+    fm.add_argument("--task-mix", type=_mix, default={"video": 0.3, "image": 0.3, "spend": 0.4})
+    fm.add_argument("--payload-size", type=_size, default="10KB")
+    fm.add_argument("--profile-file")
+    fm.add_argument("--drain-timeout", type=_duration, default=20.0)
+    fm.add_argument("--out", help="directory for the step runs (default runs/find-max-SCENARIO)")
+    fm.set_defaults(func=_cmd_find_max)
     return p
 
 

@@ -48,6 +48,7 @@ class RunOptions:
     out: Path | None = None
     rates: Rates = field(default_factory=lambda: Rates(1000 / 60, 10.0, (50.0, 100.0)))
     payload: str = "10KB"
+    task_mix: str = "video=0.3,image=0.3,spend=0.4"
     transport: str = "http"
     users: int | None = None
     scale_to: int = 5
@@ -77,7 +78,7 @@ def _locust_commands(o: RunOptions, run_dir: Path, host: str) -> list[list[str]]
             "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
             "--task-rate", f"{o.rates.task_rate}/s", "--webhook-rate", f"{o.rates.webhook_rate}/s",
             "--burst-rates", ",".join(f"{r}/s" for r in o.rates.burst_rates),
-            "--payload-size", o.payload, "--transport", o.transport,
+            "--payload-size", o.payload, "--transport", o.transport, "--task-mix", o.task_mix,
             "--schedule-time", f"{o.duration_s}"]
     if not o.workers:
         return [base + ["--csv", str(run_dir / "locust")]]
@@ -247,6 +248,11 @@ class Run:
                   "webhook_duplicates": rec.webhook_duplicates}
         (self.run_dir / "ledger.json").write_text(json.dumps(ledger, indent=2))
 
+        # share of arrivals finished by the end of the schedule (+0.5 s): below ~0.97 the
+        # consumers did not keep up with the arrival rate (find-max's saturation signal)
+        schedule_end = start_at + o.duration_s + 0.5
+        done_in_time = sum(n for (sec, _), n in rec.per_second.items() if sec < schedule_end)
+        keep_up = done_in_time / max(1, confirmed)
         rate_fns = streams(o.scenario, o.rates, o.duration_s)
         expected = sum(expected_arrivals(fn, 0, o.duration_s) for fn in rate_fns.values())
         attempted = confirmed + stack_summary["rejected"]
@@ -297,7 +303,8 @@ class Run:
                         "burst_rates_per_s": list(o.rates.burst_rates),
                         "scheduled_arrivals": round(expected, 1),
                         "thresholds": asdict(t)},
-            "measured": {"arrivals": attempted, "achieved_rate_per_min":
+            "measured": {"arrivals": attempted, "keep_up_ratio": round(keep_up, 4),
+                         "achieved_rate_per_min":
                          round(attempted / o.duration_s * 60, 1), "peak_queue_depth": peak_depth,
                          "latency_ms": latencies,
                          "locust_hdr": json.loads(locust_hdr.read_text())
