@@ -32,6 +32,7 @@ from harness.envelope import (
     build_envelope,
     new_id,
 )
+from harness.policies import murmur3_32
 from harness.topology import Profile, type_exchange
 from rabbitscale.events import EventHook
 
@@ -74,7 +75,7 @@ class PublisherStats:
     blocked_s: float = 0.0
     reconnects: int = 0
     connections: int = 0
-    pool_exhausted: int = 0
+    pool_exhausted: int = 0  # publishes that found their connection saturated
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.outcomes, "retried": self.retried, "blocked_events": self.blocked_events,
@@ -101,6 +102,10 @@ class _PooledConnection:
         self.channel = channel
         self.in_flight = 0
         self.exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        # set while publishing may proceed; waiters wake in FIFO order, which keeps the
+        # per-key order of publishes that queued up behind a memory alarm
+        self.unblocked = asyncio.Event()
+        self.unblocked.set()
 
     def is_blocked(self) -> bool:
         # aiormq tracks connection.blocked/unblocked in a private event and simply holds
@@ -121,31 +126,38 @@ class _PooledConnection:
 class Publisher:
     """Publishes MassTransit envelopes to message-type exchanges, honouring the pool settings.
 
-    ``min_connections`` are opened at start; another is opened (up to ``max_connections``)
-    when every open one already carries ``grow_at_in_flight`` unconfirmed publishes.
+    The pool has ``max_connections`` slots; ``min_connections`` are opened at start and the
+    others when a key first maps to them. Each ordering key always uses the same connection
+    (Murmur3 of the key), because publishes spread over several connections can overtake
+    each other: per-key order at the broker needs per-key affinity.
     """
 
     def __init__(self, settings: RabbitSettings, profile: Profile, *, run_id: str = "",
-                 grow_at_in_flight: int = 256, blocked_timeout_s: float = 60.0,
-                 retries: int = 2) -> None:
+                 saturated_at_in_flight: int = 256, blocked_timeout_s: float = 60.0,
+                 retry_window_s: float = 10.0) -> None:
         self.settings = settings
         self.profile = profile
         self.run_id = run_id
-        self.grow_at_in_flight = grow_at_in_flight
+        self.saturated_at_in_flight = saturated_at_in_flight
         self.blocked_timeout_s = blocked_timeout_s
-        self.retries = retries
+        self.retry_window_s = retry_window_s
         self.stats = PublisherStats()
         self.published = EventHook()  # fired with result=PublishResult
         self.blocked = EventHook()  # fired with blocked=bool
-        self._pool: list[_PooledConnection] = []
-        self._grow_lock = asyncio.Lock()
+        self._slots: list[_PooledConnection | None] = [None] * settings.max_connections
+        self._open_lock = asyncio.Lock()
         self._seq: dict[str, int] = {}
+        self._key_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # lock, [users]
         self._watch: asyncio.Task[None] | None = None
         self._was_blocked = False
 
+    @property
+    def _pool(self) -> list[_PooledConnection]:
+        return [pc for pc in self._slots if pc is not None]
+
     async def start(self) -> Publisher:
-        for _ in range(self.settings.min_connections):
-            await self._open()
+        for i in range(self.settings.min_connections):
+            await self._open(i)
         self._watch = asyncio.create_task(self._watch_blocked())
         return self
 
@@ -163,34 +175,45 @@ class Publisher:
         for pc in self._pool:
             with contextlib.suppress(Exception):
                 await pc.conn.close()
-        self._pool.clear()
+        self._slots = [None] * self.settings.max_connections
         self.stats.connections = 0
 
     @property
     def is_blocked(self) -> bool:
         return any(pc.is_blocked() for pc in self._pool)
 
-    async def _open(self) -> _PooledConnection:
-        conn = await aio_pika.connect_robust(
-            self.settings.amqp_url, client_properties={"connection_name": "rabbitscale-pub"})
-        conn.reconnect_callbacks.add(self._on_reconnect)
-        channel = await conn.channel(publisher_confirms=self.settings.publisher_confirmation,
-                                     on_return_raises=True)
-        pc = _PooledConnection(conn, channel)
-        self._pool.append(pc)
-        self.stats.connections = len(self._pool)
-        return pc
+    async def _open(self, slot: int) -> _PooledConnection:
+        async with self._open_lock:
+            pc = self._slots[slot]
+            if pc is not None:
+                return pc
+            conn = await aio_pika.connect_robust(
+                self.settings.amqp_url, reconnect_interval=1,
+                client_properties={"connection_name": f"rabbitscale-pub-{slot + 1}"})
+            conn.reconnect_callbacks.add(self._on_reconnect)
+            channel = await conn.channel(
+                publisher_confirms=self.settings.publisher_confirmation, on_return_raises=True)
+            pc = self._slots[slot] = _PooledConnection(conn, channel)
+            self.stats.connections = len(self._pool)
+            return pc
 
     def _on_reconnect(self, *_: Any) -> None:
         self.stats.reconnects += 1
 
     async def _watch_blocked(self) -> None:
-        """Count memory/disk alarm episodes (connection.blocked) and the time spent in them."""
+        """Count memory/disk alarm episodes (connection.blocked) and the time spent in them,
+        and release the publishes waiting on each connection when it is unblocked."""
         last = time.monotonic()
         while True:
             await asyncio.sleep(0.05)
             now = time.monotonic()
-            blocked = self.is_blocked
+            blocked = False
+            for pc in self._pool:
+                if pc.is_blocked():
+                    blocked = True
+                    pc.unblocked.clear()
+                elif not pc.unblocked.is_set():
+                    pc.unblocked.set()
             if blocked:
                 self.stats.blocked_s += now - last
             if blocked != self._was_blocked:
@@ -200,16 +223,19 @@ class Publisher:
                 self.blocked.fire(blocked=blocked)
             last = now
 
-    async def _acquire(self) -> _PooledConnection:
-        pc = min(self._pool, key=lambda p: p.in_flight)
-        if pc.in_flight >= self.grow_at_in_flight:
-            if len(self._pool) < self.settings.max_connections:
-                async with self._grow_lock:
-                    if len(self._pool) < self.settings.max_connections:
-                        return await self._open()
-            else:
-                self.stats.pool_exhausted += 1
+    async def _acquire(self, key: str) -> _PooledConnection:
+        slot = murmur3_32(key.encode()) % len(self._slots)
+        pc = self._slots[slot] or await self._open(slot)
+        if pc.in_flight >= self.saturated_at_in_flight:
+            self.stats.pool_exhausted += 1
         return pc
+
+    @staticmethod
+    def _ordered(message_type: str, profile: Profile) -> bool:
+        """Messages whose endpoint processes one at a time on one consumer must also be
+        published one at a time per key, or a retried publish could overtake a later one."""
+        ep = profile.for_type(message_type)
+        return ep.single_active_consumer and ep.concurrency == 1
 
     def next_seq(self, key: str) -> int:
         seq = self._seq.get(key, 0) + 1
@@ -218,14 +244,34 @@ class Publisher:
 
     async def publish(self, message_type: str, message: dict[str, Any], *,
                       key: str | None = None, intended_time: float | None = None,
-                      message_id: str | None = None) -> PublishResult:
-        """Publish one message and wait for its confirm; never raises for broker outcomes."""
+                      message_id: str | None = None,
+                      headers: dict[str, Any] | None = None) -> PublishResult:
+        """Publish one message and wait for its confirm; never raises for broker outcomes.
+        ``headers`` are extra AMQP headers (e.g. the consumer's RS-Fail test hook)."""
         if not self._pool:
             raise RuntimeError("Publisher.start() was not called")
         ep = self.profile.for_type(message_type)
         if key is None:
             key = str(message.get(ep.key_field, "")) if ep.key_field else ""
         seq = self.next_seq(f"{message_type}:{key}")
+        if self._ordered(message_type, self.profile):
+            lock_key = f"{message_type}:{key}"
+            lock, users = self._key_locks.setdefault(lock_key, (asyncio.Lock(), [0]))
+            users[0] += 1
+            try:
+                async with lock:  # FIFO: publishes of one key go out in call order
+                    return await self._publish(ep, message_type, message, key, seq,
+                                               intended_time, message_id, headers)
+            finally:
+                users[0] -= 1
+                if not users[0]:
+                    del self._key_locks[lock_key]
+        return await self._publish(ep, message_type, message, key, seq, intended_time,
+                                   message_id, headers)
+
+    async def _publish(self, ep: Any, message_type: str, message: dict[str, Any], key: str,
+                       seq: int, intended_time: float | None, message_id: str | None,
+                       headers: dict[str, Any] | None) -> PublishResult:
         intended = time.time() if intended_time is None else intended_time
         mid = message_id or new_id()
         attempts = 0
@@ -233,24 +279,25 @@ class Publisher:
         t0 = time.perf_counter()
         error = ""
         outcome = Outcome.FAILED
-        while attempts <= self.retries:
+        deadline = time.monotonic() + self.retry_window_s
+        while True:
             attempts += 1
-            pc = await self._acquire()
+            pc = await self._acquire(key)
             if not await self._wait_unblocked(pc):
                 outcome, error = Outcome.BLOCKED, "connection blocked by a broker alarm"
                 break
             sent = time.time()
             # times as text: pamqp encodes a Python float in a header table as 32-bit
-            headers = {H_INTENDED: f"{intended:.6f}", H_SENT: f"{sent:.6f}", H_KEY: key,
-                       H_SEQ: seq, H_RUN: self.run_id}
+            amqp_headers = {**(headers or {}), H_INTENDED: f"{intended:.6f}",
+                            H_SENT: f"{sent:.6f}", H_KEY: key, H_SEQ: seq, H_RUN: self.run_id}
             body = json.dumps(build_envelope(
                 message_type, message, message_id=mid, destination=ep.queue,
                 sent_time=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent))
                 + f".{int(sent % 1 * 1e6):06d}Z",
-                headers=headers)).encode()
+                headers=amqp_headers)).encode()
             amqp_msg = aio_pika.Message(
                 body, content_type=CONTENT_TYPE, message_id=mid, correlation_id=mid,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers)
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=amqp_headers)
             t0 = time.perf_counter()
             pc.in_flight += 1
             try:
@@ -271,10 +318,12 @@ class Publisher:
                 outcome, error = Outcome.TIMEOUT, "publisher confirm timed out"
                 break
             except _CONNECTION_ERRORS as exc:
+                # the connection is gone: aio-pika reconnects; retry within the window
                 outcome, error = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
-                if attempts <= self.retries:
-                    self.stats.retried += 1
-                    await asyncio.sleep(0.2 * attempts)
+                if time.monotonic() >= deadline:
+                    break
+                self.stats.retried += 1
+                await asyncio.sleep(min(1.0, 0.1 * 2 ** min(attempts, 4)))
             finally:
                 pc.in_flight -= 1
         result = PublishResult(outcome, mid, message_type, key, seq, intended, sent,
@@ -284,9 +333,12 @@ class Publisher:
         return result
 
     async def _wait_unblocked(self, pc: _PooledConnection) -> bool:
-        deadline = time.monotonic() + self.blocked_timeout_s
-        while pc.is_blocked():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
+        if pc.is_blocked():
+            pc.unblocked.clear()
+        if pc.unblocked.is_set():
+            return True
+        try:
+            await asyncio.wait_for(pc.unblocked.wait(), self.blocked_timeout_s)
+        except TimeoutError:
+            return False
         return True

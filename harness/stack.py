@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -30,6 +31,8 @@ from harness.publisher import Publisher
 from harness.topology import Profile, declare
 from harness.webhook_sink import Sink, SinkOptions
 
+OVERRIDES_ENV = "RABBITSCALE_ENDPOINT_OVERRIDES"  # JSON {queue: {setting: value}} for consumers
+
 
 @dataclass
 class StackOptions:
@@ -43,6 +46,7 @@ class StackOptions:
     time_scale: float = 1.0
     run_id: str = "stack"
     log_path: Path | None = None  # consumer output goes here instead of stdout
+    endpoint_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     demo_s: float = 0.0  # > 0: drive the guide's load script for this long, then stop
     demo_rate_per_s: float = 1000 / 60
 
@@ -88,7 +92,8 @@ class Stack:
 
     async def start(self) -> None:
         self._conn = await aio_pika.connect_robust(
-            self.settings.amqp_url, client_properties={"connection_name": "rabbitscale-stack"})
+            self.settings.amqp_url, reconnect_interval=1,
+            client_properties={"connection_name": "rabbitscale-stack"})
         channel = await self._conn.channel()
         await declare(channel, self.profile)
         self._publisher = await Publisher(self.settings, self.profile,
@@ -124,7 +129,8 @@ class Stack:
                "CONDUITLLM__RABBITMQ__HOST": s.host, "CONDUITLLM__RABBITMQ__PORT": str(s.port),
                "CONDUITLLM__RABBITMQ__USERNAME": s.username,
                "CONDUITLLM__RABBITMQ__PASSWORD": s.password,
-               "CONDUITLLM__RABBITMQ__VHOST": s.vhost}
+               "CONDUITLLM__RABBITMQ__VHOST": s.vhost,
+               OVERRIDES_ENV: json.dumps(self.opts.endpoint_overrides)}
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         proc = await asyncio.create_subprocess_exec(
@@ -206,7 +212,9 @@ class Stack:
         completed = statuses.count("completed")
         faulted = len(statuses) - completed
         lost = max(0, self.ledger.confirmed - len(statuses) - queued)
+        pub_stats = self._publisher.stats.as_dict() if self._publisher else {}
         return {"published": self.ledger.confirmed, "rejected": self.ledger.rejected,
+                "publisher": pub_stats,
                 "completed": completed, "faulted": faulted, "still_queued": queued,
                 "duplicate_records": self.ledger.duplicate_records, "lost": lost,
                 "webhooks_received": self.sink.received}
@@ -242,7 +250,8 @@ async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptio
         await stop.wait()
     print("stopping ...", flush=True)
     summary = await stack.stop()
-    print("stopped: " + " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
+    print("stopped: " + " ".join(f"{k}={v}" for k, v in summary.items()
+                                 if not isinstance(v, dict)), flush=True)
     return 0 if summary["lost"] == 0 else 1
 
 

@@ -120,7 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         task_mix=",".join(f"{k}={v}" for k, v in args.task_mix.items()),
         scale_to=args.scale_to, sample_interval_s=args.sample_interval,
         drain_timeout_s=args.drain_timeout, thresholds_file=args.thresholds,
-        vhost=args.vhost, keep_vhost=args.keep_vhost, profile_file=args.profile_file)
+        vhost=args.vhost, keep_vhost=args.keep_vhost, profile_file=args.profile_file,
+        fault=args.fault, time_scale=args.time_scale)
     return asyncio.run(Run(settings, profile, opts).execute())
 
 
@@ -324,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--drain-timeout", type=_duration, default=60.0)
     r.add_argument("--vhost", help="use this existing vhost instead of a fresh one")
     r.add_argument("--keep-vhost", action="store_true")
+    r.add_argument("--fault", choices=["kill_consumer", "close_connections", "broker_restart",
+                                       "memory_alarm", "overflow", "webhook_failures", "poison",
+                                       "sac_failover"],
+                   help="inject a fault mid-run (docs/reliability.md)")
+    r.add_argument("--time-scale", type=_bounded(float, 0.0001, 100, "a number"), default=1.0,
+                   help="multiply retry delays and breaker windows")
     r.set_defaults(func=_cmd_run)
 
     pl = sub.add_parser("plan", help="capacity model for a profile, settings and targets",

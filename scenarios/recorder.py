@@ -43,6 +43,9 @@ class Recorder:
     webhook_per_second: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     webhook_times: list[tuple[float, float]] = field(default_factory=list)  # (intended, arrived)
     foreign: int = 0
+    fault_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    completed_after_retry: int = 0
+    redelivered: int = 0
     _last_seq: dict[tuple[str, str], int] = field(default_factory=dict)
     _webhook_ids: set[str] = field(default_factory=set)
 
@@ -56,6 +59,12 @@ class Recorder:
         self.finished[r.message_id] = r.status
         q = self.queues[r.queue]
         q.last_started_sent = max(q.last_started_sent, r.sent)
+        if r.redelivered:
+            self.redelivered += 1
+        if r.status != COMPLETED:
+            self.fault_reasons[r.reason.split(":", 1)[0] or r.status] += 1
+        elif r.attempts > 1:
+            self.completed_after_retry += 1
         if r.status == COMPLETED:
             h = q.histograms
             latency.record_s(h["e2e"], r.e2e_s)

@@ -27,7 +27,8 @@ from harness.completions import listen
 from harness.config import RabbitSettings
 from harness.management import Management
 from harness.stack import Stack, StackOptions
-from harness.topology import Profile
+from harness.topology import Profile, apply_overrides
+from harness.webhook_sink import SinkOptions
 from rabbitscale import latency
 from scenarios import slo
 from scenarios.recorder import METRICS, Recorder
@@ -59,6 +60,8 @@ class RunOptions:
     keep_vhost: bool = False
     profile_file: str | None = None
     quiet: bool = False
+    fault: str | None = None
+    time_scale: float = 1.0
 
 
 def _users(o: RunOptions) -> int:
@@ -98,8 +101,18 @@ class Run:
         self.settings = settings.with_vhost(self.vhost)
         self.profile = profile
         self.recorder = Recorder(run=self.name)
-        self.thresholds = slo.load_thresholds(o.thresholds_file, error_rate_max=max(
-            [ep.failure_probability for ep in profile.endpoints] + [0.0]) * 1.5)
+        from scenarios.faults import FAULTS
+
+        self.fault = FAULTS[o.fault]() if o.fault else None
+        self.overrides = dict(self.fault.profile_overrides) if self.fault else {}
+        if self.overrides:
+            self.profile = apply_overrides(profile, self.overrides, f"fault {o.fault}")
+        self.thresholds = slo.load_thresholds(o.thresholds_file, **{
+            "error_rate_max": max([ep.failure_probability for ep in profile.endpoints]
+                                  + [0.0]) * 1.5,
+            **(self.fault.thresholds if self.fault else {})})
+        self.fault_events: list[dict[str, Any]] = []
+        self.fault_ctx: Any = None
 
     def say(self, text: str) -> None:
         if not self.o.quiet:
@@ -122,11 +135,16 @@ class Run:
 
     async def _execute(self, mgmt: Management) -> int:
         o = self.o
+        fault = self.fault
         stack = Stack(self.settings, self.profile, StackOptions(
             instances=o.instances, profile=self.profile.name, profile_file=o.profile_file,
-            api_port=0, sink_port=0, run_id=self.name, log_path=self.run_dir / "stack.log"))
+            api_port=0, sink_port=0, run_id=self.name, log_path=self.run_dir / "stack.log",
+            endpoint_overrides=self.overrides,
+            time_scale=fault.time_scale if fault and fault.time_scale != 1.0 else o.time_scale,
+            sink=SinkOptions(latency_s=fault.sink_latency_s if fault else 0.0,
+                             failure_ratio=fault.sink_failure_ratio if fault else 0.0)))
         await stack.start()
-        conn = await aio_pika.connect_robust(self.settings.amqp_url)
+        conn = await aio_pika.connect_robust(self.settings.amqp_url, reconnect_interval=1)
         await listen(await conn.channel(), self.recorder.on_record,
                      queue_name="rabbitscale.recorder", durable=True)
         stack.sink.arrived.add_listener(lambda arrival: self.recorder.on_arrival(arrival))
@@ -172,6 +190,12 @@ class Run:
                      sampler: Sampler, start_at: float) -> str:
         deadline = start_at + self.o.duration_s + 60
         scaled = self.o.scenario != "scale_out"
+        fault_task: asyncio.Task[None] | None = None
+        if self.fault:
+            from scenarios.faults import FaultContext
+
+            self.fault_ctx = FaultContext(stack, sampler.management, self.name, self.say)
+            fault_task = asyncio.create_task(self._run_fault(start_at))
         last_count, last_t = 0, time.time()
         while procs[0].returncode is None:
             await asyncio.sleep(1.0)
@@ -192,10 +216,27 @@ class Run:
                 self.say(f"  {now - start_at:5.0f}s  completed {count:6d}  {rate:6.1f}/s  "
                          f"depth {depth:5d}  e2e p99 {p99:7.1f} ms")
         await asyncio.gather(*(p.wait() for p in procs[1:]))
+        if fault_task:
+            await fault_task
         rc = procs[0].returncode
         if rc not in (0, 1):  # Locust: 1 = some requests failed, judged by the checks
             return f"Locust exited with code {rc} (see {self.run_dir / 'locust.log'})"
         return ""
+
+    async def _run_fault(self, start_at: float) -> None:
+        assert self.fault and self.fault_ctx
+        await asyncio.sleep(max(0.0, start_at + self.o.duration_s * self.fault.at_fraction
+                                - time.time()))
+        for step, action in (("inject", self.fault.inject), ("recover", self.fault.recover)):
+            try:
+                text = await action(self.fault_ctx)
+            except Exception as exc:  # reported in the run, judged by the checks
+                text = f"failed: {type(exc).__name__}: {exc}"
+            self.fault_events.append({"t": round(time.time() - start_at, 2), "step": step,
+                                      "what": text})
+            self.say(f"  fault {self.fault.name}: {step}: {text}")
+            if step == "inject":
+                await asyncio.sleep(self.fault.recover_after_s)
 
     async def _drain(self, stack: Stack) -> None:
         """Wait until every confirmed message has a completion record (or the timeout)."""
@@ -237,13 +278,23 @@ class Run:
                 w.writerow([sec, "webhook-sink", n])
 
         counts = rec.counts()
-        confirmed = stack_summary["published"] + self._amqp_confirmed()
+        extra = self.fault_ctx.extra_published if self.fault_ctx else 0
+        confirmed = stack_summary["published"] + self._amqp_confirmed() + extra
+        outcomes = stack_summary.get("publisher", {})
+        unconfirmed = sum(int(outcomes.get(k, 0)) for k in ("timeout", "blocked", "failed",
+                                                            "unroutable"))
         queued = stack_summary["still_queued"]
         finished = counts["completed"] + counts["faulted"] + counts["skipped"]
         ledger = {"published": confirmed, "rejected_at_publish": stack_summary["rejected"],
+                  "failed_at_publish": unconfirmed,
                   **counts, "still_queued": queued,
                   "lost": max(0, confirmed - finished - queued),
+                  # a publish reported as failed that the broker had in fact taken
+                  "delivered_unconfirmed": max(0, finished + queued - confirmed),
                   "order_violations": rec.order_violations,
+                  "redelivered": rec.redelivered,
+                  "completed_after_retry": rec.completed_after_retry,
+                  "faults_by_reason": dict(rec.fault_reasons),
                   "webhooks_arrived": rec.webhook_arrivals,
                   "webhook_duplicates": rec.webhook_duplicates}
         (self.run_dir / "ledger.json").write_text(json.dumps(ledger, indent=2))
@@ -255,7 +306,7 @@ class Run:
         keep_up = done_in_time / max(1, confirmed)
         rate_fns = streams(o.scenario, o.rates, o.duration_s)
         expected = sum(expected_arrivals(fn, 0, o.duration_s) for fn in rate_fns.values())
-        attempted = confirmed + stack_summary["rejected"]
+        attempted = confirmed + stack_summary["rejected"] + unconfirmed
         checks = [slo.at_least("achieved_rate_ratio", attempted / max(1.0, expected),
                                t.rate_ratio_min,
                                f"{attempted} arrivals of {expected:.0f} scheduled "
@@ -310,6 +361,9 @@ class Run:
                          "locust_hdr": json.loads(locust_hdr.read_text())
                          if locust_hdr.exists() else {}},
             "ledger": ledger,
+            "publisher": outcomes,
+            "fault": {"name": self.fault.name, "description": self.fault.description,
+                      "events": self.fault_events} if self.fault else None,
             "checks": [c.as_dict() for c in checks],
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
