@@ -218,6 +218,8 @@ async def enqueue_webhook(request: web.Request) -> web.Response:
     event = _field(body, "event", str, default="TaskCompleted")
     payload = _field(body, "payload", (dict, list, str, int, float))
     task_id = _field(body, "task_id", str) or new_id()
+    if len(task_id) > 200:
+        raise Invalid("'task_id' is longer than 200 characters")
     headers = _headers(body, "headers") or {}
     msg = messages.webhook_delivery(task_id, str(url), event_type=event, size_bytes=0)
     msg["PayloadJson"] = json.dumps(payload if payload is not None else {"event": event})
@@ -268,4 +270,11 @@ def create_app(state: ApiState) -> web.Application:
     app.router.add_post("/v1/spend", enqueue_spend)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi)
     return app
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from harness.openapi import DOCUMENT
+
+    return web.json_response(DOCUMENT)

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import aio_pika
 from aiohttp import web
 
 from harness.api import ApiState, create_app
-from harness.auth import VirtualKeys
+from harness.auth import SECRET_ENV, VirtualKeys
 from harness.completions import Completion, listen
 from harness.config import ConfigError, RabbitSettings
 from harness.management import Management
@@ -220,6 +221,18 @@ class Stack:
                 "webhooks_received": self.sink.received}
 
 
+def api_key_hint(keys: VirtualKeys) -> str:
+    """Where to get an API key, without printing one: credentials stay out of logs. With no
+    RABBITSCALE_API_SECRET the secret is random, so virtual key 1 goes to a 0600 file."""
+    if os.environ.get(SECRET_ENV):
+        return f"derived from {SECRET_ENV}: python -m harness.auth 1"
+    path = Path(tempfile.gettempdir()) / f"rabbitscale-api-key-{os.getpid()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(keys.key_for(1) + "\n")
+    return f"random secret; key for virtual key 1 in {path} (mode 0600)"
+
+
 async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptions) -> int:
     stack = Stack(settings, profile, opts)
     stop = asyncio.Event()
@@ -235,7 +248,7 @@ async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptio
           f"{opts.instances} consumer instances", flush=True)
     print(f"  api:   {stack.api_url}  (POST /v1/webhook, /v1/videos/generations/async, ...)")
     print(f"  sink:  {stack.sink_url}  (GET /_sink/stats)")
-    print(f"  api key (virtual key 1): export RABBITSCALE_API_KEY={stack.keys.key_for(1)}")
+    print(f"  api keys: {api_key_hint(stack.keys)}")
     print("ready; Ctrl-C to stop", flush=True)
     if opts.demo_s > 0:
         demo = asyncio.create_task(guide_load_script(stack, opts.demo_s, opts.demo_rate_per_s))
