@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from capacity import model
-from capacity.plan import endpoint_capacity_per_s
+from capacity.plan import TASK_QUEUES, endpoint_capacity_per_s
 from harness.config import RabbitSettings
 from harness.topology import Profile, get_profile
 
@@ -114,9 +114,7 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
         mix = _mix_from_summary(summary)
         total = sum(mix.values()) or 1.0
         predicted = min((capacities[q] / (mix.get(k, 0) / total)
-                         for k, q in (("video", "video-generation-events"),
-                                      ("image", "image-generation-events"),
-                                      ("spend", "spend-update-events"))
+                         for k, q in TASK_QUEUES.items()
                          if mix.get(k) and q in capacities), default=None)
         out.append(Comparison("max sustainable task rate", predicted,
                               fm.get("measured_max_per_s"), "tasks/s",
@@ -155,9 +153,7 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
 def _mix_from_summary(summary: dict[str, Any]) -> dict[str, float]:
     lat = summary.get("measured", {}).get("latency_ms", {})
     counts = {k: lat.get(q, {}).get("processing", {}).get("count", 0)
-              for k, q in (("video", "video-generation-events"),
-                           ("image", "image-generation-events"),
-                           ("spend", "spend-update-events"))}
+              for k, q in TASK_QUEUES.items()}
     return {k: float(v) for k, v in counts.items() if v}
 
 

@@ -16,12 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capacity.plan import PlanInputs, endpoint_capacity_per_s
+from capacity.plan import TASK_QUEUES, PlanInputs, endpoint_capacity_per_s
 from harness.config import RabbitSettings
 from harness.topology import Profile
-
-TASK_QUEUES = {"video": "video-generation-events", "image": "image-generation-events",
-               "spend": "spend-update-events"}
 
 
 @dataclass(frozen=True)

@@ -160,15 +160,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if queue not in known:
             raise CliError(f"rabbitscale plan: --service-time: no endpoint {queue!r} in "
                            f"profile {profile.name!r}")
-    mix = {}
-    for part in args.task_mix.split(","):
-        kind, _, weight = part.partition("=")
-        try:
-            mix[kind.strip()] = float(weight)
-        except ValueError:
-            raise CliError(f"rabbitscale plan: --task-mix: bad weight in {part!r}") from None
-        if kind.strip() not in ("video", "image", "spend") or mix[kind.strip()] < 0:
-            raise CliError(f"rabbitscale plan: --task-mix: bad entry {part!r}")
+    mix = args.task_mix
     inputs = PlanInputs(
         settings=settings, profile=profile, instances=args.instances,
         task_rate_per_s=args.task_rate, mix=mix, webhook_burst_per_s=args.webhook_burst,
@@ -340,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--profile-file")
     pl.add_argument("--instances", type=_positive_int, default=5)
     pl.add_argument("--task-rate", type=_rate, default=1000 / 60, help="e.g. 1000/min")
-    pl.add_argument("--task-mix", default="video=0.3,image=0.3,spend=0.4")
+    pl.add_argument("--task-mix", type=_mix, default={"video": 0.3, "image": 0.3, "spend": 0.4})
     pl.add_argument("--webhook-burst", type=_rate, default=100.0, help="e.g. 100/s")
     pl.add_argument("--webhook-rate", type=_rate, default=10.0, help="baseline after bursts")
     pl.add_argument("--burst-duration", type=_duration, default=300.0, help="e.g. 5m")

@@ -29,3 +29,12 @@ def test_unreachable_broker_is_exit_3(monkeypatch, capsys):
     monkeypatch.setenv("CONDUITLLM__RABBITMQ__PORT", "1")
     assert main(["stack", "--api-port", "0", "--sink-port", "0"]) == 3
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_fault_choices_match_the_fault_registry():
+    from rabbitscale.cli import build_parser
+    from scenarios.faults import FAULTS
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    fault = next(a for a in run._actions if a.dest == "fault")
+    assert set(fault.choices) == set(FAULTS)
