@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(tmp_path: Path, fault: str, *args: str, scenario: str = "sustained_tasks",
-         duration: str = "12s") -> tuple[int, dict, Path]:
+         duration: str = "10s") -> tuple[int, dict, Path]:
     out = tmp_path / fault
     env = {**os.environ, "CONDUITLLM__RABBITMQ__HOST": os.environ.get(
         "CONDUITLLM__RABBITMQ__HOST", "127.0.0.1")}

@@ -36,8 +36,8 @@ def test_predicted_max_rate_within_15_percent_of_find_max(tmp_path, capsys):
     base = RunOptions(scenario="sustained_tasks", duration_s=12, instances=2,
                       rates=Rates(1.0, 10.0, (50.0, 100.0)), task_mix="spend=1",
                       drain_timeout_s=15, profile_file=str(conf))
-    found, steps = asyncio.run(find_max(settings, profile, base, start_per_s=13.0,
-                                        factor=1.25, bisect_steps=2, out_dir=tmp_path / "fm",
+    found, steps = asyncio.run(find_max(settings, profile, base, start_per_s=15.0,
+                                        factor=1.25, bisect_steps=1, out_dir=tmp_path / "fm",
                                         say=lambda *_: None))
     print("find-max steps:", [(round(s.rate_per_s, 2), s.held, s.keep_up_ratio)
                               for s in steps])
