@@ -1,7 +1,8 @@
 """Consumer instance: one process's receive endpoints, with MassTransit's middleware order.
 
-Per message: concurrency limit -> partition lock -> rate limit -> circuit breaker -> handler
-with in-memory retry -> ack, or fault to ``<queue>_error`` with MT-Fault-* headers then ack.
+Per message: concurrency limit -> partition lock -> rate limit -> in-memory retry around
+(circuit breaker -> handler) -> ack, or fault to ``<queue>_error`` with MT-Fault-* headers
+then ack.
 Completion records are confirmed before the ack (see completions.py). On stop, consumption is
 cancelled, in-flight work gets a grace period, and anything unfinished is nacked back to its
 queue: nothing is lost by stopping an instance.

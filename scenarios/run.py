@@ -377,6 +377,8 @@ class Run:
                      + (f"  ({c.detail})" if c.detail else ""))
         self.say("ledger: " + " ".join(f"{k}={v}" for k, v in ledger.items()))
         self.say(f"verdict: {verdict}   run directory: {self.run_dir}")
+        if o.quiet:  # find-max steps: the verdict is what counts, skip the page
+            return EXIT_ERROR if error else EXIT_PASS if verdict == slo.PASS else EXIT_SLO
         try:
             from reports.report import build as build_report
 
