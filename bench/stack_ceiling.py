@@ -1,9 +1,13 @@
 """End-to-end ceiling of the reference stack beside a plain aio-pika loop, in one run.
 
-Both sides: confirmed persistent publishes of 1 KB bodies into a quorum queue, a consumer
-with prefetch 25 acking each message, no work. The stack side goes through our Publisher
-(pool, envelope, measurement headers) and a ConsumerInstance (middleware, completion records
-confirmed before each ack). Rounds alternate so both sides see the same broker conditions.
+Both sides: confirmed persistent publishes of 1 KB bodies (for the stack, the whole
+MassTransit envelope is 1 KB) into a quorum queue, a consumer with prefetch 25 acking each
+message, no work. The stack side goes through our Publisher (pool, envelope, measurement
+headers) and a ConsumerInstance (middleware, completion records confirmed before each ack).
+Rounds alternate so both sides see the same broker conditions.
+
+Two layouts, both measured: publisher and consumer in one process (Python CPU per message
+decides), and in two processes, as the stack is deployed (API and consumer instances).
 
     python bench/stack_ceiling.py [--messages 5000] [--rounds 3] [--in-flight 200]
 """
@@ -12,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 
@@ -25,22 +31,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import messages  # noqa: E402
 from harness.config import RabbitSettings, load_settings  # noqa: E402
 from harness.consumer import ConsumerInstance  # noqa: E402
+from harness.envelope import build_envelope  # noqa: E402
 from harness.management import Management  # noqa: E402
 from harness.publisher import Publisher  # noqa: E402
 from harness.topology import CONDUIT, apply_overrides, declare  # noqa: E402
 
 QUEUE = "video-generation-events"
 PREFETCH = 25
+PROFILE = apply_overrides(CONDUIT, {QUEUE: {"prefetch": PREFETCH, "retry": "none"}})
 
 
-async def plain_loop(settings: RabbitSettings, n: int, in_flight: int) -> float:
+def _payload_bytes_for_wire(total: int) -> int:
+    """Message size that makes the whole MassTransit envelope ``total`` bytes on the wire."""
+    empty = messages.video_generation("0", "0", size_bytes=0)
+    envelope = build_envelope("VideoGenerationRequested", empty, message_id="x" * 36,
+                              sent_time="2026-01-01T00:00:00.000000Z", destination=QUEUE,
+                              headers={"RS-Intended-Time": "0" * 17, "RS-Sent-Time": "0" * 17,
+                                       "RS-Key": "00", "RS-Seq": 1, "RS-Run": ""})
+    return max(0, total - (len(json.dumps(envelope)) - len(json.dumps(empty))))
+
+
+# --- consuming halves: return (ready callback awaited by caller, wait for n -> end time) ---
+
+
+async def consume_plain(settings: RabbitSettings, queue_name: str, n: int) -> Any:
     conn = await aio_pika.connect(settings.amqp_url)
-    pub_ch = await conn.channel(publisher_confirms=True)
-    con_ch = await conn.channel()
-    await con_ch.set_qos(prefetch_count=PREFETCH)
-    name = f"bench-plain-{uuid.uuid4().hex[:6]}"
-    queue = await con_ch.declare_queue(name, durable=True,
-                                       arguments={"x-queue-type": "quorum"})
+    ch = await conn.channel()
+    await ch.set_qos(prefetch_count=PREFETCH)
+    queue = await ch.declare_queue(queue_name, durable=True,
+                                   arguments={"x-queue-type": "quorum"})
     done = asyncio.Event()
     count = 0
 
@@ -52,30 +71,19 @@ async def plain_loop(settings: RabbitSettings, n: int, in_flight: int) -> float:
             done.set()
 
     tag = await queue.consume(on_message)
-    body = b"x" * 1000
-    sem = asyncio.Semaphore(in_flight)
 
-    async def one() -> None:
-        async with sem:
-            await pub_ch.default_exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=name)
+    async def finished() -> float:
+        await done.wait()
+        end = time.time()
+        await queue.cancel(tag)
+        await conn.close()
+        return end
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*[one() for _ in range(n)])
-    await done.wait()
-    elapsed = time.perf_counter() - t0
-    await queue.cancel(tag)
-    await queue.delete(if_unused=False, if_empty=False)
-    await conn.close()
-    return n / elapsed
+    return finished
 
 
-async def stack_path(settings: RabbitSettings, n: int, in_flight: int) -> float:
-    profile = apply_overrides(CONDUIT, {QUEUE: {"prefetch": PREFETCH, "retry": "none"}})
-    conn = await aio_pika.connect(settings.amqp_url)
-    await declare(await conn.channel(), profile)
-    inst = await ConsumerInstance(settings, profile, queues=[QUEUE]).start()
+async def consume_stack(settings: RabbitSettings, queue_name: str, n: int) -> Any:
+    inst = await ConsumerInstance(settings, PROFILE, queues=[QUEUE]).start()
     done = asyncio.Event()
     count = 0
 
@@ -86,25 +94,99 @@ async def stack_path(settings: RabbitSettings, n: int, in_flight: int) -> float:
             done.set()
 
     inst.completed.add_listener(lambda record: on_record(record))
+
+    async def finished() -> float:
+        await done.wait()
+        await inst.stop()  # flushes the last records and acks
+        return time.time()
+
+    return finished
+
+
+# --- publishing halves ---------------------------------------------------------------------
+
+
+async def publish_plain(settings: RabbitSettings, queue_name: str, n: int,
+                        in_flight: int) -> None:
+    conn = await aio_pika.connect(settings.amqp_url)
+    ch = await conn.channel(publisher_confirms=True)
+    body = b"x" * 1000
     sem = asyncio.Semaphore(in_flight)
-    async with Publisher(settings, profile) as pub:
+
+    async def one() -> None:
+        async with sem:
+            await ch.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=queue_name)
+
+    await asyncio.gather(*[one() for _ in range(n)])
+    await conn.close()
+
+
+async def publish_stack(settings: RabbitSettings, queue_name: str, n: int,
+                        in_flight: int) -> None:
+    size = _payload_bytes_for_wire(1000)
+    sem = asyncio.Semaphore(in_flight)
+    async with Publisher(settings, PROFILE) as pub:
         async def one(i: int) -> None:
             async with sem:
                 r = await pub.publish("VideoGenerationRequested",
                                       messages.video_generation(str(i), str(i % 50),
-                                                                size_bytes=1000))
+                                                                size_bytes=size))
                 assert r.ok, r
 
-        t0 = time.perf_counter()
         await asyncio.gather(*[one(i) for i in range(n)])
-        await done.wait()
-        # the last acks follow their (confirmed) completion records
-        while inst.endpoints[0].in_flight:
-            await asyncio.sleep(0.001)
-        elapsed = time.perf_counter() - t0
-    await inst.stop()
+
+
+SIDES = {"plain": (consume_plain, publish_plain), "stack": (consume_stack, publish_stack)}
+
+
+async def prepare(settings: RabbitSettings, side: str) -> str:
+    conn = await aio_pika.connect(settings.amqp_url)
+    ch = await conn.channel()
+    if side == "stack":
+        await declare(ch, PROFILE)
+        name = QUEUE
+    else:
+        name = f"bench-plain-{uuid.uuid4().hex[:6]}"
+        await ch.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
     await conn.close()
-    return n / elapsed
+    return name
+
+
+async def one_round(settings: RabbitSettings, side: str, n: int, in_flight: int,
+                    processes: int) -> float:
+    consume, publish = SIDES[side]
+    queue_name = await prepare(settings, side)
+    if processes == 1:
+        finished = await consume(settings, queue_name, n)
+        t0 = time.time()
+        await publish(settings, queue_name, n, in_flight)
+        end = await finished()
+    else:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--role", "consumer", "--side", side, "--queue",
+            queue_name, "--messages", str(n), "--vhost", settings.vhost,
+            stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        assert (await proc.stdout.readline()).strip() == b"ready"
+        t0 = time.time()
+        await publish(settings, queue_name, n, in_flight)
+        end = float((await proc.stdout.readline()).strip())
+        await proc.wait()
+    if side == "plain":
+        conn = await aio_pika.connect(settings.amqp_url)
+        await (await conn.channel()).queue_delete(queue_name)
+        await conn.close()
+    return n / (end - t0)
+
+
+async def consumer_role(args: argparse.Namespace) -> int:
+    settings = load_settings().with_vhost(args.vhost)
+    finished = await SIDES[args.side][0](settings, args.queue, args.messages)
+    print("ready", flush=True)
+    print(f"{await finished():.6f}", flush=True)
+    return 0
 
 
 async def main() -> int:
@@ -112,29 +194,40 @@ async def main() -> int:
     p.add_argument("--messages", type=int, default=5000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--in-flight", type=int, default=200)
+    p.add_argument("--role", choices=["driver", "consumer"], default="driver")
+    p.add_argument("--side", choices=list(SIDES), default="plain")
+    p.add_argument("--queue", default="")
+    p.add_argument("--vhost", default="")
     args = p.parse_args()
+    if args.role == "consumer":
+        return await consumer_role(args)
     base = load_settings()
     vhost = f"rs-bench-{uuid.uuid4().hex[:8]}"
+    results: dict[tuple[int, str], list[float]] = {}
     async with Management(base) as mgmt:
         await mgmt.create_vhost(vhost)
         settings = base.with_vhost(vhost)
-        plain: list[float] = []
-        stack: list[float] = []
         try:
-            for r in range(args.rounds):
-                plain.append(await plain_loop(settings, args.messages, args.in_flight))
-                stack.append(await stack_path(settings, args.messages, args.in_flight))
-                print(f"round {r + 1}: plain {plain[-1]:8.0f} msg/s   "
-                      f"stack {stack[-1]:8.0f} msg/s   ratio {stack[-1] / plain[-1]:.2f}",
-                      flush=True)
+            for processes in (1, 2):
+                for r in range(args.rounds):
+                    rates = {}
+                    for side in ("plain", "stack"):
+                        rates[side] = await one_round(settings, side, args.messages,
+                                                      args.in_flight, processes)
+                        results.setdefault((processes, side), []).append(rates[side])
+                    print(f"{processes} process(es), round {r + 1}: plain "
+                          f"{rates['plain']:7.0f} msg/s   stack {rates['stack']:7.0f} msg/s"
+                          f"   ratio {rates['stack'] / rates['plain']:.2f}", flush=True)
         finally:
             await mgmt.delete_vhost(vhost)
-    pm, sm = statistics.median(plain), statistics.median(stack)
-    print(f"\nmedian of {args.rounds} rounds, {args.messages} x 1 KB confirmed, "
-          f"prefetch {PREFETCH}, {args.in_flight} publishes in flight:")
-    print(f"  plain aio-pika loop : {pm:8.0f} msg/s")
-    print(f"  rabbitscale stack   : {sm:8.0f} msg/s")
-    print(f"  ratio stack/plain   : {sm / pm:.2f}  (target >= 0.60)")
+    print(f"\nmedian of {args.rounds} rounds, {args.messages} x 1 KB confirmed, prefetch "
+          f"{PREFETCH}, {args.in_flight} publishes in flight:")
+    for processes, label in ((1, "publisher + consumer in one process"),
+                             (2, "publisher and consumer in two processes")):
+        pm = statistics.median(results[(processes, "plain")])
+        sm = statistics.median(results[(processes, "stack")])
+        print(f"  {label:42s} plain {pm:7.0f}  stack {sm:7.0f}  ratio {sm / pm:.2f}"
+              f"  (target >= 0.60)")
     return 0
 
 

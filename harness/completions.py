@@ -24,7 +24,7 @@ FAULTED = "faulted"
 SKIPPED = "skipped"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Completion:
     message_id: str
     message_type: str
@@ -63,13 +63,17 @@ class Completion:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+AckFn = Callable[[], Awaitable[Any]]
+
+
 class CompletionReporter:
-    """Batches records and publishes them with confirms; ``report`` returns once confirmed."""
+    """Batches records, publishes each batch with a confirm, and only then acks the messages
+    the records describe: a record is never missing for an acked message."""
 
     def __init__(self, channel: aio_pika.abc.AbstractChannel, *, max_batch: int = 500) -> None:
         self.channel = channel
         self.max_batch = max_batch
-        self._batch: list[tuple[Completion, asyncio.Future[None]]] = []
+        self._batch: list[tuple[Completion, AckFn]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -78,11 +82,11 @@ class CompletionReporter:
         self._exchange = await self.channel.get_exchange(COMPLETIONS_EXCHANGE, ensure=False)
         self._task = asyncio.create_task(self._run())
 
-    async def report(self, record: Completion) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.append((record, fut))
+    def report(self, record: Completion, ack: AckFn) -> None:
+        """Queue ``record``; ``ack`` runs once the batch holding it is confirmed. Returns at
+        once, so the consumer's concurrency slot is free while the batch is in flight."""
+        self._batch.append((record, ack))
         self._wakeup.set()
-        await fut
 
     async def _run(self) -> None:
         # Flush as soon as there is something to send; records that arrive while a batch
@@ -110,16 +114,21 @@ class CompletionReporter:
                 raise
             except Exception:  # reconnecting: keep the records, try again
                 await asyncio.sleep(0.2)
-        for _, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
+        for _, ack in batch:
+            with contextlib.suppress(Exception):  # a lost channel redelivers: a duplicate
+                await ack()
+
+    @property
+    def pending(self) -> int:
+        return len(self._batch)
 
     async def close(self) -> None:
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._flush()
+        while self._batch:
+            await self._flush()
 
 
 async def listen(channel: aio_pika.abc.AbstractChannel,

@@ -284,8 +284,9 @@ class EndpointConsumer:
         self.counts[status] += 1
         self.instance.completed.fire(record=record)
         if self.instance.reporter:
-            await self.instance.reporter.report(record)
-        await msg.ack()
+            self.instance.reporter.report(record, msg.ack)  # acked once the record is confirmed
+        else:
+            await msg.ack()
 
 
 class ConsumerInstance:

@@ -33,7 +33,7 @@ from harness.envelope import (
     new_id,
 )
 from harness.policies import murmur3_32
-from harness.topology import Profile, type_exchange
+from harness.topology import Endpoint, Profile, type_exchange
 from rabbitscale.events import EventHook
 
 
@@ -148,6 +148,7 @@ class Publisher:
         self._open_lock = asyncio.Lock()
         self._seq: dict[str, int] = {}
         self._key_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # lock, [users]
+        self._endpoints: dict[str, tuple[Endpoint, bool]] = {}
         self._watch: asyncio.Task[None] | None = None
         self._was_blocked = False
 
@@ -230,12 +231,16 @@ class Publisher:
             self.stats.pool_exhausted += 1
         return pc
 
-    @staticmethod
-    def _ordered(message_type: str, profile: Profile) -> bool:
-        """Messages whose endpoint processes one at a time on one consumer must also be
-        published one at a time per key, or a retried publish could overtake a later one."""
-        ep = profile.for_type(message_type)
-        return ep.single_active_consumer and ep.concurrency == 1
+    def _endpoint(self, message_type: str) -> tuple[Endpoint, bool]:
+        """The endpoint of a message type, and whether it is ordered: messages whose endpoint
+        processes one at a time on one consumer must also be published one at a time per
+        key, or a retried publish could overtake a later one."""
+        found = self._endpoints.get(message_type)
+        if found is None:
+            ep = self.profile.for_type(message_type)
+            found = self._endpoints[message_type] = (
+                ep, ep.single_active_consumer and ep.concurrency == 1)
+        return found
 
     def next_seq(self, key: str) -> int:
         seq = self._seq.get(key, 0) + 1
@@ -250,11 +255,11 @@ class Publisher:
         ``headers`` are extra AMQP headers (e.g. the consumer's RS-Fail test hook)."""
         if not self._pool:
             raise RuntimeError("Publisher.start() was not called")
-        ep = self.profile.for_type(message_type)
+        ep, ordered = self._endpoint(message_type)
         if key is None:
             key = str(message.get(ep.key_field, "")) if ep.key_field else ""
         seq = self.next_seq(f"{message_type}:{key}")
-        if self._ordered(message_type, self.profile):
+        if ordered:
             lock_key = f"{message_type}:{key}"
             lock, users = self._key_locks.setdefault(lock_key, (asyncio.Lock(), [0]))
             users[0] += 1
