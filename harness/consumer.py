@@ -139,7 +139,15 @@ class EndpointConsumer:
             await msg.nack(requeue=True)
 
     async def _process(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
-        headers = msg.headers or {}
+        try:
+            env = parse_envelope(msg.body)
+        except EnvelopeError as exc:  # unreadable: straight to _error, no retry can help
+            started = time.time()
+            await self._fault(msg, exc, 0)
+            await self._finish(msg, started, FAULTED, 0, "", f"EnvelopeError: {exc}", {})
+            return
+        # the measurement headers travel in the envelope (MassTransit's JSON headers)
+        headers = env.headers
         key = str(headers.get(H_KEY, ""))
         lock = self.partitioner.lock(key) if self.partitioner else contextlib.nullcontext()
         async with lock:
@@ -148,17 +156,11 @@ class EndpointConsumer:
             started = time.time()
             attempts = 0
             reason = ""
-            task_id = ""
-            try:
-                env = parse_envelope(msg.body)
-            except EnvelopeError as exc:
-                await self._fault(msg, exc, 0)
-                await self._finish(msg, started, FAULTED, 0, "", f"EnvelopeError: {exc}")
-                return
             task_id = str(env.message.get("TaskId") or env.message.get("RequestId") or "")
             if env.message_type != self.ep.message_type:
                 await self._forward(self.skipped_exchange, msg, {})
-                await self._finish(msg, started, SKIPPED, 0, task_id, "no consumer for type")
+                await self._finish(msg, started, SKIPPED, 0, task_id, "no consumer for type",
+                                   headers)
                 return
             # The breaker sits inside the retry filter, so it sees every attempt: a target
             # failing 20% of calls trips a 15% breaker even when retries rescue the messages.
@@ -188,9 +190,9 @@ class EndpointConsumer:
             if error is not None:
                 reason = f"{type(error).__name__}: {error}"
                 await self._fault(msg, error, attempts - 1)
-                await self._finish(msg, started, FAULTED, attempts, task_id, reason)
+                await self._finish(msg, started, FAULTED, attempts, task_id, reason, headers)
             else:
-                await self._finish(msg, started, COMPLETED, attempts, task_id, "")
+                await self._finish(msg, started, COMPLETED, attempts, task_id, "", headers)
 
     async def handle(self, env: Envelope, msg: aio_pika.abc.AbstractIncomingMessage,
                      attempt: int) -> None:
@@ -228,8 +230,8 @@ class EndpointConsumer:
                                                         "TaskCancelled") else "progress",
             "X-Webhook-Timestamp": str(int(time.time())),
             "X-RS-Message-Id": env.message_id,
-            "X-RS-Intended-Time": str((msg.headers or {}).get(H_INTENDED, "")),
-            "X-RS-Run": str((msg.headers or {}).get(H_RUN, "")),
+            "X-RS-Intended-Time": str(env.headers.get(H_INTENDED, "")),
+            "X-RS-Run": str(env.headers.get(H_RUN, "")),
             "X-RS-Original-Url": url,
         })
         session = await self.instance.http()
@@ -271,8 +273,8 @@ class EndpointConsumer:
         })
 
     async def _finish(self, msg: aio_pika.abc.AbstractIncomingMessage, started: float,
-                      status: str, attempts: int, task_id: str, reason: str) -> None:
-        h = msg.headers or {}
+                      status: str, attempts: int, task_id: str, reason: str,
+                      h: dict[str, Any]) -> None:
         finished = time.time()
         record = Completion(
             message_id=msg.message_id or "", message_type=self.ep.message_type,

@@ -1,8 +1,8 @@
 """MassTransit 8.x JSON envelope, plus the measurement headers every message carries.
 
-The measurement headers (intended send time, actual send time, ordering key, per-key sequence)
-travel both as AMQP headers, which the consumer reads without parsing the body, and inside the
-envelope's ``headers``, so a MassTransit consumer would see them too.
+The measurement headers (intended send time, actual send time, ordering key, per-key sequence,
+run) travel inside the envelope's JSON ``headers``, where a MassTransit consumer would see them
+too; the consumer parses the envelope anyway, so they cost no AMQP header table.
 """
 
 from __future__ import annotations

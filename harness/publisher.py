@@ -292,17 +292,18 @@ class Publisher:
                 outcome, error = Outcome.BLOCKED, "connection blocked by a broker alarm"
                 break
             sent = time.time()
-            # times as text: pamqp encodes a Python float in a header table as 32-bit
-            amqp_headers = {**(headers or {}), H_INTENDED: f"{intended:.6f}",
-                            H_SENT: f"{sent:.6f}", H_KEY: key, H_SEQ: seq, H_RUN: self.run_id}
+            # The measurement headers ride in the envelope's JSON headers, which the consumer
+            # parses anyway; the AMQP header table carries only caller extras (RS-Fail).
+            envelope_headers = {H_INTENDED: f"{intended:.6f}", H_SENT: f"{sent:.6f}",
+                                H_KEY: key, H_SEQ: seq, H_RUN: self.run_id}
             body = json.dumps(build_envelope(
                 message_type, message, message_id=mid, destination=ep.queue,
                 sent_time=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent))
                 + f".{int(sent % 1 * 1e6):06d}Z",
-                headers=amqp_headers)).encode()
+                headers=envelope_headers)).encode()
             amqp_msg = aio_pika.Message(
                 body, content_type=CONTENT_TYPE, message_id=mid, correlation_id=mid,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=amqp_headers)
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers or None)
             t0 = time.perf_counter()
             pc.in_flight += 1
             try:
