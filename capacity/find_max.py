@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capacity.plan import TASK_QUEUES, PlanInputs, endpoint_capacity_per_s
+from capacity.plan import TASK_QUEUES, PlanInputs, endpoint_capacity_per_s, service_time_s
 from harness.config import RabbitSettings
 from harness.topology import Profile
 
@@ -35,15 +35,13 @@ def predicted_max_per_s(settings: RabbitSettings, profile: Profile, instances: i
     """The model's ceiling for the task stream: the first endpoint to saturate decides."""
     prof = profile.resolved(settings)
     total = sum(mix.values()) or 1.0
-    from capacity.plan import _service_time  # the plan's service-time rule, one place
-
     best = float("inf")
     for kind, queue in TASK_QUEUES.items():
         share = mix.get(kind, 0.0) / total
         if share <= 0:
             continue
         ep = prof.endpoint(queue)
-        svc = _service_time(PlanInputs(settings, profile), ep)
+        svc = service_time_s(PlanInputs(settings, profile), ep)
         best = min(best, endpoint_capacity_per_s(ep, instances, svc) / share)
     return best
 

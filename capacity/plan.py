@@ -76,7 +76,8 @@ def _fmt(v: float) -> str:
     return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
-def _service_time(p: PlanInputs, ep: Endpoint) -> float:
+def service_time_s(p: PlanInputs, ep: Endpoint) -> float:
+    """The service time the plan uses: --service-time, the profile's, else the default."""
     if ep.queue in p.service_time_s:
         return p.service_time_s[ep.queue]
     if ep.service_time.mean_s > 0:
@@ -134,7 +135,7 @@ def build(p: PlanInputs) -> list[Figure]:
         arrival = arrivals.get(ep.queue, 0.0)
         if arrival <= 0:
             continue
-        svc = _service_time(p, ep)
+        svc = service_time_s(p, ep)
         cap = endpoint_capacity_per_s(ep, p.instances, svc)
         util = arrival / cap if cap else math.inf
         conc = model.effective_concurrency(ep.concurrency or 1, ep.prefetch or 1,

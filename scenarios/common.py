@@ -115,9 +115,8 @@ def _worker_position(environment: Any) -> tuple[int, int]:
 
 
 class Stream:
-    """One open-model arrival stream (e.g. tasks, webhooks) shared by a process's users."""
-
-    _streams: dict[str, Stream] = {}
+    """One open-model arrival stream (e.g. tasks, webhooks) shared by a process's users;
+    kept on the Locust environment, like the parsed options."""
 
     def __init__(self, name: str, pacer: Pacer) -> None:
         self.name = name
@@ -125,11 +124,12 @@ class Stream:
 
     @classmethod
     def get(cls, environment: Any, name: str, rate: RateFn, end_s: float = math.inf) -> Stream:
-        stream = cls._streams.get(name)
+        streams = environment.__dict__.setdefault("_rabbitscale_streams", {})
+        stream = streams.get(name)
         if stream is None:
             index, count = _worker_position(environment)
             start = float(os.environ.get("RABBITSCALE_START_AT", "0") or 0) or time.time()
-            stream = cls._streams[name] = Stream(name, Pacer(
+            stream = streams[name] = Stream(name, Pacer(
                 rate, start, worker_index=index, worker_count=count,
                 poisson=options(environment).poisson, end_s=end_s))
         return stream
