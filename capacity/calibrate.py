@@ -52,8 +52,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CalibrationError(f"{path}: unreadable: {exc}") from None
 
 
-def memory_per_message(run_dir: Path) -> tuple[float | None, float | None, str]:
-    """(bytes per queued message, baseline bytes, note) from the sampled series."""
+def memory_per_message(run_dir: Path) -> tuple[float | None, float | None, str, float | None]:
+    """(bytes per queued message, baseline bytes, note, peak node memory) from the sampled
+    series."""
     import pandas as pd
 
     try:
@@ -65,16 +66,18 @@ def memory_per_message(run_dir: Path) -> tuple[float | None, float | None, str]:
     depth = q.assign(d=q["ready_now"].fillna(q["messages"])).groupby("t")["d"].sum()
     joined = pd.merge_asof(n.sort_values("t"), depth.rename("depth").reset_index()
                            .sort_values("t"), on="t").dropna(subset=["depth", "mem_used"])
+    peak = float(n["mem_used"].max()) if len(n) else None
     if joined.empty:
-        return None, None, "no samples"
+        return None, None, "no samples", peak
     span = joined["depth"].max() - joined["depth"].min()
     baseline = float(joined.loc[joined["depth"].idxmin(), "mem_used"])
     if span < MIN_DEPTH_RANGE:
         return None, baseline, (f"depth varied by {span:.0f} messages only; a run with a "
-                                f"backlog (e.g. webhook_burst over capacity) is needed")
+                                f"backlog (e.g. webhook_burst over capacity) is needed"), peak
     x, y = joined["depth"].astype(float), joined["mem_used"].astype(float)
     slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    return slope, float(y.mean() - slope * x.mean()), f"fitted over a depth range of {span:.0f}"
+    return (slope, float(y.mean() - slope * x.mean()),
+            f"fitted over a depth range of {span:.0f}", peak)
 
 
 def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
@@ -92,8 +95,7 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
     summary = _read_json(run_dir / "summary.json")
     config = _read_json(run_dir / "config.json")
     cfg = config.get("rabbitmq", {})
-    known = RabbitSettings.__dataclass_fields__
-    settings = RabbitSettings(**{k: v for k, v in cfg.items() if k in known and k != "password"})
+    settings = RabbitSettings.from_masked(cfg)
     profile: Profile = get_profile(config.get("profile", "conduit")).resolved(settings)
     instances = int(summary.get("instances") or 1)
     latency = summary.get("measured", {}).get("latency_ms", {})
@@ -119,13 +121,9 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
         out.append(Comparison("max sustainable task rate", predicted,
                               fm.get("measured_max_per_s"), "tasks/s",
                               "find-max, last step that held"))
-    per_msg, baseline, note = memory_per_message(run_dir)
+    per_msg, baseline, note, measured_peak_mem = memory_per_message(run_dir)
     fitted["broker_bytes_per_message"] = per_msg
     peak_depth = float(summary.get("measured", {}).get("peak_queue_depth") or 0)
-    import pandas as pd
-
-    node = pd.read_csv(run_dir / "broker_node.csv")
-    measured_peak_mem = float(node["mem_used"].max()) if len(node) else None
     predicted_mem = None
     if baseline is not None:
         bpm = per_msg if per_msg is not None else model.ASSUMED_BROKER_BYTES_PER_MESSAGE["quorum"]

@@ -74,6 +74,13 @@ class RabbitSettings:
         d["password"] = "***"
         return d
 
+    @classmethod
+    def from_masked(cls, d: Mapping[str, Any]) -> RabbitSettings:
+        """Settings read back from ``masked()`` output (a run's config.json), for the model;
+        the password stays the default, nothing here connects."""
+        return cls(**{k: v for k, v in d.items()
+                      if k in cls.__dataclass_fields__ and k != "password"})
+
 
 def _int(lo: int, hi: int | None = None) -> Callable[[str, Any], int]:
     def parse(key: str, raw: Any) -> int:

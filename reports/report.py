@@ -25,13 +25,11 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
     """M/M/c prediction of the mean queue wait per queue, from the run's own arrivals and
     processing times, beside the measured mean queue wait."""
     from capacity import model
-    from capacity.plan import endpoint_capacity_per_s  # noqa: F401  (same model as plan)
     from harness.config import RabbitSettings
     from harness.topology import get_profile
 
     cfg = run.config.get("rabbitmq", {})
-    known = RabbitSettings.__dataclass_fields__
-    settings = RabbitSettings(**{k: v for k, v in cfg.items() if k in known and k != "password"})
+    settings = RabbitSettings.from_masked(cfg)
     try:
         profile = get_profile(run.config.get("profile", "conduit")).resolved(settings)
     except ValueError:

@@ -28,8 +28,8 @@ from harness.auth import VirtualKeys
 from rabbitscale import latency
 from rabbitscale.units import UnitError, parse_rate_per_s, parse_size_bytes
 from scenarios.drivers import AmqpDriver, HttpDriver, Task, TaskDriver
-from scenarios.pacing import Pacer, RateFn, constant
-from scenarios.schedule import Rates
+from scenarios.pacing import Pacer, RateFn
+from scenarios.schedule import Rates, streams
 
 TASK_KINDS = ("video", "image", "spend")
 
@@ -196,11 +196,13 @@ def _dump(environment: Any, **_: Any) -> None:
 class OpenModelMixin:
     """Take slots from a stream, sleep until each, send one task; never closed-loop."""
 
+    scenario = "sustained_tasks"  # which schedule (scenarios/schedule.py) the stream follows
     stream_name = "tasks"
     environment: Any
 
     def rate(self) -> RateFn:
-        return constant(options(self.environment).task_rate)
+        return streams(self.scenario, rates(self.environment),
+                       run_time_s(self.environment))[self.stream_name]
 
     def end_s(self) -> float:
         return run_time_s(self.environment)

@@ -5,16 +5,12 @@
 
 from locust import task
 
-from scenarios.common import HttpTaskUser, TaskMixin, WebhookMixin, rates, run_time_s
-from scenarios.schedule import streams
+from scenarios.common import HttpTaskUser, TaskMixin, WebhookMixin
 
 
 class MixedTasksUser(TaskMixin, HttpTaskUser):
+    scenario = "mixed_peak"
     weight = 1
-
-    def rate(self):
-        return streams("mixed_peak", rates(self.environment),
-                       run_time_s(self.environment))["tasks"]
 
     @task
     def send_tasks(self) -> None:
@@ -22,11 +18,8 @@ class MixedTasksUser(TaskMixin, HttpTaskUser):
 
 
 class MixedWebhookUser(WebhookMixin, HttpTaskUser):
+    scenario = "mixed_peak"
     weight = 2
-
-    def rate(self):
-        return streams("mixed_peak", rates(self.environment),
-                       run_time_s(self.environment))["webhooks"]
 
     @task
     def send_webhooks(self) -> None:

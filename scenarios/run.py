@@ -321,10 +321,9 @@ class Run:
                 f"burst_{i + 1}_absorbed", got / max(1.0, want), t.burst_ratio_min,
                 f"{got} of {want:.0f} webhooks at {rate:g}/s delivered within "
                 f"{t.burst_max_lag_s:g}s"))
-        peak_depth = max((int(r["messages"] or 0) for r in sampler.queue_rows
-                          if not r["queue"].endswith("_error")), default=0)
-        peak_depth = max([peak_depth] + [int(r["ready_now"] or 0) for r in sampler.queue_rows
-                                         if not r["queue"].endswith("_error")])
+        peak_depth = max((max(int(r["messages"] or 0), int(r["ready_now"] or 0))
+                          for r in sampler.queue_rows if not r["queue"].endswith("_error")),
+                         default=0)
         checks.append(slo.depth_check("peak_queue_depth", peak_depth, t))
         checks.append(slo.at_most("max_message_age_s", max(
             (r["oldest_age_s"] for r in sampler.queue_rows), default=0.0), t.message_age_max_s))

@@ -7,14 +7,11 @@ from --instances to --scale-to (default 3 -> 5) at the midpoint.
 
 from locust import task
 
-from scenarios.common import HttpTaskUser, TaskMixin, rates, run_time_s
-from scenarios.schedule import streams
+from scenarios.common import HttpTaskUser, TaskMixin
 
 
 class ScaleOutUser(TaskMixin, HttpTaskUser):
-    def rate(self):
-        return streams("scale_out", rates(self.environment),
-                       run_time_s(self.environment))["tasks"]
+    scenario = "scale_out"
 
     @task
     def send_tasks(self) -> None:

@@ -9,14 +9,11 @@ import math
 
 from locust import LoadTestShape, task
 
-from scenarios.common import HttpTaskUser, WebhookMixin, options, rates, run_time_s
-from scenarios.schedule import streams
+from scenarios.common import HttpTaskUser, WebhookMixin, options, run_time_s
 
 
 class WebhookBurstUser(WebhookMixin, HttpTaskUser):
-    def rate(self):
-        return streams("webhook_burst", rates(self.environment),
-                       run_time_s(self.environment))["webhooks"]
+    scenario = "webhook_burst"
 
     @task
     def send_webhooks(self) -> None:
