@@ -2,6 +2,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY rabbitscale ./rabbitscale
+COPY core ./core
 COPY harness ./harness
 COPY scenarios ./scenarios
 COPY capacity ./capacity

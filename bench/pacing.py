@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from gevent import monkey
 
-monkey.patch_all()
+monkey.patch_all()  # before anything imports socket or threading
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rabbitscale import latency  # noqa: E402
-from scenarios.pacing import Pacer, constant  # noqa: E402
+from rabbitscale.core import latency  # noqa: E402
+from rabbitscale.scenarios.pacing import Pacer, constant  # noqa: E402
 
 
 def measure(rate_per_s: float, seconds: float, users: int) -> dict[str, float]:

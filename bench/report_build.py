@@ -14,12 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from rabbitscale import latency  # noqa: E402
-from reports.report import build  # noqa: E402
+from rabbitscale.core import latency
+from rabbitscale.reports.report import build
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "run_burst"
 QUEUES = [f"queue-{i}" for i in range(10)]

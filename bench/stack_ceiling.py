@@ -21,20 +21,17 @@ import statistics
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aio_pika
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness import messages  # noqa: E402
-from harness.config import RabbitSettings, load_settings  # noqa: E402
-from harness.consumer import ConsumerInstance  # noqa: E402
-from harness.envelope import build_envelope  # noqa: E402
-from harness.management import Management  # noqa: E402
-from harness.publisher import Publisher  # noqa: E402
-from harness.topology import CONDUIT, apply_overrides, declare  # noqa: E402
+from rabbitscale.harness import messages
+from rabbitscale.harness.config import RabbitSettings, load_settings
+from rabbitscale.harness.consumer import ConsumerInstance
+from rabbitscale.harness.envelope import build_envelope
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.publisher import Publisher
+from rabbitscale.harness.topology import CONDUIT, apply_overrides, declare
 
 QUEUE = "video-generation-events"
 PREFETCH = 25

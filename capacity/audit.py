@@ -16,7 +16,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rabbitscale.units import format_bytes
+from rabbitscale.core.units import format_bytes
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "schema"
 INSTALLED_GLOB = "/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/*/priv/schema/*.schema"

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capacity import model
-from capacity.plan import TASK_QUEUES, endpoint_capacity_per_s
-from harness.config import RabbitSettings
-from harness.topology import Profile, get_profile
+from rabbitscale.capacity import model
+from rabbitscale.capacity.plan import TASK_QUEUES, endpoint_capacity_per_s
+from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.harness.topology import Profile, get_profile
 
 MIN_DEPTH_RANGE = 200  # messages of depth variation needed to fit memory per message
 

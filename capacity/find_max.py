@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capacity.plan import TASK_QUEUES, PlanInputs, endpoint_capacity_per_s, service_time_s
-from harness.config import RabbitSettings
-from harness.topology import Profile
+from rabbitscale.capacity.plan import (
+    TASK_QUEUES,
+    PlanInputs,
+    endpoint_capacity_per_s,
+    service_time_s,
+)
+from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.harness.topology import Profile
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,8 @@ async def find_max(settings: RabbitSettings, profile: Profile, base: Any, *,
                    max_steps: int = 12, keep_up_min: float = 0.97, out_dir: Path,
                    say: Any = print) -> tuple[float | None, list[Step]]:
     """``base`` is a scenarios.run.RunOptions whose task rate is varied."""
-    from scenarios.run import Run
-    from scenarios.schedule import Rates
+    from rabbitscale.scenarios.run import Run
+    from rabbitscale.scenarios.schedule import Rates
 
     steps: list[Step] = []
 

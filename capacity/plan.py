@@ -11,10 +11,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from capacity import model
-from harness.config import RabbitSettings
-from harness.topology import Endpoint, Profile
-from rabbitscale.units import format_bytes
+from rabbitscale.capacity import model
+from rabbitscale.core.units import format_bytes
+from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.harness.topology import Endpoint, Profile
 
 OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
-from harness import messages
-from harness.auth import VirtualKeys
-from harness.completions import Completion
-from harness.envelope import new_id
-from harness.health import DepthThresholds, rabbitmq_comprehensive, report
-from harness.management import Management
-from harness.publisher import Outcome, Publisher
+from rabbitscale.harness import messages
+from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.completions import Completion
+from rabbitscale.harness.envelope import new_id
+from rabbitscale.harness.health import DepthThresholds, rabbitmq_comprehensive, report
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.publisher import Outcome, Publisher
 
 MAX_BODY = 2 * 2**20  # PayloadJson may be up to 1 MB
 H_INTENDED_HTTP = "X-RS-Intended-Time"
@@ -275,6 +275,6 @@ def create_app(state: ApiState) -> web.Application:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from harness.openapi import DOCUMENT
+    from rabbitscale.harness.openapi import DOCUMENT
 
     return web.json_response(DOCUMENT)

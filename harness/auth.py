@@ -50,14 +50,14 @@ def _explicit(keys: Iterable[str]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m harness.auth KEY_ID`: print the virtual key for KEY_ID, derived from
+    """`python -m rabbitscale.harness.auth KEY_ID`: print the virtual key for KEY_ID, derived from
     RABBITSCALE_API_SECRET, so keys need not be printed by the stack or kept in logs."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     secret = os.environ.get(SECRET_ENV)
     if len(args) != 1 or not args[0].isdigit() or not secret:
-        print(f"usage: {SECRET_ENV}=... python -m harness.auth KEY_ID", file=sys.stderr)
+        print(f"usage: {SECRET_ENV}=... python -m rabbitscale.harness.auth KEY_ID", file=sys.stderr)
         return 2
     print(VirtualKeys(secret).key_for(int(args[0])))
     return 0

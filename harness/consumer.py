@@ -28,9 +28,16 @@ from urllib.parse import urlsplit
 import aio_pika
 import aiohttp
 
-from harness.completions import COMPLETED, FAULTED, SKIPPED, Completion, CompletionReporter
-from harness.config import ConfigError, RabbitSettings
-from harness.envelope import (
+from rabbitscale.core.events import EventHook
+from rabbitscale.harness.completions import (
+    COMPLETED,
+    FAULTED,
+    SKIPPED,
+    Completion,
+    CompletionReporter,
+)
+from rabbitscale.harness.config import ConfigError, RabbitSettings
+from rabbitscale.harness.envelope import (
     H_INTENDED,
     H_KEY,
     H_RUN,
@@ -40,9 +47,8 @@ from harness.envelope import (
     EnvelopeError,
     parse_envelope,
 )
-from harness.policies import CircuitBreaker, Dedup, Partitioner, RateLimiter
-from harness.topology import Endpoint, Profile, apply_overrides, load_stack_config
-from rabbitscale.events import EventHook
+from rabbitscale.harness.policies import CircuitBreaker, Dedup, Partitioner, RateLimiter
+from rabbitscale.harness.topology import Endpoint, Profile, apply_overrides, load_stack_config
 
 log = logging.getLogger("rabbitscale.consumer")
 
@@ -372,8 +378,8 @@ async def _run_instance(settings: RabbitSettings, profile: Profile,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of one consumer process (``python -m harness.consumer``)."""
-    p = argparse.ArgumentParser(prog="python -m harness.consumer")
+    """Entry point of one consumer process (``python -m rabbitscale.harness.consumer``)."""
+    p = argparse.ArgumentParser(prog="python -m rabbitscale.harness.consumer")
     p.add_argument("--instance", default="consumer-1")
     p.add_argument("--profile", default="conduit")
     p.add_argument("--profile-file")

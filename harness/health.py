@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.management import Management, ManagementError
+from rabbitscale.harness.management import Management, ManagementError
 
 HEALTHY, DEGRADED, UNHEALTHY = "Healthy", "Degraded", "Unhealthy"
 

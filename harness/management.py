@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from harness.config import RabbitSettings
+from rabbitscale.harness.config import RabbitSettings
 
 
 class ManagementError(RuntimeError):

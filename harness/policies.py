@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from harness.topology import BreakerPolicy, RateLimit
+from rabbitscale.harness.topology import BreakerPolicy, RateLimit
 
 Clock = Callable[[], float]
 

@@ -21,8 +21,9 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.exceptions import DeliveryError, PublishError
 
-from harness.config import RabbitSettings
-from harness.envelope import (
+from rabbitscale.core.events import EventHook
+from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.harness.envelope import (
     CONTENT_TYPE,
     H_INTENDED,
     H_KEY,
@@ -32,9 +33,8 @@ from harness.envelope import (
     build_envelope,
     new_id,
 )
-from harness.policies import murmur3_32
-from harness.topology import Endpoint, Profile, type_exchange
-from rabbitscale.events import EventHook
+from rabbitscale.harness.policies import murmur3_32
+from rabbitscale.harness.topology import Endpoint, Profile, type_exchange
 
 
 class Outcome(enum.StrEnum):

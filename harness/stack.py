@@ -23,14 +23,14 @@ from typing import Any
 import aio_pika
 from aiohttp import web
 
-from harness.api import ApiState, create_app
-from harness.auth import SECRET_ENV, VirtualKeys
-from harness.completions import Completion, listen
-from harness.config import ConfigError, RabbitSettings
-from harness.management import Management
-from harness.publisher import Publisher
-from harness.topology import Profile, declare
-from harness.webhook_sink import Sink, SinkOptions
+from rabbitscale.harness.api import ApiState, create_app
+from rabbitscale.harness.auth import SECRET_ENV, VirtualKeys
+from rabbitscale.harness.completions import Completion, listen
+from rabbitscale.harness.config import ConfigError, RabbitSettings
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.publisher import Publisher
+from rabbitscale.harness.topology import Profile, declare
+from rabbitscale.harness.webhook_sink import Sink, SinkOptions
 
 OVERRIDES_ENV = "RABBITSCALE_ENDPOINT_OVERRIDES"  # JSON {queue: {setting: value}} for consumers
 
@@ -120,7 +120,7 @@ class Stack:
             self.ledger.rejected += 1
 
     async def _spawn(self, name: str) -> None:
-        args = [sys.executable, "-m", "harness.consumer", "--instance", name,
+        args = [sys.executable, "-m", "rabbitscale.harness.consumer", "--instance", name,
                 "--profile", self.profile.name, "--time-scale", str(self.opts.time_scale),
                 "--webhook-redirect-url", self.sink_url + "/redirected"]
         if self.opts.profile_file:
@@ -132,8 +132,6 @@ class Stack:
                "CONDUITLLM__RABBITMQ__PASSWORD": s.password,
                "CONDUITLLM__RABBITMQ__VHOST": s.vhost,
                OVERRIDES_ENV: json.dumps(self.opts.endpoint_overrides)}
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
             start_new_session=True)  # Ctrl-C reaches the stack only; it stops them in order
@@ -225,7 +223,7 @@ def api_key_hint(keys: VirtualKeys) -> str:
     """Where to get an API key, without printing one: credentials stay out of logs. With no
     RABBITSCALE_API_SECRET the secret is random, so virtual key 1 goes to a 0600 file."""
     if os.environ.get(SECRET_ENV):
-        return f"derived from {SECRET_ENV}: python -m harness.auth 1"
+        return f"derived from {SECRET_ENV}: python -m rabbitscale.harness.auth 1"
     path = Path(tempfile.gettempdir()) / f"rabbitscale-api-key-{os.getpid()}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
-from rabbitscale.units import UnitError, parse_duration_s
+from rabbitscale.core.units import UnitError, parse_duration_s
+from rabbitscale.harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
 
 NAMESPACE = "ConduitLLM.Core.Events"
 COMPLETIONS_EXCHANGE = "rabbitscale.completions"

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from rabbitscale.events import EventHook
+from rabbitscale.core.events import EventHook
 
 
 @dataclass

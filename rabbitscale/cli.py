@@ -50,7 +50,7 @@ _ratio = _bounded(float, 0, 1, "a number")
 
 
 def _duration(text: str) -> float:
-    from rabbitscale.units import UnitError, parse_duration_s
+    from rabbitscale.core.units import UnitError, parse_duration_s
 
     try:
         return parse_duration_s(text)
@@ -61,9 +61,9 @@ def _duration(text: str) -> float:
 def _cmd_stack(args: argparse.Namespace) -> int:
     import asyncio
 
-    from harness.stack import StackOptions, run_stack
-    from harness.topology import load_stack_config
-    from harness.webhook_sink import SinkOptions
+    from rabbitscale.harness.stack import StackOptions, run_stack
+    from rabbitscale.harness.topology import load_stack_config
+    from rabbitscale.harness.webhook_sink import SinkOptions
 
     settings, profile = load_stack_config(args.profile, args.profile_file)
     opts = StackOptions(instances=args.instances, profile=args.profile,
@@ -75,7 +75,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
 
 def _rate(text: str) -> float:
-    from rabbitscale.units import UnitError, parse_rate_per_s
+    from rabbitscale.core.units import UnitError, parse_rate_per_s
 
     try:
         value = parse_rate_per_s(text)
@@ -91,7 +91,7 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def _size(text: str) -> str:
-    from rabbitscale.units import UnitError, parse_size_bytes
+    from rabbitscale.core.units import UnitError, parse_size_bytes
 
     try:
         if parse_size_bytes(text) < 1:
@@ -105,9 +105,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from harness.topology import load_stack_config
-    from scenarios.run import Run, RunOptions
-    from scenarios.schedule import Rates
+    from rabbitscale.harness.topology import load_stack_config
+    from rabbitscale.scenarios.run import Run, RunOptions
+    from rabbitscale.scenarios.schedule import Rates
 
     if args.duration < 5:
         raise CliError("rabbitscale run: --duration must be at least 5s")
@@ -135,12 +135,12 @@ def _queue_durations(text: str) -> tuple[str, float]:
 def _cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from capacity.plan import FAIL, PlanInputs, build, render_table, verdict
-    from harness.topology import load_stack_config
-    from rabbitscale.units import parse_size_bytes
+    from rabbitscale.capacity.plan import FAIL, PlanInputs, build, render_table, verdict
+    from rabbitscale.core.units import parse_size_bytes
+    from rabbitscale.harness.topology import load_stack_config
 
     if args.calibrate:
-        from capacity.calibrate import CalibrationError, calibrate, render
+        from rabbitscale.capacity.calibrate import CalibrationError, calibrate, render
 
         try:
             fitted, rows = calibrate(args.calibrate)
@@ -187,8 +187,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     import json
 
-    from reports.report import build
-    from reports.rundir import ReportError
+    from rabbitscale.reports.report import build
+    from rabbitscale.reports.rundir import ReportError
 
     try:
         out = build(args.run_dir, args.baseline, args.out, args.tolerance)
@@ -205,8 +205,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from capacity.audit import ERROR, AuditError, audit_file, load_schema
-    from rabbitscale.units import parse_size_bytes
+    from rabbitscale.capacity.audit import ERROR, AuditError, audit_file, load_schema
+    from rabbitscale.core.units import parse_size_bytes
 
     try:
         schema = load_schema(prefer_installed=not args.snapshot)
@@ -251,10 +251,10 @@ def _mix(text: str) -> dict[str, float]:
 def _cmd_find_max(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from capacity.find_max import run_find_max
-    from harness.topology import load_stack_config
-    from scenarios.run import RunOptions
-    from scenarios.schedule import Rates
+    from rabbitscale.capacity.find_max import run_find_max
+    from rabbitscale.harness.topology import load_stack_config
+    from rabbitscale.scenarios.run import RunOptions
+    from rabbitscale.scenarios.schedule import Rates
 
     if args.scenario not in ("sustained_tasks", "scale_out"):
         raise CliError("rabbitscale find-max: the task-stream scenarios are sustained_tasks "
@@ -393,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.config import ConfigError
+    from rabbitscale.harness.config import ConfigError
 
     try:
         args = build_parser().parse_args(argv)

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rabbitscale import latency  # noqa: E402
+from rabbitscale.core import latency  # noqa: E402
 
 WIDTH, HEIGHT = 9.0, 3.4
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import jinja2
 
-from reports import charts
-from reports.compare import DEFAULT_TOLERANCE, compare
-from reports.rundir import RunData, load
+from rabbitscale.reports import charts
+from rabbitscale.reports.compare import DEFAULT_TOLERANCE, compare
+from rabbitscale.reports.rundir import RunData, load
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -24,9 +24,9 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 def _model_rows(run: RunData) -> list[dict[str, Any]]:
     """M/M/c prediction of the mean queue wait per queue, from the run's own arrivals and
     processing times, beside the measured mean queue wait."""
-    from capacity import model
-    from harness.config import RabbitSettings
-    from harness.topology import get_profile
+    from rabbitscale.capacity import model
+    from rabbitscale.harness.config import RabbitSettings
+    from rabbitscale.harness.topology import get_profile
 
     cfg = run.config.get("rabbitmq", {})
     settings = RabbitSettings.from_masked(cfg)

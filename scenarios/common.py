@@ -24,12 +24,12 @@ from locust import User, events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.auth import VirtualKeys
-from rabbitscale import latency
-from rabbitscale.units import UnitError, parse_rate_per_s, parse_size_bytes
-from scenarios.drivers import AmqpDriver, HttpDriver, Task, TaskDriver
-from scenarios.pacing import Pacer, RateFn
-from scenarios.schedule import Rates, streams
+from rabbitscale.core import latency
+from rabbitscale.core.units import UnitError, parse_rate_per_s, parse_size_bytes
+from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.scenarios.drivers import AmqpDriver, HttpDriver, Task, TaskDriver
+from rabbitscale.scenarios.pacing import Pacer, RateFn
+from rabbitscale.scenarios.schedule import Rates, streams
 
 TASK_KINDS = ("video", "image", "spend")
 

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness import messages
-from harness.auth import VirtualKeys
+from rabbitscale.harness import messages
+from rabbitscale.harness.auth import VirtualKeys
 
 MESSAGE_TYPES = {"video": "VideoGenerationRequested", "image": "ImageGenerationRequested",
                  "spend": "SpendUpdateRequested", "webhook": "WebhookDeliveryRequested"}
@@ -112,9 +112,9 @@ class _AsyncioBridge:
     _guard = threading.Lock()
 
     def __init__(self) -> None:
-        from harness.config import load_settings
-        from harness.publisher import Publisher
-        from harness.topology import get_profile
+        from rabbitscale.harness.config import load_settings
+        from rabbitscale.harness.publisher import Publisher
+        from rabbitscale.harness.topology import get_profile
 
         try:  # under Locust, threading is monkey-patched: the loop needs a real thread
             from gevent import monkey

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.management import Management
+from rabbitscale.harness.management import Management
 
 
 @dataclass
@@ -168,9 +168,9 @@ class Poison(Fault):
     count = 5
 
     async def inject(self, ctx: FaultContext) -> str:
-        from harness import messages
-        from harness.consumer import H_FAIL
-        from harness.publisher import Publisher
+        from rabbitscale.harness import messages
+        from rabbitscale.harness.consumer import H_FAIL
+        from rabbitscale.harness.publisher import Publisher
 
         pub = await Publisher(ctx.stack.settings, ctx.stack.profile,
                               run_id=ctx.run_name).start()

@@ -5,7 +5,7 @@
 
 from locust import task
 
-from scenarios.common import HttpTaskUser, TaskMixin, WebhookMixin
+from rabbitscale.scenarios.common import HttpTaskUser, TaskMixin, WebhookMixin
 
 
 class MixedTasksUser(TaskMixin, HttpTaskUser):

@@ -14,8 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.completions import COMPLETED, Completion
-from rabbitscale import latency
+from rabbitscale.core import latency
+from rabbitscale.harness.completions import COMPLETED, Completion
 
 ORDERED_TYPES = {"SpendUpdateRequested"}  # must be applied in order per key
 METRICS = ("e2e", "queue_wait", "processing", "publish_delay")

@@ -23,17 +23,17 @@ from typing import Any
 
 import aio_pika
 
-from harness.completions import listen
-from harness.config import RabbitSettings
-from harness.management import Management
-from harness.stack import Stack, StackOptions
-from harness.topology import Profile, apply_overrides
-from harness.webhook_sink import SinkOptions
-from rabbitscale import latency
-from scenarios import slo
-from scenarios.recorder import METRICS, Recorder
-from scenarios.sampler import Sampler
-from scenarios.schedule import Rates, burst_windows, expected_arrivals, streams
+from rabbitscale.core import latency
+from rabbitscale.harness.completions import listen
+from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.stack import Stack, StackOptions
+from rabbitscale.harness.topology import Profile, apply_overrides
+from rabbitscale.harness.webhook_sink import SinkOptions
+from rabbitscale.scenarios import slo
+from rabbitscale.scenarios.recorder import METRICS, Recorder
+from rabbitscale.scenarios.sampler import Sampler
+from rabbitscale.scenarios.schedule import Rates, burst_windows, expected_arrivals, streams
 
 EXIT_PASS, EXIT_SLO, EXIT_ERROR = 0, 1, 4
 SCENARIO_DIR = Path(__file__).resolve().parent
@@ -101,7 +101,7 @@ class Run:
         self.settings = settings.with_vhost(self.vhost)
         self.profile = profile
         self.recorder = Recorder(run=self.name)
-        from scenarios.faults import FAULTS
+        from rabbitscale.scenarios.faults import FAULTS
 
         self.fault = FAULTS[o.fault]() if o.fault else None
         self.overrides = dict(self.fault.profile_overrides) if self.fault else {}
@@ -192,7 +192,7 @@ class Run:
         scaled = self.o.scenario != "scale_out"
         fault_task: asyncio.Task[None] | None = None
         if self.fault:
-            from scenarios.faults import FaultContext
+            from rabbitscale.scenarios.faults import FaultContext
 
             self.fault_ctx = FaultContext(stack, sampler.management, self.name, self.say)
             fault_task = asyncio.create_task(self._run_fault(start_at))
@@ -379,7 +379,7 @@ class Run:
         if o.quiet:  # find-max steps: the verdict is what counts, skip the page
             return EXIT_ERROR if error else EXIT_PASS if verdict == slo.PASS else EXIT_SLO
         try:
-            from reports.report import build as build_report
+            from rabbitscale.reports.report import build as build_report
 
             self.say(f"report: {build_report(self.run_dir)}")
         except Exception as exc:  # the run's verdict stands even if the page fails

@@ -17,8 +17,8 @@ from typing import Any
 
 import aio_pika
 
-from harness.management import Management, ManagementError
-from scenarios.recorder import Recorder
+from rabbitscale.harness.management import Management, ManagementError
+from rabbitscale.scenarios.recorder import Recorder
 
 QUEUE_COLUMNS = ["t", "queue", "messages", "ready", "unacked", "consumers", "publish_rate",
                  "deliver_rate", "ack_rate", "ready_now", "oldest_age_s"]

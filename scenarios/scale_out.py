@@ -7,7 +7,7 @@ from --instances to --scale-to (default 3 -> 5) at the midpoint.
 
 from locust import task
 
-from scenarios.common import HttpTaskUser, TaskMixin
+from rabbitscale.scenarios.common import HttpTaskUser, TaskMixin
 
 
 class ScaleOutUser(TaskMixin, HttpTaskUser):

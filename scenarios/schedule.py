@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scenarios.pacing import RateFn, Step, constant, stepped
+from rabbitscale.scenarios.pacing import RateFn, Step, constant, stepped
 
 SCENARIOS = ("sustained_tasks", "webhook_burst", "mixed_peak", "scale_out")
 # fractions of the run: baseline, burst 1, baseline, burst 2, baseline

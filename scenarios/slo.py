@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError
+from rabbitscale.harness.config import ConfigError
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 

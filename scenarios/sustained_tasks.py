@@ -6,7 +6,7 @@
 
 from locust import task
 
-from scenarios.common import HttpTaskUser, TaskMixin
+from rabbitscale.scenarios.common import HttpTaskUser, TaskMixin
 
 
 class SustainedTasksUser(TaskMixin, HttpTaskUser):

@@ -9,7 +9,7 @@ import math
 
 from locust import LoadTestShape, task
 
-from scenarios.common import HttpTaskUser, WebhookMixin, options, run_time_s
+from rabbitscale.scenarios.common import HttpTaskUser, WebhookMixin, options, run_time_s
 
 
 class WebhookBurstUser(WebhookMixin, HttpTaskUser):

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from harness.config import RabbitSettings, load_settings
-from harness.management import Management, ManagementError
+from rabbitscale.harness.config import RabbitSettings, load_settings
+from rabbitscale.harness.management import Management, ManagementError
 
 
 def base_settings() -> RabbitSettings:

@@ -8,12 +8,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from harness.api import ApiState, create_app
-from harness.auth import VirtualKeys
-from harness.health import DepthThresholds
-from harness.management import Management
-from harness.publisher import Publisher
-from harness.topology import CONDUIT, apply_overrides, declare
+from rabbitscale.harness.api import ApiState, create_app
+from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.health import DepthThresholds
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.publisher import Publisher
+from rabbitscale.harness.topology import CONDUIT, apply_overrides, declare
 
 pytestmark = pytest.mark.broker
 

@@ -13,12 +13,12 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.api import ApiState, create_app
-from harness.auth import VirtualKeys
-from harness.management import Management
-from harness.openapi import DOCUMENT
-from harness.publisher import Publisher
-from harness.topology import CONDUIT, declare
+from rabbitscale.harness.api import ApiState, create_app
+from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.openapi import DOCUMENT
+from rabbitscale.harness.publisher import Publisher
+from rabbitscale.harness.topology import CONDUIT, declare
 
 pytestmark = pytest.mark.broker
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from capacity.audit import ERROR, WARNING, audit, load_schema, rmq_bytes
+from rabbitscale.capacity.audit import ERROR, WARNING, audit, load_schema, rmq_bytes
 from rabbitscale.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,14 +10,14 @@ import time
 import aio_pika
 import pytest
 
-from harness import messages
-from harness.completions import Completion, listen
-from harness.config import ConfigError
-from harness.consumer import H_FAIL, ConsumerInstance, ConsumerOptions
-from harness.envelope import CONTENT_TYPE, build_envelope
-from harness.management import Management
-from harness.publisher import Outcome, Publisher
-from harness.topology import CONDUIT, apply_overrides, declare, type_exchange
+from rabbitscale.harness import messages
+from rabbitscale.harness.completions import Completion, listen
+from rabbitscale.harness.config import ConfigError
+from rabbitscale.harness.consumer import H_FAIL, ConsumerInstance, ConsumerOptions
+from rabbitscale.harness.envelope import CONTENT_TYPE, build_envelope
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.publisher import Outcome, Publisher
+from rabbitscale.harness.topology import CONDUIT, apply_overrides, declare, type_exchange
 
 pytestmark = pytest.mark.broker
 

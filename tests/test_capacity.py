@@ -5,18 +5,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capacity import model
-from capacity.plan import PlanInputs, build, verdict
-from harness.config import RabbitSettings
-from harness.topology import CONDUIT, GUIDE
+from rabbitscale.capacity import model
+from rabbitscale.capacity.plan import PlanInputs, build, verdict
 from rabbitscale.cli import main
-from rabbitscale.units import (
+from rabbitscale.core.units import (
     UnitError,
     format_bytes,
     parse_duration_s,
     parse_rate_per_s,
     parse_size_bytes,
 )
+from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.harness.topology import CONDUIT, GUIDE
 
 
 def test_units_are_explicit():

@@ -33,7 +33,7 @@ def test_unreachable_broker_is_exit_3(monkeypatch, capsys):
 
 def test_fault_choices_match_the_fault_registry():
     from rabbitscale.cli import build_parser
-    from scenarios.faults import FAULTS
+    from rabbitscale.scenarios.faults import FAULTS
 
     run = build_parser()._subparsers._group_actions[0].choices["run"]
     fault = next(a for a in run._actions if a.dest == "fault")

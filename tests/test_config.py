@@ -1,6 +1,6 @@
 import pytest
 
-from harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
+from rabbitscale.harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
 
 
 def test_defaults_match_conduit_topology():

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import ENV_PREFIX, FIELDS, WEBHOOK_PREFETCH_ENV, load_settings
+from rabbitscale.harness.config import ENV_PREFIX, FIELDS, WEBHOOK_PREFETCH_ENV, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from capacity.calibrate import calibrate
-from capacity.find_max import find_max, predicted_max_per_s
-from harness.config import load_settings
-from harness.topology import CONDUIT, apply_overrides
+from rabbitscale.capacity.calibrate import calibrate
+from rabbitscale.capacity.find_max import find_max, predicted_max_per_s
 from rabbitscale.cli import main
-from scenarios.run import RunOptions
-from scenarios.schedule import Rates
+from rabbitscale.harness.config import load_settings
+from rabbitscale.harness.topology import CONDUIT, apply_overrides
+from rabbitscale.scenarios.run import RunOptions
+from rabbitscale.scenarios.schedule import Rates
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

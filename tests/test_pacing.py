@@ -2,8 +2,8 @@ import statistics
 
 import pytest
 
-from scenarios.pacing import Pacer, Step, constant, stepped
-from scenarios.schedule import Rates, burst_windows, expected_arrivals, streams
+from rabbitscale.scenarios.pacing import Pacer, Step, constant, stepped
+from rabbitscale.scenarios.schedule import Rates, burst_windows, expected_arrivals, streams
 
 
 def _all(p: Pacer) -> list[float]:

@@ -1,5 +1,11 @@
-from harness.policies import BreakerState, CircuitBreaker, Dedup, RateLimiter, murmur3_32
-from harness.topology import BreakerPolicy, RateLimit
+from rabbitscale.harness.policies import (
+    BreakerState,
+    CircuitBreaker,
+    Dedup,
+    RateLimiter,
+    murmur3_32,
+)
+from rabbitscale.harness.topology import BreakerPolicy, RateLimit
 
 
 class Clock:

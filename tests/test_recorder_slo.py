@@ -1,9 +1,9 @@
 import pytest
 
-from harness.completions import Completion
-from harness.config import ConfigError
-from scenarios import slo
-from scenarios.recorder import Recorder
+from rabbitscale.harness.completions import Completion
+from rabbitscale.harness.config import ConfigError
+from rabbitscale.scenarios import slo
+from rabbitscale.scenarios.recorder import Recorder
 
 
 def _rec(mid: str, seq: int, key: str = "1", status: str = "completed", run: str = "r",

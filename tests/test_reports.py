@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from rabbitscale.cli import main
-from reports.compare import compare
-from reports.report import build
-from reports.rundir import ReportError, load
+from rabbitscale.reports.compare import compare
+from rabbitscale.reports.report import build
+from rabbitscale.reports.rundir import ReportError, load
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

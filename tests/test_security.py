@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from capacity.audit import AuditError, audit, load_schema
-from harness.config import ConfigError, load_settings, read_profile_file
-from harness.management import Management
-from harness.topology import CONDUIT, apply_overrides
+from rabbitscale.capacity.audit import AuditError, audit, load_schema
+from rabbitscale.harness.config import ConfigError, load_settings, read_profile_file
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.topology import CONDUIT, apply_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import sys
 import aiohttp
 import pytest
 
-from harness.auth import VirtualKeys
+from rabbitscale.harness.auth import VirtualKeys
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 import pytest
 
-from harness.config import ConfigError, RabbitSettings
-from harness.topology import (
+from rabbitscale.harness.config import ConfigError, RabbitSettings
+from rabbitscale.harness.topology import (
     CONDUIT,
     GUIDE,
     RetryPolicy,
