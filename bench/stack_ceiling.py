@@ -28,10 +28,12 @@ import aio_pika
 from rabbitscale.harness import messages
 from rabbitscale.harness.config import RabbitSettings, load_settings
 from rabbitscale.harness.consumer import ConsumerInstance
+from rabbitscale.harness.declare import declare
 from rabbitscale.harness.envelope import build_envelope
 from rabbitscale.harness.management import Management
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.profiles import CONDUIT
 from rabbitscale.harness.publisher import Publisher
-from rabbitscale.harness.topology import CONDUIT, apply_overrides, declare
 
 QUEUE = "video-generation-events"
 PREFETCH = 25
@@ -142,7 +144,7 @@ async def prepare(settings: RabbitSettings, side: str) -> str:
     conn = await aio_pika.connect(settings.amqp_url)
     ch = await conn.channel()
     if side == "stack":
-        await declare(ch, PROFILE)
+        await declare(ch, PROFILE, settings)
         name = QUEUE
     else:
         name = f"bench-plain-{uuid.uuid4().hex[:6]}"

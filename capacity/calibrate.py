@@ -19,7 +19,7 @@ from typing import Any
 from rabbitscale.capacity import model
 from rabbitscale.capacity.plan import TASK_QUEUES, endpoint_capacity_per_s
 from rabbitscale.harness.config import RabbitSettings
-from rabbitscale.harness.topology import Profile, get_profile
+from rabbitscale.harness.profiles import Profile, get_profile
 
 MIN_DEPTH_RANGE = 200  # messages of depth variation needed to fit memory per message
 

@@ -23,7 +23,7 @@ from rabbitscale.capacity.plan import (
     service_time_s,
 )
 from rabbitscale.harness.config import RabbitSettings
-from rabbitscale.harness.topology import Profile
+from rabbitscale.harness.profiles import Profile
 
 
 @dataclass(frozen=True)

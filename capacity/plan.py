@@ -14,7 +14,7 @@ from typing import Any
 from rabbitscale.capacity import model
 from rabbitscale.core.units import format_bytes
 from rabbitscale.harness.config import RabbitSettings
-from rabbitscale.harness.topology import Endpoint, Profile
+from rabbitscale.harness.profiles import Endpoint, Profile
 
 OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
 
@@ -80,7 +80,7 @@ def service_time_s(p: PlanInputs, ep: Endpoint) -> float:
     """The service time the plan uses: --service-time, the profile's, else the default."""
     if ep.queue in p.service_time_s:
         return p.service_time_s[ep.queue]
-    if ep.service_time.mean_s > 0:
+    if ep.service_time is not None:
         return ep.service_time.mean_s
     return DEFAULT_SERVICE_TIME_S.get(ep.queue, 0.5)
 
@@ -214,6 +214,36 @@ def build(p: PlanInputs) -> list[Figure]:
                f"{len(prof.endpoints)} endpoints + 1", OK if chans <= negotiated else FAIL,
                f"negotiated channel_max {negotiated}"))
     return figs
+
+
+def profile_findings(profile: Profile, settings: RabbitSettings) -> list[str]:
+    """Where a setting has no effect or contradicts another one in this profile."""
+    out: list[str] = []
+    resolved = profile.resolved(settings)
+    if not any(ep.partitioned for ep in resolved.endpoints):
+        out.append(f"PartitionCount={settings.partition_count} has no effect: no endpoint "
+                   f"of profile {profile.name!r} uses a partitioner")
+    for ep in resolved.endpoints:
+        if ep.single_active_consumer and (ep.concurrency or 1) > 1 and not ep.partitioned:
+            out.append(f"{ep.queue}: single-active-consumer with concurrency "
+                       f"{ep.concurrency} does not keep order: up to {ep.concurrency} "
+                       f"messages run at once in the active consumer")
+        if ep.single_active_consumer:
+            out.append(f"{ep.queue}: single-active-consumer: only one instance consumes; "
+                       f"adding instances adds standby, not throughput")
+        if ep.partitioned and ep.partitions and ep.prefetch and ep.partitions > ep.prefetch:
+            out.append(f"{ep.queue}: {ep.partitions} partitions but prefetch {ep.prefetch}: "
+                       f"at most {ep.prefetch} partitions can be busy at once; raising "
+                       f"PartitionCount beyond prefetch adds no parallelism")
+        if ep.partitioned and ep.partitions and ep.concurrency and \
+                ep.partitions < ep.concurrency:
+            out.append(f"{ep.queue}: {ep.partitions} partitions cap concurrency "
+                       f"{ep.concurrency} at {ep.partitions} messages at once")
+        if ep.prefetch is not None and ep.concurrency is not None and \
+                ep.prefetch < ep.concurrency:
+            out.append(f"{ep.queue}: prefetch {ep.prefetch} < concurrency "
+                       f"{ep.concurrency}: at most {ep.prefetch} messages can run at once")
+    return out
 
 
 def verdict(figs: list[Figure]) -> str:

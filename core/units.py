@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from rabbitscale.core.errors import BadInput
+
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -20,7 +22,7 @@ _RATE_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
-class UnitError(ValueError):
+class UnitError(BadInput):
     """A value could not be read in the unit it claims; the message is one line."""
 
 

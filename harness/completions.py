@@ -17,7 +17,7 @@ from typing import Any
 
 import aio_pika
 
-from rabbitscale.harness.topology import COMPLETIONS_EXCHANGE
+from rabbitscale.harness.naming import COMPLETIONS_EXCHANGE
 
 COMPLETED = "completed"
 FAULTED = "faulted"

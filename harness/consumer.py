@@ -47,8 +47,9 @@ from rabbitscale.harness.envelope import (
     EnvelopeError,
     parse_envelope,
 )
-from rabbitscale.harness.policies import CircuitBreaker, Dedup, Partitioner, RateLimiter
-from rabbitscale.harness.topology import Endpoint, Profile, apply_overrides, load_stack_config
+from rabbitscale.harness.middleware import CircuitBreaker, Dedup, Partitioner, RateLimiter
+from rabbitscale.harness.overrides import apply_overrides, load_stack_config
+from rabbitscale.harness.profiles import Endpoint, Profile
 
 log = logging.getLogger("rabbitscale.consumer")
 
@@ -206,7 +207,8 @@ class EndpointConsumer:
         fail = (msg.headers or {}).get(H_FAIL)
         if fail is not None and (str(fail) == "always" or attempt < int(fail)):
             raise HandlerError(f"injected failure (RS-Fail={fail}, attempt {attempt + 1})")
-        delay = self.ep.service_time.sample_s(self.instance.rng)
+        delay = self.ep.service_time.sample_s(self.instance.rng) \
+            if self.ep.service_time else 0.0
         if delay:
             await asyncio.sleep(delay)
         if self.instance.rng.random() < self.ep.failure_probability:

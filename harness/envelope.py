@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from rabbitscale.harness.topology import message_urn
+from rabbitscale.harness.naming import message_urn
 
 CONTENT_TYPE = "application/vnd.masstransit+json"
 

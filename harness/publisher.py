@@ -33,8 +33,9 @@ from rabbitscale.harness.envelope import (
     build_envelope,
     new_id,
 )
-from rabbitscale.harness.policies import murmur3_32
-from rabbitscale.harness.topology import Endpoint, Profile, type_exchange
+from rabbitscale.harness.middleware import murmur3_32
+from rabbitscale.harness.naming import type_exchange
+from rabbitscale.harness.profiles import Endpoint, Profile
 
 
 class Outcome(enum.StrEnum):

@@ -27,9 +27,10 @@ from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import SECRET_ENV, VirtualKeys
 from rabbitscale.harness.completions import Completion, listen
 from rabbitscale.harness.config import ConfigError, RabbitSettings
+from rabbitscale.harness.declare import declare
 from rabbitscale.harness.management import Management
+from rabbitscale.harness.profiles import Profile
 from rabbitscale.harness.publisher import Publisher
-from rabbitscale.harness.topology import Profile, declare
 from rabbitscale.harness.webhook_sink import Sink, SinkOptions
 
 OVERRIDES_ENV = "RABBITSCALE_ENDPOINT_OVERRIDES"  # JSON {queue: {setting: value}} for consumers
@@ -96,7 +97,7 @@ class Stack:
             self.settings.amqp_url, reconnect_interval=1,
             client_properties={"connection_name": "rabbitscale-stack"})
         channel = await self._conn.channel()
-        await declare(channel, self.profile)
+        await declare(channel, self.profile, self.settings)
         self._publisher = await Publisher(self.settings, self.profile,
                                           run_id=self.opts.run_id).start()
         self._publisher.published.add_listener(self._on_published)

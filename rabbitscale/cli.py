@@ -61,8 +61,8 @@ def _duration(text: str) -> float:
 def _cmd_stack(args: argparse.Namespace) -> int:
     import asyncio
 
+    from rabbitscale.harness.overrides import load_stack_config
     from rabbitscale.harness.stack import StackOptions, run_stack
-    from rabbitscale.harness.topology import load_stack_config
     from rabbitscale.harness.webhook_sink import SinkOptions
 
     settings, profile = load_stack_config(args.profile, args.profile_file)
@@ -105,7 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from rabbitscale.harness.topology import load_stack_config
+    from rabbitscale.harness.overrides import load_stack_config
     from rabbitscale.scenarios.run import Run, RunOptions
     from rabbitscale.scenarios.schedule import Rates
 
@@ -135,9 +135,16 @@ def _queue_durations(text: str) -> tuple[str, float]:
 def _cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from rabbitscale.capacity.plan import FAIL, PlanInputs, build, render_table, verdict
+    from rabbitscale.capacity.plan import (
+        FAIL,
+        PlanInputs,
+        build,
+        profile_findings,
+        render_table,
+        verdict,
+    )
     from rabbitscale.core.units import parse_size_bytes
-    from rabbitscale.harness.topology import load_stack_config
+    from rabbitscale.harness.overrides import load_stack_config
 
     if args.calibrate:
         from rabbitscale.capacity.calibrate import CalibrationError, calibrate, render
@@ -171,7 +178,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         node_memory_bytes=parse_size_bytes(args.node_memory),
         watermark_relative=args.watermark, queued_messages=args.queued_messages)
     figs = build(inputs)
-    findings = profile.findings(settings)
+    findings = profile_findings(profile, settings)
     if args.json:
         print(json.dumps({"profile": profile.name, "instances": args.instances,
                           "verdict": verdict(figs), "figures": [f.as_dict() for f in figs],
@@ -252,7 +259,7 @@ def _cmd_find_max(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rabbitscale.capacity.find_max import run_find_max
-    from rabbitscale.harness.topology import load_stack_config
+    from rabbitscale.harness.overrides import load_stack_config
     from rabbitscale.scenarios.run import RunOptions
     from rabbitscale.scenarios.schedule import Rates
 

@@ -26,7 +26,7 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
     processing times, beside the measured mean queue wait."""
     from rabbitscale.capacity import model
     from rabbitscale.harness.config import RabbitSettings
-    from rabbitscale.harness.topology import get_profile
+    from rabbitscale.harness.profiles import get_profile
 
     cfg = run.config.get("rabbitmq", {})
     settings = RabbitSettings.from_masked(cfg)

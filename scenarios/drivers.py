@@ -113,8 +113,8 @@ class _AsyncioBridge:
 
     def __init__(self) -> None:
         from rabbitscale.harness.config import load_settings
+        from rabbitscale.harness.profiles import get_profile
         from rabbitscale.harness.publisher import Publisher
-        from rabbitscale.harness.topology import get_profile
 
         try:  # under Locust, threading is monkey-patched: the loop needs a real thread
             from gevent import monkey

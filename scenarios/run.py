@@ -27,8 +27,9 @@ from rabbitscale.core import latency
 from rabbitscale.harness.completions import listen
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.management import Management
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.profiles import Profile
 from rabbitscale.harness.stack import Stack, StackOptions
-from rabbitscale.harness.topology import Profile, apply_overrides
 from rabbitscale.harness.webhook_sink import SinkOptions
 from rabbitscale.scenarios import slo
 from rabbitscale.scenarios.recorder import METRICS, Recorder

@@ -10,10 +10,12 @@ from aiohttp import web
 
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.declare import declare
 from rabbitscale.harness.health import DepthThresholds
 from rabbitscale.harness.management import Management
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.profiles import CONDUIT
 from rabbitscale.harness.publisher import Publisher
-from rabbitscale.harness.topology import CONDUIT, apply_overrides, declare
 
 pytestmark = pytest.mark.broker
 
@@ -23,7 +25,7 @@ async def api(vhost_settings):
     profile = apply_overrides(CONDUIT, {"webhook-delivery": {"queue_arguments": {
         "x-max-length": 3, "x-overflow": "reject-publish"}}})
     conn = await aio_pika.connect_robust(vhost_settings.amqp_url)
-    await declare(await conn.channel(), profile)
+    await declare(await conn.channel(), profile, vhost_settings)
     pub = await Publisher(vhost_settings, profile).start()
     keys = VirtualKeys("test-secret", {"explicit-key": 5})
     mgmt = Management(vhost_settings)

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.declare import declare
 from rabbitscale.harness.management import Management
 from rabbitscale.harness.openapi import DOCUMENT
+from rabbitscale.harness.profiles import CONDUIT
 from rabbitscale.harness.publisher import Publisher
-from rabbitscale.harness.topology import CONDUIT, declare
 
 pytestmark = pytest.mark.broker
 
@@ -43,7 +44,7 @@ def server(vhost_settings):
 
     async def start():
         conn = await aio_pika.connect_robust(vhost_settings.amqp_url)
-        await declare(await conn.channel(), CONDUIT)
+        await declare(await conn.channel(), CONDUIT, vhost_settings)
         pub = await Publisher(vhost_settings, CONDUIT).start()
         mgmt = Management(vhost_settings)
         keys = VirtualKeys("fuzz")

@@ -14,17 +14,20 @@ from rabbitscale.harness import messages
 from rabbitscale.harness.completions import Completion, listen
 from rabbitscale.harness.config import ConfigError
 from rabbitscale.harness.consumer import H_FAIL, ConsumerInstance, ConsumerOptions
+from rabbitscale.harness.declare import declare
 from rabbitscale.harness.envelope import CONTENT_TYPE, build_envelope
 from rabbitscale.harness.management import Management
+from rabbitscale.harness.naming import type_exchange
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.profiles import CONDUIT
 from rabbitscale.harness.publisher import Outcome, Publisher
-from rabbitscale.harness.topology import CONDUIT, apply_overrides, declare, type_exchange
 
 pytestmark = pytest.mark.broker
 
 
 async def _declared(settings, profile):
     conn = await aio_pika.connect_robust(settings.amqp_url)
-    await declare(await conn.channel(), profile)
+    await declare(await conn.channel(), profile, settings)
     return conn
 
 
@@ -38,7 +41,7 @@ async def _wait_for(predicate, timeout=20.0):
 
 async def test_declared_topology_equals_profile(vhost_settings):
     conn = await _declared(vhost_settings, CONDUIT)
-    await declare(await conn.channel(), CONDUIT)  # idempotent
+    await declare(await conn.channel(), CONDUIT, vhost_settings)  # idempotent
     async with Management(vhost_settings) as mgmt:
         queues = {q["name"]: q for q in await mgmt.queues()}
         exchanges = {e["name"]: e for e in await mgmt.exchanges()}
@@ -58,7 +61,7 @@ async def test_declared_topology_equals_profile(vhost_settings):
     changed = apply_overrides(CONDUIT, {"spend-update-events": {
         "queue_arguments": {"x-max-length": 5}}})
     with pytest.raises(ConfigError, match="other arguments"):
-        await declare(await conn.channel(), changed)
+        await declare(await conn.channel(), changed, vhost_settings)
     await conn.close()
 
 

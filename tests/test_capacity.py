@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rabbitscale.capacity import model
-from rabbitscale.capacity.plan import PlanInputs, build, verdict
+from rabbitscale.capacity.plan import PlanInputs, build, profile_findings, verdict
 from rabbitscale.cli import main
 from rabbitscale.core.units import (
     UnitError,
@@ -16,7 +16,7 @@ from rabbitscale.core.units import (
     parse_size_bytes,
 )
 from rabbitscale.harness.config import RabbitSettings
-from rabbitscale.harness.topology import CONDUIT, GUIDE
+from rabbitscale.harness.profiles import CONDUIT, GUIDE
 
 
 def test_units_are_explicit():
@@ -90,7 +90,7 @@ def test_plan_holds_for_the_guide_and_says_where_it_does_not():
 
 
 def test_guide_profile_partition_findings():
-    findings = GUIDE.findings(RabbitSettings())
+    findings = profile_findings(GUIDE, RabbitSettings())
     assert any("raising PartitionCount beyond prefetch adds no parallelism" in f
                for f in findings)
 

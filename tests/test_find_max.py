@@ -15,7 +15,8 @@ from rabbitscale.capacity.calibrate import calibrate
 from rabbitscale.capacity.find_max import find_max, predicted_max_per_s
 from rabbitscale.cli import main
 from rabbitscale.harness.config import load_settings
-from rabbitscale.harness.topology import CONDUIT, apply_overrides
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.profiles import CONDUIT
 from rabbitscale.scenarios.run import RunOptions
 from rabbitscale.scenarios.schedule import Rates
 

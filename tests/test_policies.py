@@ -1,11 +1,11 @@
-from rabbitscale.harness.policies import (
+from rabbitscale.harness.middleware import (
     BreakerState,
     CircuitBreaker,
     Dedup,
     RateLimiter,
     murmur3_32,
 )
-from rabbitscale.harness.topology import BreakerPolicy, RateLimit
+from rabbitscale.harness.policy import BreakerPolicy, RateLimit
 
 
 class Clock:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from rabbitscale.capacity.audit import AuditError, audit, load_schema
 from rabbitscale.harness.config import ConfigError, load_settings, read_profile_file
 from rabbitscale.harness.management import Management
-from rabbitscale.harness.topology import CONDUIT, apply_overrides
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.profiles import CONDUIT
 
 ROOT = Path(__file__).resolve().parent.parent
 

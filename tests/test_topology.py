@@ -1,15 +1,10 @@
 import pytest
 
+from rabbitscale.capacity.plan import profile_findings
 from rabbitscale.harness.config import ConfigError, RabbitSettings
-from rabbitscale.harness.topology import (
-    CONDUIT,
-    GUIDE,
-    RetryPolicy,
-    apply_overrides,
-    parse_breaker,
-    parse_retry,
-    parse_service_time,
-)
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.policy import RetryPolicy, parse_breaker, parse_retry, parse_service_time
+from rabbitscale.harness.profiles import CONDUIT, GUIDE
 
 
 def test_conduit_profile_has_the_eight_endpoints():
@@ -40,9 +35,9 @@ def test_retry_delays_follow_masstransit():
 
 
 def test_findings_say_where_settings_do_not_hold():
-    conduit = CONDUIT.findings(RabbitSettings())
+    conduit = profile_findings(CONDUIT, RabbitSettings())
     assert any("PartitionCount=30 has no effect" in f for f in conduit)
-    guide = GUIDE.findings(RabbitSettings())
+    guide = profile_findings(GUIDE, RabbitSettings())
     assert not any("PartitionCount" in f and "no effect" in f for f in guide)
     assert any("30 partitions cap concurrency 50" in f for f in guide)
     assert any("only one instance consumes" in f for f in guide)

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from rabbitscale.harness.topology import BreakerPolicy, RateLimit
+from rabbitscale.harness.policy import BreakerPolicy, RateLimit
 
 Clock = Callable[[], float]
 

@@ -1,0 +1,40 @@
+"""MassTransit's names on the broker: message-type URNs, exchanges, and the side queues.
+
+Every other module asks here, so a queue or exchange name is spelled in one place.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "ConduitLLM.Core.Events"
+COMPLETIONS_EXCHANGE = "rabbitscale.completions"  # the stack's completion records
+RECORDER_QUEUE = "rabbitscale.recorder"  # a run's durable queue on that exchange
+
+
+def message_urn(type_name: str, namespace: str = NAMESPACE) -> str:
+    """MassTransit message-type URN: urn:message:Namespace:TypeName."""
+    return f"urn:message:{namespace}:{type_name}"
+
+
+def urn_type_name(urn: str) -> str:
+    """TypeName of a URN (``urn:message:Ns:TypeName`` or ``...:Outer+Inner``)."""
+    return urn.rsplit(":", 1)[-1]
+
+
+def type_exchange(type_name: str, namespace: str = NAMESPACE) -> str:
+    """MassTransit publish topology: one fanout exchange per message type, Namespace:TypeName."""
+    return f"{namespace}:{type_name}"
+
+
+def error_queue(queue: str) -> str:
+    """Where MassTransit moves a message whose consumer faulted."""
+    return f"{queue}_error"
+
+
+def skipped_queue(queue: str) -> str:
+    """Where MassTransit moves a message no consumer of the endpoint handles."""
+    return f"{queue}_skipped"
+
+
+def input_address(queue: str, host: str = "localhost") -> str:
+    """MassTransit's endpoint address, as it appears in envelopes and fault headers."""
+    return f"rabbitmq://{host}/{queue}"
