@@ -16,6 +16,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rabbitscale.core.errors import BadInput
 from rabbitscale.core.units import format_bytes
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "schema"
@@ -45,7 +46,7 @@ INT_KEYS = {"channel_max", "connection_max", "heartbeat", "frame_max", "consumer
             "handshake_timeout", "management.tcp.port", "listeners.tcp.default"}
 
 
-class AuditError(ValueError):
+class AuditError(BadInput):
     """The file cannot be audited (missing, unreadable); one line."""
 
 

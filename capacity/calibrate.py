@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from rabbitscale.capacity import model
-from rabbitscale.capacity.plan import TASK_QUEUES, endpoint_capacity_per_s
+from rabbitscale.capacity.plan import endpoint_capacity_per_s
+from rabbitscale.core.errors import BadInput
 from rabbitscale.harness.config import RabbitSettings
-from rabbitscale.harness.profiles import Profile, get_profile
+from rabbitscale.harness.overrides import recorded_profile
+from rabbitscale.harness.tasks import TASK_KINDS, queue_for
 
 MIN_DEPTH_RANGE = 200  # messages of depth variation needed to fit memory per message
 
 
-class CalibrationError(ValueError):
-    pass
+class CalibrationError(BadInput):
+    """The directory cannot be calibrated from (missing, unreadable, no usable step)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
     config = _read_json(run_dir / "config.json")
     cfg = config.get("rabbitmq", {})
     settings = RabbitSettings.from_masked(cfg)
-    profile: Profile = get_profile(config.get("profile", "conduit")).resolved(settings)
+    profile = recorded_profile(config).resolved(settings)
     instances = int(summary.get("instances") or 1)
     latency = summary.get("measured", {}).get("latency_ms", {})
 
@@ -113,10 +115,11 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
         out.append(Comparison(f"{ep.queue} capacity", capacities[ep.queue], None, "msg/s",
                               f"from fitted service time {svc * 1000:.1f} ms"))
     if fm:
-        mix = _mix_from_summary(summary)
+        task_queues = {k: queue_for(profile, k) for k in TASK_KINDS}
+        mix = _mix_from_summary(summary, task_queues)
         total = sum(mix.values()) or 1.0
         predicted = min((capacities[q] / (mix.get(k, 0) / total)
-                         for k, q in TASK_QUEUES.items()
+                         for k, q in task_queues.items()
                          if mix.get(k) and q in capacities), default=None)
         out.append(Comparison("max sustainable task rate", predicted,
                               fm.get("measured_max_per_s"), "tasks/s",
@@ -148,10 +151,11 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
     return fitted, out
 
 
-def _mix_from_summary(summary: dict[str, Any]) -> dict[str, float]:
+def _mix_from_summary(summary: dict[str, Any], task_queues: dict[str, str]
+                      ) -> dict[str, float]:
     lat = summary.get("measured", {}).get("latency_ms", {})
     counts = {k: lat.get(q, {}).get("processing", {}).get("count", 0)
-              for k, q in TASK_QUEUES.items()}
+              for k, q in task_queues.items()}
     return {k: float(v) for k, v in counts.items() if v}
 
 

@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rabbitscale.capacity import model
+from rabbitscale.core import targets
 from rabbitscale.core.units import format_bytes
+from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.profiles import Endpoint, Profile
-
-OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
+from rabbitscale.harness.tasks import MESSAGE_TYPES, queue_for, shares
 
 # Where the guide gives no service time, these are the plan's stated assumptions: the guide's
 # "each partition handles ~2-3 messages/second" gives 0.4 s for generation work.
@@ -25,8 +26,6 @@ DEFAULT_SERVICE_TIME_S = {
     "spend-update-events": 0.02, "media-retention-checks": 0.5, "media-cleanup-batches": 1.0,
     "r2-batch-operations": 1.0, "media-cleanup-schedule": 1.0,
 }
-TASK_QUEUES = {"video": "video-generation-events", "image": "image-generation-events",
-               "spend": "spend-update-events"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Figure:
         return asdict(self)
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | str) -> str:
     if isinstance(v, str):
         return v
     if math.isinf(v):
@@ -86,9 +85,9 @@ def service_time_s(p: PlanInputs, ep: Endpoint) -> float:
 
 
 def _arrivals(p: PlanInputs) -> dict[str, float]:
-    total = sum(p.mix.values()) or 1.0
-    out = {q: p.task_rate_per_s * p.mix.get(kind, 0.0) / total for kind, q in TASK_QUEUES.items()}
-    out["webhook-delivery"] = p.webhook_burst_per_s
+    out = {queue_for(p.profile, kind): p.task_rate_per_s * share
+           for kind, share in shares(p.mix).items()}
+    out[queue_for(p.profile, "webhook")] = p.webhook_burst_per_s
     return out
 
 
@@ -101,6 +100,19 @@ def endpoint_capacity_per_s(ep: Endpoint, instances: int, service_s: float) -> f
     if ep.rate_limit:
         cap = min(cap, ep.rate_limit.per_second * active)
     return cap
+
+
+def predicted_max_per_s(settings: RabbitSettings, profile: Profile, instances: int,
+                        mix: dict[str, float],
+                        service_times: dict[str, float] | None = None) -> float:
+    """The model's ceiling for the task stream: the first endpoint to saturate decides."""
+    prof = profile.resolved(settings)
+    inputs = PlanInputs(settings, profile, service_time_s=dict(service_times or {}))
+    best = math.inf
+    for kind, share in shares(mix).items():
+        ep = prof.for_type(MESSAGE_TYPES[kind])
+        best = min(best, endpoint_capacity_per_s(ep, instances, service_time_s(inputs, ep)) / share)
+    return best
 
 
 def build(p: PlanInputs) -> list[Figure]:
@@ -182,7 +194,8 @@ def build(p: PlanInputs) -> list[Figure]:
                                                ep.max_length or math.inf)
             add(Figure(sec, "backlog after burst", backlog, "msgs",
                        f"{arrival:g}/s for {p.burst_s:g}s against {_fmt(cap)}/s",
-                       FAIL if backlog > 5000 else WARN if backlog > 1000 else OK,
+                       FAIL if backlog > targets.DEPTH_CRITICAL else
+                       WARN if backlog > targets.DEPTH_WARNING else OK,
                        f"{rejected:,.0f} rejected at x-max-length" if rejected else ""))
             fill = model.time_to_fill_s(ep.max_length or math.inf, 0, arrival, cap)
             add(Figure(sec, "time to x-max-length", fill, "s",

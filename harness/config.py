@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from rabbitscale.core.errors import BadInput
+
 ENV_PREFIX = "CONDUITLLM__RABBITMQ__"
 WEBHOOK_PREFETCH_ENV = "CONDUITLLM__WEBHOOKPREFETCHCOUNT"
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """A setting is missing or invalid; str() is a single line that names the key."""
 
 
@@ -182,6 +184,21 @@ def settings_from_env(
         elif ukey == WEBHOOK_PREFETCH_ENV:
             values["webhook_prefetch_count"] = _int(1, 65535)(orig, raw)
     return _validated(RabbitSettings(**values), "environment")
+
+
+def settings_env(s: RabbitSettings) -> dict[str, str]:
+    """Environment keys that ``settings_from_env`` turns back into ``s``: how the stack hands
+    its exact settings to the consumer processes it starts (AMQP_URL is blanked so it cannot
+    override them)."""
+    env = {"AMQP_URL": ""}
+    values = dataclasses.asdict(s)
+    for key, (name, _) in FIELDS.items():
+        value = values[name]
+        if value is not None:
+            env[ENV_PREFIX + key] = str(value).lower() if isinstance(value, bool) else str(value)
+    if s.webhook_prefetch_count is not None:
+        env[WEBHOOK_PREFETCH_ENV] = str(s.webhook_prefetch_count)
+    return env
 
 
 def _parse_amqp_url(url: str) -> dict[str, Any]:

@@ -28,7 +28,9 @@ from urllib.parse import urlsplit
 import aio_pika
 import aiohttp
 
+from rabbitscale.core.errors import RabbitscaleError
 from rabbitscale.core.events import EventHook
+from rabbitscale.harness import amqp
 from rabbitscale.harness.completions import (
     COMPLETED,
     FAULTED,
@@ -36,7 +38,7 @@ from rabbitscale.harness.completions import (
     Completion,
     CompletionReporter,
 )
-from rabbitscale.harness.config import ConfigError, RabbitSettings
+from rabbitscale.harness.config import ConfigError, RabbitSettings, load_settings
 from rabbitscale.harness.envelope import (
     H_INTENDED,
     H_KEY,
@@ -48,8 +50,8 @@ from rabbitscale.harness.envelope import (
     parse_envelope,
 )
 from rabbitscale.harness.middleware import CircuitBreaker, Dedup, Partitioner, RateLimiter
-from rabbitscale.harness.overrides import apply_overrides, load_stack_config
-from rabbitscale.harness.profiles import Endpoint, Profile
+from rabbitscale.harness.overrides import PROFILE_ENV, profile_from_spec
+from rabbitscale.harness.profiles import Endpoint, Profile, get_profile
 
 log = logging.getLogger("rabbitscale.consumer")
 
@@ -204,8 +206,9 @@ class EndpointConsumer:
     async def handle(self, env: Envelope, msg: aio_pika.abc.AbstractIncomingMessage,
                      attempt: int) -> None:
         """The simulated work of this endpoint; webhook delivery is a real HTTP POST."""
-        fail = (msg.headers or {}).get(H_FAIL)
-        if fail is not None and (str(fail) == "always" or attempt < int(fail)):
+        raw = (msg.headers or {}).get(H_FAIL)
+        fail = raw.decode() if isinstance(raw, bytes | bytearray) else raw
+        if fail is not None and (str(fail) == "always" or attempt < int(str(fail))):
             raise HandlerError(f"injected failure (RS-Fail={fail}, attempt {attempt + 1})")
         delay = self.ep.service_time.sample_s(self.instance.rng) \
             if self.ep.service_time else 0.0
@@ -326,9 +329,7 @@ class ConsumerInstance:
         return self._http
 
     async def start(self) -> ConsumerInstance:
-        self._conn = await aio_pika.connect_robust(
-            self.settings.amqp_url, reconnect_interval=1,
-            client_properties={"connection_name": f"rabbitscale-{self.opts.instance}"})
+        self._conn = await amqp.connect(self.settings, f"rabbitscale-{self.opts.instance}")
         if self.report_completions:
             self.reporter = CompletionReporter(await self._conn.channel(publisher_confirms=True))
             await self.reporter.start()
@@ -380,26 +381,28 @@ async def _run_instance(settings: RabbitSettings, profile: Profile,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of one consumer process (``python -m rabbitscale.harness.consumer``)."""
+    """Entry point of one consumer process (``python -m rabbitscale.harness.consumer``), as
+    started by the stack: settings from the environment, the profile from PROFILE_ENV."""
     p = argparse.ArgumentParser(prog="python -m rabbitscale.harness.consumer")
     p.add_argument("--instance", default="consumer-1")
-    p.add_argument("--profile", default="conduit")
-    p.add_argument("--profile-file")
     p.add_argument("--time-scale", type=float, default=1.0)
     p.add_argument("--webhook-redirect-url")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    try:
-        settings, profile = load_stack_config(args.profile, args.profile_file)
-        overrides = json.loads(os.environ.get("RABBITSCALE_ENDPOINT_OVERRIDES") or "{}")
-        if overrides:
-            profile = apply_overrides(profile, overrides, "RABBITSCALE_ENDPOINT_OVERRIDES")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     opts = ConsumerOptions(instance=args.instance, time_scale=args.time_scale,
                            webhook_redirect_url=args.webhook_redirect_url)
-    asyncio.run(_run_instance(settings, profile, opts))
+    try:
+        settings = load_settings()
+        spec = os.environ.get(PROFILE_ENV)
+        try:
+            profile = profile_from_spec(json.loads(spec), PROFILE_ENV) if spec \
+                else get_profile("conduit")
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{PROFILE_ENV}: not JSON: {exc}") from None
+        asyncio.run(_run_instance(settings, profile, opts))
+    except RabbitscaleError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
     return 0
 
 

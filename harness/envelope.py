@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from rabbitscale.core.errors import BadInput
 from rabbitscale.harness.naming import message_urn
 
 CONTENT_TYPE = "application/vnd.masstransit+json"
@@ -26,7 +27,7 @@ H_SEQ = "RS-Seq"
 H_RUN = "RS-Run"
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(BadInput):
     """The body is not a MassTransit envelope; one line, no traceback."""
 
 
@@ -84,7 +85,8 @@ def parse_envelope(body: bytes) -> Envelope:
     if not isinstance(types, list) or not types or not isinstance(types[0], str):
         raise EnvelopeError("envelope has no messageType")
     type_name = types[0].rsplit(":", 1)[-1]
-    headers = doc.get("headers") if isinstance(doc.get("headers"), dict) else {}
+    raw = doc.get("headers")
+    headers: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return Envelope(str(doc.get("messageId") or ""), type_name, doc["message"], headers)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rabbitscale.core import targets
 from rabbitscale.harness.management import Management, ManagementError
 
 HEALTHY, DEGRADED, UNHEALTHY = "Healthy", "Degraded", "Unhealthy"
@@ -18,8 +19,8 @@ HEALTHY, DEGRADED, UNHEALTHY = "Healthy", "Degraded", "Unhealthy"
 
 @dataclass(frozen=True)
 class DepthThresholds:
-    warning: int = 1000
-    critical: int = 5000
+    warning: int = targets.DEPTH_WARNING
+    critical: int = targets.DEPTH_CRITICAL
 
 
 def timespan(seconds: float) -> str:

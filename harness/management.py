@@ -1,7 +1,10 @@
 """A small async client for the RabbitMQ management HTTP API (port 15672).
 
-Used by the health check, the broker sampler, the test fixtures (one vhost per test) and the
-fault injections. Errors are ``ManagementError`` with a one-line message.
+Used by the health check, the broker sampler, doctor, the test fixtures (one vhost per test)
+and the fault injections. Failures are one-line errors: ``ManagementUnavailable`` (exit 3) when
+the API cannot be reached or refuses the credentials, ``ManagementError`` for other answers.
+A client made with ``read_only=True`` refuses anything but GET before it leaves the process:
+black-box runs and doctor use one, so they cannot change a broker they only observe.
 """
 
 from __future__ import annotations
@@ -11,16 +14,27 @@ from urllib.parse import quote
 
 import aiohttp
 
-from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.core.errors import RunFailed, Unavailable
+from rabbitscale.harness.config import ENV_PREFIX, RabbitSettings
 
 
-class ManagementError(RuntimeError):
-    pass
+class ManagementError(RunFailed):
+    """The management API answered with an error."""
+
+
+class ManagementUnavailable(Unavailable, ManagementError):
+    """The management API cannot be reached, timed out, or refuses the credentials."""
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A read-only client was asked to change the broker: a bug, never a user error."""
 
 
 class Management:
-    def __init__(self, settings: RabbitSettings, timeout_s: float = 10.0) -> None:
+    def __init__(self, settings: RabbitSettings, timeout_s: float = 10.0, *,
+                 read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.base = settings.management_base_url + "/api"
         self._headers = {"Authorization": aiohttp.encode_basic_auth(settings.username,
                                                                     settings.password)}
@@ -45,19 +59,39 @@ class Management:
 
     async def request(self, method: str, path: str, json: Any = None,
                       ok: tuple[int, ...] = (200, 201, 204)) -> Any:
+        if self.read_only and method != "GET":
+            raise ReadOnlyViolation(f"read-only management client asked to {method} {path}")
         url = self.base + path
         try:
             async with self._s().request(method, url, json=json) as resp:
                 if resp.status not in ok:
-                    text = (await resp.text())[:200].replace("\n", " ")
-                    raise ManagementError(f"{method} {path}: HTTP {resp.status} {text}")
+                    text = (await resp.text())[:200]
+                    raise self._http_error(method, path, resp.status, text)
                 if resp.status == 204 or resp.content_length == 0:
                     return None
                 return await resp.json(content_type=None)
         except aiohttp.ClientError as exc:
-            raise ManagementError(f"management API at {self.base} unreachable: {exc}") from None
+            raise ManagementUnavailable(
+                f"cannot reach the RabbitMQ management API at {self.base}: {exc}; check "
+                f"{ENV_PREFIX}HOST and {ENV_PREFIX}MANAGEMENTPORT (or MANAGEMENTURL) and that "
+                f"the rabbitmq_management plugin is enabled") from None
         except TimeoutError:
-            raise ManagementError(f"management API at {self.base} timed out") from None
+            raise ManagementUnavailable(
+                f"the RabbitMQ management API at {self.base} did not answer {method} {path} "
+                f"in time") from None
+
+    def _http_error(self, method: str, path: str, status: int, text: str) -> ManagementError:
+        if status == 401:
+            return ManagementUnavailable(
+                f"the RabbitMQ management API at {self.base} refused user "
+                f"{self.settings.username!r} (HTTP 401): check {ENV_PREFIX}USERNAME and "
+                f"{ENV_PREFIX}PASSWORD (or AMQP_URL)")
+        if status == 403:
+            return ManagementUnavailable(
+                f"the RabbitMQ management API refused {method} {path} for user "
+                f"{self.settings.username!r} (HTTP 403): it needs the management tag (and "
+                f"'administrator' to create vhosts) and permissions on the vhost")
+        return ManagementError(f"management API {method} {path}: HTTP {status} {text}")
 
     @staticmethod
     def q(name: str) -> str:

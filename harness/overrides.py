@@ -23,6 +23,7 @@ from rabbitscale.harness.policy import (
 from rabbitscale.harness.profiles import Endpoint, Profile, get_profile
 
 MAX_LENGTH_LIMIT = 2**31 - 1
+PROFILE_ENV = "RABBITSCALE_PROFILE_SPEC"  # a resolved profile handed to a child process
 
 
 def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
@@ -207,6 +208,15 @@ def profile_spec(profile: Profile) -> dict[str, Any]:
     """``{"profile": name, "endpoints": {queue: table}}``: what a run directory records."""
     return {"profile": profile.name,
             "endpoints": {ep.queue: endpoint_spec(ep) for ep in profile.endpoints}}
+
+
+def recorded_profile(config: Mapping[str, Any]) -> Profile:
+    """The profile a run directory's config.json says the run used: the recorded spec, or
+    (run directories written before it was recorded) the built-in profile of that name."""
+    spec = config.get("profile_spec")
+    if isinstance(spec, Mapping):
+        return profile_from_spec(spec, "config.json: profile_spec")
+    return get_profile(str(config.get("profile", "conduit")))
 
 
 def profile_from_spec(spec: Mapping[str, Any], source: str = "recorded profile") -> Profile:

@@ -22,6 +22,7 @@ import aiormq.exceptions
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from rabbitscale.core.events import EventHook
+from rabbitscale.harness import amqp
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.envelope import (
     CONTENT_TYPE,
@@ -114,7 +115,8 @@ class _PooledConnection:
         transport = getattr(self.conn, "transport", None)
         underlying = getattr(transport, "connection", None)
         event = getattr(underlying, "_Connection__connection_unblocked", None)
-        return event is not None and underlying.is_opened and not event.is_set()
+        return (event is not None and underlying is not None and bool(underlying.is_opened)
+                and not event.is_set())
 
     async def exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
         ex = self.exchanges.get(name)
@@ -189,9 +191,7 @@ class Publisher:
             pc = self._slots[slot]
             if pc is not None:
                 return pc
-            conn = await aio_pika.connect_robust(
-                self.settings.amqp_url, reconnect_interval=1,
-                client_properties={"connection_name": f"rabbitscale-pub-{slot + 1}"})
+            conn = await amqp.connect(self.settings, f"rabbitscale-pub-{slot + 1}")
             conn.reconnect_callbacks.add(self._on_reconnect)
             channel = await conn.channel(
                 publisher_confirms=self.settings.publisher_confirmation, on_return_raises=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -23,24 +24,31 @@ from typing import Any
 import aio_pika
 from aiohttp import web
 
+from rabbitscale.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_UNAVAILABLE,
+    BadInput,
+    PortInUse,
+    RunFailed,
+    Unavailable,
+)
+from rabbitscale.harness import amqp
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import SECRET_ENV, VirtualKeys
 from rabbitscale.harness.completions import Completion, listen
-from rabbitscale.harness.config import ConfigError, RabbitSettings
+from rabbitscale.harness.config import RabbitSettings, settings_env
 from rabbitscale.harness.declare import declare
-from rabbitscale.harness.management import Management
+from rabbitscale.harness.management import Management, ManagementError
+from rabbitscale.harness.overrides import PROFILE_ENV, profile_spec
 from rabbitscale.harness.profiles import Profile
 from rabbitscale.harness.publisher import Publisher
 from rabbitscale.harness.webhook_sink import Sink, SinkOptions
-
-OVERRIDES_ENV = "RABBITSCALE_ENDPOINT_OVERRIDES"  # JSON {queue: {setting: value}} for consumers
 
 
 @dataclass
 class StackOptions:
     instances: int = 3
     profile: str | None = None
-    profile_file: str | None = None
     host: str = "127.0.0.1"
     api_port: int = 5000
     sink_port: int = 5055
@@ -48,7 +56,6 @@ class StackOptions:
     time_scale: float = 1.0
     run_id: str = "stack"
     log_path: Path | None = None  # consumer output goes here instead of stdout
-    endpoint_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     demo_s: float = 0.0  # > 0: drive the guide's load script for this long, then stop
     demo_rate_per_s: float = 1000 / 60
 
@@ -82,20 +89,25 @@ class Stack:
         self._publisher: Publisher | None = None
         self._mgmt: Management | None = None
         self._pumps: list[asyncio.Task[None]] = []
+        self._summary: dict[str, Any] | None = None
 
-    async def _serve(self, app: web.Application, port: int) -> str:
+    async def _serve(self, app: web.Application, port: int, what: str, flag: str) -> str:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.opts.host, port)
-        await site.start()
         self._runners.append(runner)
+        site = web.TCPSite(runner, self.opts.host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(what, self.opts.host, port, flag) from None
+            raise BadInput(f"{what}: cannot listen on {self.opts.host}:{port}: "
+                           f"{exc.strerror or exc}") from None
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         return f"http://{self.opts.host}:{sock.getsockname()[1]}"
 
     async def start(self) -> None:
-        self._conn = await aio_pika.connect_robust(
-            self.settings.amqp_url, reconnect_interval=1,
-            client_properties={"connection_name": "rabbitscale-stack"})
+        self._conn = await amqp.connect(self.settings, "rabbitscale-stack")
         channel = await self._conn.channel()
         await declare(channel, self.profile, self.settings)
         self._publisher = await Publisher(self.settings, self.profile,
@@ -109,10 +121,13 @@ class Stack:
             state.on_completion(record)
 
         await listen(await self._conn.channel(), on_record)
-        self.sink_url = await self._serve(self.sink.app(), self.opts.sink_port)
+        # both ports first: a port in use fails before any consumer process starts
+        self.sink_url = await self._serve(self.sink.app(), self.opts.sink_port,
+                                          "webhook sink", "--sink-port")
+        self.api_url = await self._serve(create_app(state), self.opts.api_port, "API",
+                                         "--api-port")
         for i in range(1, self.opts.instances + 1):
             await self._spawn(f"consumer-{i}")
-        self.api_url = await self._serve(create_app(state), self.opts.api_port)
 
     def _on_published(self, result: Any) -> None:
         if result.ok:
@@ -122,27 +137,40 @@ class Stack:
 
     async def _spawn(self, name: str) -> None:
         args = [sys.executable, "-m", "rabbitscale.harness.consumer", "--instance", name,
-                "--profile", self.profile.name, "--time-scale", str(self.opts.time_scale),
+                "--time-scale", str(self.opts.time_scale),
                 "--webhook-redirect-url", self.sink_url + "/redirected"]
-        if self.opts.profile_file:
-            args += ["--profile-file", self.opts.profile_file]
-        s = self.settings  # the consumers connect exactly where the stack does
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "AMQP_URL": "",
-               "CONDUITLLM__RABBITMQ__HOST": s.host, "CONDUITLLM__RABBITMQ__PORT": str(s.port),
-               "CONDUITLLM__RABBITMQ__USERNAME": s.username,
-               "CONDUITLLM__RABBITMQ__PASSWORD": s.password,
-               "CONDUITLLM__RABBITMQ__VHOST": s.vhost,
-               OVERRIDES_ENV: json.dumps(self.opts.endpoint_overrides)}
+        # the consumers run exactly the stack's settings and resolved profile
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **settings_env(self.settings),
+               PROFILE_ENV: json.dumps(profile_spec(self.profile))}
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
             start_new_session=True)  # Ctrl-C reaches the stack only; it stops them in order
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RunFailed(f"{name} did not report within 60 s that it consumes") from None
         if b"consuming" not in line:
             rest = await proc.stdout.read()
-            raise ConfigError(f"{name} did not start: {(line + rest).decode().strip()[-300:]}")
+            code = await proc.wait()
+            text = (line + rest).decode(errors="replace").strip().splitlines()
+            message = (text[-1] if text else "no output").removeprefix("error: ")
+            kind = {EXIT_BAD_INPUT: BadInput, EXIT_UNAVAILABLE: Unavailable}.get(code, RunFailed)
+            raise kind(f"{name} did not start: {message}")
         self.procs.append(proc)
         self._pumps.append(asyncio.create_task(self._pump(proc)))
+
+    async def management_problem(self) -> str | None:
+        """Why the management API (used only by /health) does not answer, or None."""
+        if self._mgmt is None:
+            return None
+        try:
+            await self._mgmt.overview()
+        except ManagementError as exc:
+            return str(exc)
+        return None
 
     async def add_instance(self) -> str:
         """Scale out by one consumer process (the guide's scaling-up procedure)."""
@@ -176,13 +204,19 @@ class Stack:
         for ep in self.profile.endpoints:
             with contextlib.suppress(Exception):
                 q = await channel.declare_queue(ep.queue, passive=True)
-                total += int(q.declaration_result.message_count)
+                total += int(q.declaration_result.message_count or 0)
         with contextlib.suppress(Exception):
             await channel.close()
         return total
 
     async def stop(self) -> dict[str, Any]:
-        """Stop the API first (no new work), then the consumers, then count what is left."""
+        """Stop the API first (no new work), then the consumers, then count what is left.
+        Safe to call again, and after a start that failed half-way."""
+        if self._summary is None:
+            self._summary = await self._stop()
+        return self._summary
+
+    async def _stop(self) -> dict[str, Any]:
         for runner in reversed(self._runners[1:]):
             await runner.cleanup()
         for proc in self.procs:
@@ -248,6 +282,8 @@ async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptio
     print(f"  api:   {stack.api_url}  (POST /v1/webhook, /v1/videos/generations/async, ...)")
     print(f"  sink:  {stack.sink_url}  (GET /_sink/stats)")
     print(f"  api keys: {api_key_hint(stack.keys)}")
+    if (problem := await stack.management_problem()) is not None:
+        print(f"  warning: {problem}; /health reports Unhealthy until it answers", flush=True)
     print("ready; Ctrl-C to stop", flush=True)
     if opts.demo_s > 0:
         demo = asyncio.create_task(guide_load_script(stack, opts.demo_s, opts.demo_rate_per_s))

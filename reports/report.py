@@ -9,14 +9,16 @@ model comparison and the deltas in stable field names.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from rabbitscale.core import targets
+from rabbitscale.core.rundir import REPORT_HTML, REPORT_JSON, RunData, load
 from rabbitscale.reports import charts
 from rabbitscale.reports.compare import DEFAULT_TOLERANCE, compare
-from rabbitscale.reports.rundir import RunData, load
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -26,12 +28,12 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
     processing times, beside the measured mean queue wait."""
     from rabbitscale.capacity import model
     from rabbitscale.harness.config import RabbitSettings
-    from rabbitscale.harness.profiles import get_profile
+    from rabbitscale.harness.overrides import recorded_profile
 
     cfg = run.config.get("rabbitmq", {})
     settings = RabbitSettings.from_masked(cfg)
     try:
-        profile = get_profile(run.config.get("profile", "conduit")).resolved(settings)
+        profile = recorded_profile(run.config).resolved(settings)
     except ValueError:
         return []
     duration = float(run.summary.get("duration_s") or 0) or 1.0
@@ -60,8 +62,14 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    regressions: list[str]
+
+
 def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
-          out: str | Path | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Path:
+          out: str | Path | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Report:
     run = load(run_dir)
     base = load(baseline_dir) if baseline_dir else None
     s = run.summary
@@ -75,11 +83,14 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
                    if k.endswith("send_delay")})
     chart_list = [
         ("Throughput per queue", charts.throughput(run.throughput, t0)),
-        ("Queue depth", charts.depth(run.queues, t0, thresholds.get("depth_warning", 1000),
-                                     thresholds.get("depth_critical", 5000))),
+        ("Queue depth", charts.depth(run.queues, t0,
+                                     thresholds.get("depth_warning", targets.DEPTH_WARNING),
+                                     thresholds.get("depth_critical", targets.DEPTH_CRITICAL))),
         ("Oldest message age", charts.message_age(run.queues, t0,
-                                                  thresholds.get("message_age_max_s", 300))),
-        ("Node memory", charts.memory(run.node, t0, thresholds.get("memory_fraction_max", 0.75))),
+                                                  thresholds.get("message_age_max_s",
+                                                                 targets.MESSAGE_AGE_MAX_S))),
+        ("Node memory", charts.memory(run.node, t0, thresholds.get(
+            "memory_fraction_max", targets.MEMORY_WARNING_FRACTION))),
         ("Consumers", charts.consumers(run.queues, t0)),
         ("End-to-end latency", charts.percentile_curves(by_metric["e2e"],
                                                         "End-to-end latency (HDR)")),
@@ -97,12 +108,13 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
         model=model_rows, deltas=[d.as_dict() for d in deltas] if deltas is not None else None,
         baseline_name=base.name if base else "", tolerance_pct=round(tolerance * 100),
         config_json=json.dumps(run.config, indent=2))
-    out_path = Path(out) if out else run.path / "report.html"
+    out_path = Path(out) if out else run.path / REPORT_HTML
     out_path.write_text(html, encoding="utf-8")
-    (out_path.parent / "report.json").write_text(json.dumps({
+    regressions = [d.metric for d in deltas if d.regression] if deltas else []
+    (out_path.parent / REPORT_JSON).write_text(json.dumps({
         "run": run.name, "verdict": s["verdict"], "model_vs_measured": model_rows,
         "baseline": base.name if base else None,
         "deltas": [d.as_dict() for d in deltas] if deltas is not None else None,
-        "regressions": [d.metric for d in deltas if d.regression] if deltas else [],
+        "regressions": regressions,
     }, indent=2))
-    return out_path
+    return Report(out_path, regressions)

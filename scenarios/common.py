@@ -25,13 +25,12 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from rabbitscale.core import latency
-from rabbitscale.core.units import UnitError, parse_rate_per_s, parse_size_bytes
+from rabbitscale.core.units import parse_rate_per_s, parse_size_bytes
 from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.tasks import parse_task_mix
 from rabbitscale.scenarios.drivers import AmqpDriver, HttpDriver, Task, TaskDriver
 from rabbitscale.scenarios.pacing import Pacer, RateFn
 from rabbitscale.scenarios.schedule import Rates, streams
-
-TASK_KINDS = ("video", "image", "spend")
 
 
 @events.init_command_line_parser.add_listener
@@ -75,21 +74,14 @@ def options(environment: Any) -> Options:
         return cached
     o = environment.parsed_options
     try:
-        mix: dict[str, float] = {}
-        for part in str(o.task_mix).split(","):
-            kind, _, weight = part.partition("=")
-            if kind.strip() not in TASK_KINDS:
-                raise UnitError(f"--task-mix: unknown task kind {kind!r} (use {TASK_KINDS})")
-            mix[kind.strip()] = float(weight)
-        if sum(mix.values()) <= 0 or any(w < 0 for w in mix.values()):
-            raise UnitError("--task-mix: weights must be >= 0 and not all 0")
+        mix = parse_task_mix(o.task_mix)
         result = Options(
             task_rate=parse_rate_per_s(o.task_rate), webhook_rate=parse_rate_per_s(o.webhook_rate),
             burst_rates=tuple(parse_rate_per_s(r) for r in str(o.burst_rates).split(",") if r),
             mix=mix, payload_bytes=parse_size_bytes(o.payload_size),
             virtual_keys=max(1, int(o.virtual_keys)), transport=o.transport,
             poisson=o.arrivals == "poisson")
-    except (UnitError, ValueError) as exc:
+    except ValueError as exc:  # BadInput and friends: one line
         raise SystemExit(f"error: {exc}") from None
     environment._rabbitscale_options = result
     return result

@@ -18,9 +18,7 @@ from typing import Any, Protocol
 
 from rabbitscale.harness import messages
 from rabbitscale.harness.auth import VirtualKeys
-
-MESSAGE_TYPES = {"video": "VideoGenerationRequested", "image": "ImageGenerationRequested",
-                 "spend": "SpendUpdateRequested", "webhook": "WebhookDeliveryRequested"}
+from rabbitscale.harness.tasks import MESSAGE_TYPES
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,10 @@ class _AsyncioBridge:
     _guard = threading.Lock()
 
     def __init__(self) -> None:
+        import json
+
         from rabbitscale.harness.config import load_settings
+        from rabbitscale.harness.overrides import PROFILE_ENV, profile_from_spec
         from rabbitscale.harness.profiles import get_profile
         from rabbitscale.harness.publisher import Publisher
 
@@ -123,7 +124,8 @@ class _AsyncioBridge:
         except ImportError:  # pragma: no cover - Locust always brings gevent
             real_thread, real_event = threading.Thread, threading.Event
         settings = load_settings()
-        profile = get_profile(os.environ.get("RABBITSCALE_PROFILE", "conduit"))
+        spec = os.environ.get(PROFILE_ENV)
+        profile = profile_from_spec(json.loads(spec)) if spec else get_profile("conduit")
         self.publisher = Publisher(settings, profile, run_id=os.environ.get("RABBITSCALE_RUN", ""))
         self.loop = asyncio.new_event_loop()
         self.error: BaseException | None = None

@@ -16,9 +16,10 @@ import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rabbitscale.harness.management import Management
+if TYPE_CHECKING:  # the CLI reads FAULTS for its choices: keep this module light
+    from rabbitscale.harness.management import Management
 
 
 @dataclass

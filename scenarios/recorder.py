@@ -5,20 +5,43 @@ It listens on a durable queue of its own bound to the completions exchange (decl
 the load starts), so no record is missed. Latency is split the same way everywhere:
 publish delay = sent - intended, queue wait = started - sent, processing = finished -
 started, end to end = finished - intended (for webhooks: arrival at the sink - intended).
+
+Memory stays bounded however long a run lasts: counters, HDR histograms, per-second buckets
+and a window of recent message ids for duplicate detection (``RECENT_IDS``); no per-message
+list is kept.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from rabbitscale.core import latency
-from rabbitscale.harness.completions import COMPLETED, Completion
+from rabbitscale.core import latency, targets
+from rabbitscale.harness.completions import COMPLETED, FAULTED, SKIPPED, Completion
 
 ORDERED_TYPES = {"SpendUpdateRequested"}  # must be applied in order per key
 METRICS = ("e2e", "queue_wait", "processing", "publish_delay")
+RECENT_IDS = 200_000  # duplicates are redeliveries, seconds apart: a window this size sees them
+
+
+class RecentIds:
+    """The last ``capacity`` ids seen, oldest forgotten first: O(1), bounded."""
+
+    def __init__(self, capacity: int = RECENT_IDS) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, key: str) -> bool:
+        """True if ``key`` was seen recently; otherwise remember it."""
+        if key in self._ids:
+            return True
+        self._ids[key] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False
 
 
 @dataclass
@@ -31,9 +54,13 @@ class QueueStats:
 @dataclass
 class Recorder:
     run: str = ""
+    burst_max_lag_s: float = targets.BURST_MAX_LAG_S
     started_at: float = field(default_factory=time.time)
-    finished: dict[str, str] = field(default_factory=dict)  # message_id -> final status
+    keep_up_deadline: float = math.inf  # records finished before it count as kept up
+    by_status: dict[str, int] = field(
+        default_factory=lambda: {COMPLETED: 0, FAULTED: 0, SKIPPED: 0})
     duplicates: int = 0
+    done_in_time: int = 0
     order_violations: int = 0
     queues: dict[str, QueueStats] = field(default_factory=lambda: defaultdict(QueueStats))
     per_second: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
@@ -41,31 +68,46 @@ class Recorder:
     webhook_duplicates: int = 0
     webhook_e2e: Any = field(default_factory=latency.new_histogram)
     webhook_per_second: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    webhook_times: list[tuple[float, float]] = field(default_factory=list)  # (intended, arrived)
     foreign: int = 0
     fault_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     completed_after_retry: int = 0
     redelivered: int = 0
+    _windows: list[tuple[float, float]] = field(default_factory=list)
+    _absorbed: list[int] = field(default_factory=list)
     _last_seq: dict[tuple[str, str], int] = field(default_factory=dict)
-    _webhook_ids: set[str] = field(default_factory=set)
+    _ids: RecentIds = field(default_factory=RecentIds)
+    _webhook_ids: RecentIds = field(default_factory=RecentIds)
+
+    @property
+    def finished(self) -> int:
+        """Unique messages finished (completed, faulted or skipped)."""
+        return sum(self.by_status.values())
+
+    def track_windows(self, windows: list[tuple[float, float]]) -> None:
+        """Count, per [start, end) of intended send times, webhooks that arrived within
+        ``burst_max_lag_s`` (the burst checks), without keeping the arrivals."""
+        self._windows = list(windows)
+        self._absorbed = [0] * len(windows)
 
     def on_record(self, r: Completion) -> None:
         if self.run and r.run != self.run:
             self.foreign += 1
             return
-        if r.message_id in self.finished:
+        if self._ids.seen(r.message_id):
             self.duplicates += 1
             return
-        self.finished[r.message_id] = r.status
+        self.by_status[r.status] = self.by_status.get(r.status, 0) + 1
+        if r.finished < self.keep_up_deadline:
+            self.done_in_time += 1
         q = self.queues[r.queue]
         q.last_started_sent = max(q.last_started_sent, r.sent)
         if r.redelivered:
             self.redelivered += 1
         if r.status != COMPLETED:
             self.fault_reasons[r.reason.split(":", 1)[0] or r.status] += 1
-        elif r.attempts > 1:
-            self.completed_after_retry += 1
-        if r.status == COMPLETED:
+        else:
+            if r.attempts > 1:
+                self.completed_after_retry += 1
             h = q.histograms
             latency.record_s(h["e2e"], r.e2e_s)
             latency.record_s(h["queue_wait"], r.queue_wait_s)
@@ -81,27 +123,32 @@ class Recorder:
     def on_arrival(self, arrival: dict[str, Any]) -> None:
         if self.run and arrival.get("run") != self.run:
             return
-        mid = arrival.get("message_id", "")
-        if mid in self._webhook_ids:
+        if self._webhook_ids.seen(str(arrival.get("message_id", ""))):
             self.webhook_duplicates += 1
             return
-        self._webhook_ids.add(mid)
         self.webhook_arrivals += 1
         self.webhook_per_second[int(arrival["arrived"])] += 1
-        if arrival.get("intended"):
-            latency.record_s(self.webhook_e2e, arrival["arrived"] - arrival["intended"])
-            self.webhook_times.append((arrival["intended"], arrival["arrived"]))
+        intended = arrival.get("intended")
+        if intended:
+            lag = arrival["arrived"] - intended
+            latency.record_s(self.webhook_e2e, lag)
+            if lag <= self.burst_max_lag_s:
+                for i, (start, end) in enumerate(self._windows):
+                    if start <= intended < end:
+                        self._absorbed[i] += 1
 
-    def absorbed(self, start: float, end: float, max_lag_s: float) -> int:
-        """Webhooks scheduled in [start, end) that arrived within ``max_lag_s`` of their
-        intended time: a burst is absorbed when that is all of them."""
-        return sum(1 for intended, arrived in self.webhook_times
-                   if start <= intended < end and arrived - intended <= max_lag_s)
+    def absorbed(self) -> list[int]:
+        """Per tracked window: webhooks delivered within the max lag."""
+        return list(self._absorbed)
 
     def counts(self) -> dict[str, int]:
-        statuses = list(self.finished.values())
-        return {"completed": statuses.count(COMPLETED), "faulted": statuses.count("faulted"),
-                "skipped": statuses.count("skipped"), "duplicates": self.duplicates}
+        return {"completed": self.by_status.get(COMPLETED, 0),
+                "faulted": self.by_status.get(FAULTED, 0),
+                "skipped": self.by_status.get(SKIPPED, 0), "duplicates": self.duplicates}
+
+    def e2e_p99_ms(self) -> float:
+        return max((q.histograms["e2e"].get_value_at_percentile(99)
+                    for q in self.queues.values()), default=0) / 1000
 
     def oldest_age_s(self, queue: str, depth: int, now: float | None = None) -> float:
         """Consumer lag of a FIFO queue: age of its head, estimated from our own timestamps

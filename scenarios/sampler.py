@@ -1,56 +1,110 @@
-"""Broker sampler: polls the management API every interval for every queue and the node.
+"""Broker sampler: every interval, every watched queue and every node, from a BrokerSource.
 
-The management API's own statistics refresh every ``collect_statistics_interval`` (5 s by
-default), so each sample also takes the exact ready count of each queue with a passive
-``queue.declare`` (``ready_now``), and the consumer lag from the recorder's timestamps.
-Rows are kept in memory and written as CSV through pandas at the end of the run.
+Rows go straight to ``broker_queues.csv`` / ``broker_node.csv`` as they are taken (a run of any
+length keeps constant memory); the sampler keeps only what the checks need (peaks, the last
+depth). The management API refreshes its statistics every ``collect_statistics_interval``
+(5 s by default), so where the run owns the queues an exact ready count is also taken each
+sample (``ready_now``, a passive ``queue.declare``); black-box runs pass no such counter.
+
+Message age: quorum queues report no head-message timestamp. With completion records the
+head's age is known from our own timestamps (``Recorder.oldest_age_s``); without them it is
+estimated as depth / ack rate and flagged ``age_estimated``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import aio_pika
+from rabbitscale.core import rundir
+from rabbitscale.core.errors import RabbitscaleError
+from rabbitscale.harness.observe import NODE_FIELDS, QUEUE_FIELDS, BrokerSource, QueueSample
 
-from rabbitscale.harness.management import Management, ManagementError
-from rabbitscale.scenarios.recorder import Recorder
+QUEUE_COLUMNS = ["t", "queue", *QUEUE_FIELDS, "ready_now", "oldest_age_s", "age_estimated"]
+NODE_COLUMNS = ["t", *NODE_FIELDS]
 
-QUEUE_COLUMNS = ["t", "queue", "messages", "ready", "unacked", "consumers", "publish_rate",
-                 "deliver_rate", "ack_rate", "ready_now", "oldest_age_s"]
-NODE_COLUMNS = ["t", "mem_used", "mem_limit", "mem_alarm", "disk_free", "disk_free_limit",
-                "disk_alarm", "fd_used", "fd_total", "sockets_used", "connections", "channels"]
-
-
-def _rate(q: dict[str, Any], name: str) -> float:
-    return float(q.get("message_stats", {}).get(f"{name}_details", {}).get("rate", 0.0))
+ExactCount = Callable[[str], Awaitable[int | None]]
+AgeFn = Callable[[str, int, float], float | None]  # queue, depth, now -> age in seconds
 
 
-@dataclass
+def exact_counter(channel: Any) -> ExactCount:
+    """Exact ready count of a queue the run owns: a passive queue.declare on ``channel``."""
+
+    async def ready_now(name: str) -> int | None:
+        try:
+            q = await channel.declare_queue(name, passive=True)
+            return int(q.declaration_result.message_count or 0)
+        except Exception:  # a missing queue or a channel lost mid-run: no exact figure
+            return None
+
+    return ready_now
+
+
+def estimated_age_s(depth: int, sample: QueueSample) -> float | None:
+    """Age of the head of a FIFO queue if it drains at its measured ack rate."""
+    if depth <= 0:
+        return 0.0
+    if not sample.ack_rate:
+        return None
+    return depth / sample.ack_rate
+
+
 class Sampler:
-    management: Management
-    channel: aio_pika.abc.AbstractChannel
-    queues: list[str]
-    recorder: Recorder
-    interval_s: float = 1.0
-    queue_rows: list[dict[str, Any]] = field(default_factory=list)
-    node_rows: list[dict[str, Any]] = field(default_factory=list)
-    errors: int = 0
-    _task: asyncio.Task[None] | None = None
+    def __init__(self, source: BrokerSource, vhost: str, queues: list[str], run_dir: Path, *,
+                 interval_s: float = 1.0, exact: ExactCount | None = None,
+                 age: AgeFn | None = None, main_queue: Callable[[str], bool] | None = None
+                 ) -> None:
+        self.source = source
+        self.vhost = vhost
+        self.queues = queues
+        self.interval_s = interval_s
+        self.exact = exact
+        self.age = age
+        self.is_main = main_queue or (lambda q: not q.endswith(("_error", "_skipped")))
+        self.errors = 0
+        self.samples = 0
+        self.last_error = ""
+        self._peak_depth = 0
+        self._max_age = 0.0
+        self._peak_mem = 0.0
+        self._alarm = False
+        self._depth_now = 0
+        self._last_nodes: list[Any] = []
+        self._task: asyncio.Task[None] | None = None
+        self._files: list[IO[str]] = []
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._q = self._writer(run_dir / rundir.QUEUES_CSV, QUEUE_COLUMNS)
+        self._n = self._writer(run_dir / rundir.NODE_CSV, NODE_COLUMNS)
+        self._stopped = False
+
+    def _writer(self, path: Path, columns: list[str]) -> Any:
+        f = path.open("w", newline="", encoding="utf-8")
+        self._files.append(f)
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        return w
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        """Stop sampling after one last sample; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.sample()  # a last sample after the load
+        with contextlib.suppress(Exception):
+            await self.sample()  # a last sample after the load
+        for f in self._files:
+            f.close()
 
     async def _loop(self) -> None:
         next_at = time.monotonic()
@@ -59,51 +113,59 @@ class Sampler:
             next_at += self.interval_s
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
-    async def _ready_now(self, name: str) -> int | None:
-        try:
-            q = await self.channel.declare_queue(name, passive=True)
-            return int(q.declaration_result.message_count)
-        except Exception:
-            return None
-
     async def sample(self) -> None:
         now = time.time()
         try:
-            by_name = {q["name"]: q for q in await self.management.queues()}
-            overview = await self.management.overview()
-            nodes = await self.management.nodes()
-        except ManagementError:
+            by_name = await self.source.queues(self.vhost)
+            nodes = await self.source.nodes()
+        except RabbitscaleError as exc:  # a missed sample is counted, the run goes on
             self.errors += 1
+            self.last_error = str(exc)
             return
+        self.samples += 1
+        depth_now = 0
         for name in self.queues:
-            q = by_name.get(name, {})
-            ready_now = await self._ready_now(name)
-            depth = ready_now if ready_now is not None else int(q.get("messages_ready", 0) or 0)
-            self.queue_rows.append({
-                "t": now, "queue": name, "messages": int(q.get("messages", 0) or 0),
-                "ready": int(q.get("messages_ready", 0) or 0),
-                "unacked": int(q.get("messages_unacknowledged", 0) or 0),
-                "consumers": int(q.get("consumers", 0) or 0),
-                "publish_rate": _rate(q, "publish"), "deliver_rate": _rate(q, "deliver_get"),
-                "ack_rate": _rate(q, "ack"), "ready_now": ready_now,
-                "oldest_age_s": round(self.recorder.oldest_age_s(name, depth, now), 3),
-            })
-        n = nodes[0] if nodes else {}
-        totals = overview.get("object_totals", {})
-        self.node_rows.append({
-            "t": now, "mem_used": n.get("mem_used"), "mem_limit": n.get("mem_limit"),
-            "mem_alarm": bool(n.get("mem_alarm")), "disk_free": n.get("disk_free"),
-            "disk_free_limit": n.get("disk_free_limit"),
-            "disk_alarm": bool(n.get("disk_free_alarm")),
-            "fd_used": n.get("fd_used"), "fd_total": n.get("fd_total"),
-            "sockets_used": n.get("sockets_used"), "connections": totals.get("connections"),
-            "channels": totals.get("channels"),
-        })
+            s = by_name.get(name, QueueSample(name))
+            ready_now = await self.exact(name) if self.exact else None
+            depth = ready_now if ready_now is not None else (s.ready or 0)
+            age = self.age(name, depth, now) if self.age else None
+            estimated = age is None
+            if estimated:
+                age = estimated_age_s(depth, s)
+            self._q.writerow({"t": now, "queue": name, **s.row(), "ready_now": ready_now,
+                              "oldest_age_s": None if age is None else round(age, 3),
+                              "age_estimated": estimated})
+            if self.is_main(name):
+                depth_now += depth
+                self._peak_depth = max(self._peak_depth, depth, s.messages or 0)
+                self._max_age = max(self._max_age, age or 0.0)
+        self._depth_now = depth_now
+        for n in nodes:
+            self._n.writerow({"t": now, **{k: getattr(n, k) for k in NODE_FIELDS}})
+            if n.memory_fraction is not None:
+                self._peak_mem = max(self._peak_mem, n.memory_fraction)
+            self._alarm = self._alarm or bool(n.mem_alarm)
+        self._last_nodes = nodes
+        for f in self._files:
+            f.flush()
 
-    def write(self, run_dir: Path) -> None:
-        import pandas as pd
+    # --- what the checks and the progress line need --------------------------------------
 
-        pd.DataFrame(self.queue_rows, columns=QUEUE_COLUMNS).to_csv(
-            run_dir / "broker_queues.csv", index=False)
-        pd.DataFrame(self.node_rows, columns=NODE_COLUMNS).to_csv(
-            run_dir / "broker_node.csv", index=False)
+    def current_depth(self) -> int:
+        return self._depth_now
+
+    def peak_depth(self) -> int:
+        return self._peak_depth
+
+    def max_age_s(self) -> float:
+        return self._max_age
+
+    def peak_memory_fraction(self) -> float:
+        return self._peak_mem
+
+    def memory_alarm(self) -> bool:
+        return self._alarm
+
+    @property
+    def nodes(self) -> list[Any]:
+        return self._last_nodes

@@ -12,20 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rabbitscale.core import targets
+from rabbitscale.core.verdicts import FAIL, PASS, WARN
 from rabbitscale.harness.config import ConfigError
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+__all__ = ["FAIL", "PASS", "WARN", "Check", "Thresholds", "load_thresholds"]
 
 
 @dataclass(frozen=True)
 class Thresholds:
     rate_ratio_min: float = 0.99  # achieved arrivals / scheduled arrivals
     burst_ratio_min: float = 0.99  # per burst window
-    burst_max_lag_s: float = 5.0  # a burst webhook counts as absorbed if delivered this soon
-    depth_warning: int = 1000
-    depth_critical: int = 5000
-    message_age_max_s: float = 300.0
-    memory_fraction_max: float = 0.75  # of the high watermark
+    burst_max_lag_s: float = targets.BURST_MAX_LAG_S
+    depth_warning: int = targets.DEPTH_WARNING
+    depth_critical: int = targets.DEPTH_CRITICAL
+    message_age_max_s: float = targets.MESSAGE_AGE_MAX_S
+    memory_fraction_max: float = targets.MEMORY_WARNING_FRACTION  # of the high watermark
     error_rate_max: float = 0.0  # faulted / finished; runs set it to the configured failure rate
     lost_max: int = 0
 
@@ -80,4 +82,5 @@ def at_most(name: str, measured: float, maximum: float, detail: str = "") -> Che
 
 
 def verdict(checks: list[Check]) -> str:
+    """A run fails when any check FAILs; WARNs are shown, not failed."""
     return FAIL if any(c.verdict == FAIL for c in checks) else PASS

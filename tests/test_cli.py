@@ -6,7 +6,7 @@ from rabbitscale.cli import main
 
 
 @pytest.mark.parametrize("argv,env,needle", [
-    (["stack", "--instances", "0"], {}, "--instances: must be at least 1"),
+    (["stack", "--instances", "0"], {}, "--instances: must be between 1 and 1000"),
     (["stack", "--api-port", "70000"], {}, "--api-port: must be between 0 and 65535"),
     (["stack", "--sink-failure-ratio", "x"], {}, "expected a number"),
     (["stack", "--demo", "soon"], {}, "not a duration"),

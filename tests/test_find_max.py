@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from rabbitscale.capacity.calibrate import calibrate
-from rabbitscale.capacity.find_max import find_max, predicted_max_per_s
+from rabbitscale.capacity.plan import predicted_max_per_s
 from rabbitscale.cli import main
+from rabbitscale.find_max import find_max
 from rabbitscale.harness.config import load_settings
 from rabbitscale.harness.overrides import apply_overrides
 from rabbitscale.harness.profiles import CONDUIT

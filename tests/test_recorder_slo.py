@@ -29,13 +29,14 @@ def test_recorder_counts_duplicates_order_and_splits_latency():
 
 
 def test_webhook_absorption_and_lag():
-    r = Recorder(run="r")
+    r = Recorder(run="r", burst_max_lag_s=5)
+    r.track_windows([(10, 11), (11, 12)])
     for i in range(10):
         r.on_arrival({"message_id": f"m{i}", "arrived": 10 + i * 0.1 + (6 if i == 9 else 0.2),
                       "intended": 10 + i * 0.1, "run": "r"})
     r.on_arrival({"message_id": "m0", "arrived": 11, "intended": 10, "run": "r"})
     assert r.webhook_arrivals == 10 and r.webhook_duplicates == 1
-    assert r.absorbed(10, 11, max_lag_s=5) == 9
+    assert r.absorbed() == [9, 0]  # m9 arrived 6 s late
     assert r.oldest_age_s("spend-update-events", depth=0) == 0
 
 

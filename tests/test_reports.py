@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from rabbitscale.cli import main
+from rabbitscale.core.rundir import RunDirError, load
 from rabbitscale.reports.compare import compare
 from rabbitscale.reports.report import build
-from rabbitscale.reports.rundir import ReportError, load
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -31,7 +31,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def test_report_sections_charts_and_no_secrets(run_dir):
-    out = build(run_dir)
+    out = build(run_dir).path
     html = out.read_text()
     for section in ("verdict", "targets", "charts", "model", "config"):
         assert f'<section id="{section}">' in html
@@ -49,7 +49,7 @@ def test_report_sections_charts_and_no_secrets(run_dir):
 
 def test_baseline_comparison_flags_regressions(run_dir, tmp_path):
     base = FIXTURES / "run_burst_baseline"
-    out = build(run_dir, base, tmp_path / "cmp.html")
+    out = build(run_dir, base, tmp_path / "cmp.html").path
     html = out.read_text()
     assert '<section id="baseline">' in html and "REGRESSION" in html
     deltas = json.loads((tmp_path / "report.json").read_text())["deltas"]
@@ -78,7 +78,7 @@ def test_missing_or_incomplete_run_dir_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "missing broker_node.csv" in err and err.count("\n") == 1
     (d / "broker_node.csv").write_text("garbage\n\x00\x01")
-    with pytest.raises(ReportError):
+    with pytest.raises(RunDirError):
         load(d)
     (d / "summary.json").write_text("{not json")
     assert main(["report", str(d)]) == 2
@@ -88,7 +88,7 @@ def test_headless_chromium_renders_the_page(run_dir, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-    out = build(run_dir)
+    out = build(run_dir).path
     png = tmp_path / "shot.png"
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",

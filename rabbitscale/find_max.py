@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rabbitscale.capacity.plan import (
-    TASK_QUEUES,
-    PlanInputs,
-    endpoint_capacity_per_s,
-    service_time_s,
-)
+from rabbitscale.capacity.plan import predicted_max_per_s
+from rabbitscale.core import rundir
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.profiles import Profile
+from rabbitscale.scenarios.run import Run, RunOptions
+from rabbitscale.scenarios.schedule import Rates
 
 
 @dataclass(frozen=True)
@@ -35,30 +33,11 @@ class Step:
     run_dir: str
 
 
-def predicted_max_per_s(settings: RabbitSettings, profile: Profile, instances: int,
-                        mix: dict[str, float]) -> float:
-    """The model's ceiling for the task stream: the first endpoint to saturate decides."""
-    prof = profile.resolved(settings)
-    total = sum(mix.values()) or 1.0
-    best = float("inf")
-    for kind, queue in TASK_QUEUES.items():
-        share = mix.get(kind, 0.0) / total
-        if share <= 0:
-            continue
-        ep = prof.endpoint(queue)
-        svc = service_time_s(PlanInputs(settings, profile), ep)
-        best = min(best, endpoint_capacity_per_s(ep, instances, svc) / share)
-    return best
-
-
-async def find_max(settings: RabbitSettings, profile: Profile, base: Any, *,
+async def find_max(settings: RabbitSettings, profile: Profile, base: RunOptions, *,
                    start_per_s: float, factor: float = 1.2, bisect_steps: int = 2,
                    max_steps: int = 12, keep_up_min: float = 0.97, out_dir: Path,
                    say: Any = print) -> tuple[float | None, list[Step]]:
-    """``base`` is a scenarios.run.RunOptions whose task rate is varied."""
-    from rabbitscale.scenarios.run import Run
-    from rabbitscale.scenarios.schedule import Rates
-
+    """``base`` is the run whose task rate is varied."""
     steps: list[Step] = []
 
     async def attempt(rate: float) -> bool:
@@ -67,7 +46,8 @@ async def find_max(settings: RabbitSettings, profile: Profile, base: Any, *,
             base, out=out_dir / f"step{i:02d}-{rate:.2f}per_s", quiet=True,
             rates=Rates(rate, base.rates.webhook_rate, base.rates.burst_rates))
         rc = await Run(settings, profile, opts).execute()
-        summary = json.loads((opts.out / "summary.json").read_text())
+        assert opts.out is not None
+        summary = json.loads((opts.out / rundir.SUMMARY).read_text())
         keep = float(summary["measured"].get("keep_up_ratio", 0))
         held = rc == 0 and keep >= keep_up_min
         steps.append(Step(rate, summary["verdict"], keep, held, str(opts.out)))
@@ -97,7 +77,8 @@ async def find_max(settings: RabbitSettings, profile: Profile, base: Any, *,
     return low, steps
 
 
-def run_find_max(settings: RabbitSettings, profile: Profile, base: Any, *, start: float | None,
+def run_find_max(settings: RabbitSettings, profile: Profile, base: RunOptions, *,
+                 start: float | None,
                  mix: dict[str, float], out_dir: Path, keep_up_min: float = 0.97) -> int:
     predicted = predicted_max_per_s(settings, profile, base.instances, mix)
     start_rate = start if start else max(0.5, predicted * 0.5) if predicted != float("inf") \
@@ -111,10 +92,10 @@ def run_find_max(settings: RabbitSettings, profile: Profile, base: Any, *, start
               "error_pct": (predicted - found) / found * 100 if found else None,
               "steps": [dataclasses.asdict(s) for s in steps]}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "find_max.json").write_text(json.dumps(result, indent=2))
+    (out_dir / rundir.FIND_MAX).write_text(json.dumps(result, indent=2))
     if found is None:
         print("no step held: lower --start")
         return 1
     print(f"maximum sustainable: {found * 60:.1f}/min ({found:.2f}/s); model "
-          f"{predicted:.2f}/s, error {result['error_pct']:+.1f}%  ({out_dir / 'find_max.json'})")
+          f"{predicted:.2f}/s, error {result['error_pct']:+.1f}%  ({out_dir / rundir.FIND_MAX})")
     return 0

@@ -1,0 +1,14 @@
+"""Verdict words, defined once. Runs and their checks say PASS/WARN/FAIL; the plan, audit
+findings and doctor grade figures OK/WARN/FAIL (INFO for a figure that is only shown)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+PASS, OK, WARN, FAIL, INFO = "PASS", "OK", "WARN", "FAIL", "INFO"
+_RANK = {INFO: 0, PASS: 0, OK: 0, WARN: 1, FAIL: 2}
+
+
+def worst(verdicts: Iterable[str], best: str = OK) -> str:
+    """The most severe verdict (``best`` when there is none)."""
+    return max(verdicts, key=lambda v: _RANK.get(v, 0), default=best)

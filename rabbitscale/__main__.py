@@ -1,0 +1,7 @@
+"""``python -m rabbitscale``: the same as the ``rabbitscale`` command."""
+
+import sys
+
+from rabbitscale.cli import main
+
+sys.exit(main())
