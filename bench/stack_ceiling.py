@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -24,12 +23,13 @@ import uuid
 from typing import Any
 
 import aio_pika
+import orjson
 
 from rabbitscale.harness import messages
 from rabbitscale.harness.config import RabbitSettings, load_settings
 from rabbitscale.harness.consumer import ConsumerInstance
 from rabbitscale.harness.declare import declare
-from rabbitscale.harness.envelope import build_envelope
+from rabbitscale.harness.envelope import build_envelope, measurement_headers
 from rabbitscale.harness.management import Management
 from rabbitscale.harness.overrides import apply_overrides
 from rabbitscale.harness.profiles import CONDUIT
@@ -44,10 +44,9 @@ def _payload_bytes_for_wire(total: int) -> int:
     """Message size that makes the whole MassTransit envelope ``total`` bytes on the wire."""
     empty = messages.video_generation("0", "0", size_bytes=0)
     envelope = build_envelope("VideoGenerationRequested", empty, message_id="x" * 36,
-                              sent_time="2026-01-01T00:00:00.000000Z", destination=QUEUE,
-                              headers={"RS-Intended-Time": "0" * 17, "RS-Sent-Time": "0" * 17,
-                                       "RS-Key": "00", "RS-Seq": 1, "RS-Run": ""})
-    return max(0, total - (len(json.dumps(envelope)) - len(json.dumps(empty))))
+                              sent_time=1.8e9, destination=QUEUE,
+                              headers=measurement_headers(1.8e9, 1.8e9, "00", 1, ""))
+    return max(0, total - (len(envelope) - len(orjson.dumps(empty))))
 
 
 # --- consuming halves: return (ready callback awaited by caller, wait for n -> end time) ---

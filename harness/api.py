@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.harness import messages
 from rabbitscale.harness.auth import VirtualKeys
 from rabbitscale.harness.completions import Completion
@@ -25,7 +26,6 @@ from rabbitscale.harness.management import Management
 from rabbitscale.harness.publisher import Outcome, Publisher
 
 MAX_BODY = 2 * 2**20  # PayloadJson may be up to 1 MB
-H_INTENDED_HTTP = "X-RS-Intended-Time"
 
 
 @dataclass
@@ -129,15 +129,15 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 def _intended(request: web.Request) -> float | None:
     """The load generator's intended send time, so latency is coordinated-omission safe."""
-    raw = request.headers.get(H_INTENDED_HTTP)
+    raw = request.headers.get(X_INTENDED)
     if raw is None:
         return None
     try:
         value = float(raw)
     except ValueError:
-        raise Invalid(f"header {H_INTENDED_HTTP} must be epoch seconds") from None
+        raise Invalid(f"header {X_INTENDED} must be epoch seconds") from None
     if not 0 < value < 1e11:
-        raise Invalid(f"header {H_INTENDED_HTTP} must be epoch seconds")
+        raise Invalid(f"header {X_INTENDED} must be epoch seconds")
     return value
 
 
@@ -169,13 +169,13 @@ async def create_video(request: web.Request) -> web.Response:
         raise Invalid("'duration' must be between 1 and 60")
     size = _field(body, "size", str, default="1280x720")
     webhook_url = _url(body, "webhook_url", required=False)
-    _headers(body, "webhook_headers")
+    webhook_headers = _headers(body, "webhook_headers")
     task_id = new_id()
     vk = request[VIRTUAL_KEY_ID]
     msg = messages.video_generation(task_id, str(vk), prompt=prompt, size_bytes=0,
-                                    webhook_url=webhook_url)
-    msg["Model"] = model
-    msg["Parameters"].update({"Duration": duration, "Size": size})
+                                    webhook_url=webhook_url, webhook_headers=webhook_headers)
+    msg["model"] = model
+    msg["parameters"].update({"duration": duration, "size": size})
     if (err := await _enqueue(request, "VideoGenerationRequested", msg, str(vk))) is not None:
         return err
     request.app[STATE].new_task(task_id, "pending", "video")
@@ -196,12 +196,12 @@ async def create_image(request: web.Request) -> web.Response:
     model = _field(body, "model", str, default="sim-image")
     size = _field(body, "size", str, default="1024x1024")
     webhook_url = _url(body, "webhook_url", required=False)
-    _headers(body, "webhook_headers")
+    webhook_headers = _headers(body, "webhook_headers")
     task_id = new_id()
     vk = request[VIRTUAL_KEY_ID]
     msg = messages.image_generation(task_id, vk, prompt=prompt, size_bytes=0,
-                                    webhook_url=webhook_url)
-    msg["Request"].update({"Model": model, "N": n, "Size": size})
+                                    webhook_url=webhook_url, webhook_headers=webhook_headers)
+    msg["request"].update({"model": model, "n": n, "size": size})
     if (err := await _enqueue(request, "ImageGenerationRequested", msg, str(vk))) is not None:
         return err
     request.app[STATE].new_task(task_id, "queued", "image")
@@ -221,9 +221,9 @@ async def enqueue_webhook(request: web.Request) -> web.Response:
     if len(task_id) > 200:
         raise Invalid("'task_id' is longer than 200 characters")
     headers = _headers(body, "headers") or {}
-    msg = messages.webhook_delivery(task_id, str(url), event_type=event, size_bytes=0)
-    msg["PayloadJson"] = json.dumps(payload if payload is not None else {"event": event})
-    msg["Headers"] = headers
+    msg = messages.webhook_delivery(
+        task_id, str(url), event_type=event,
+        payload=payload if payload is not None else {"event": event}, headers=headers)
     if (err := await _enqueue(request, "WebhookDeliveryRequested", msg, task_id)) is not None:
         return err
     return web.json_response({"task_id": task_id, "status": "queued"}, status=202)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import orjson
 
 from rabbitscale.harness.naming import COMPLETIONS_EXCHANGE
 
@@ -42,6 +42,7 @@ class Completion:
     instance: str
     task_id: str = ""
     reason: str = ""
+    spawned: int = 0  # messages this processing published and the broker confirmed
 
     @property
     def e2e_s(self) -> float:
@@ -101,7 +102,7 @@ class CompletionReporter:
         if not self._batch:
             return
         batch, self._batch = self._batch[:self.max_batch], self._batch[self.max_batch:]
-        body = json.dumps([r.to_json() for r, _ in batch]).encode()
+        body = orjson.dumps([r for r, _ in batch])  # orjson encodes dataclasses natively
         assert self._exchange is not None
         while True:
             try:
@@ -146,7 +147,7 @@ async def listen(channel: aio_pika.abc.AbstractChannel,
     await queue.bind(ex)
 
     async def handle(msg: aio_pika.abc.AbstractIncomingMessage) -> None:
-        for d in json.loads(msg.body):
+        for d in orjson.loads(msg.body):
             result = on_record(Completion.from_json(d))
             if asyncio.iscoroutine(result):
                 await result

@@ -30,7 +30,21 @@ import aiohttp
 
 from rabbitscale.core.errors import RabbitscaleError
 from rabbitscale.core.events import EventHook
-from rabbitscale.harness import amqp
+from rabbitscale.core.headers import (
+    RS_FAIL,
+    RS_INTENDED,
+    RS_KEY,
+    RS_RUN,
+    RS_SENT,
+    RS_SEQ,
+    WEBHOOK_TIMESTAMP,
+    WEBHOOK_TYPE,
+    X_INTENDED,
+    X_MESSAGE_ID,
+    X_ORIGINAL_URL,
+    X_RUN,
+)
+from rabbitscale.harness import amqp, messages, naming
 from rabbitscale.harness.completions import (
     COMPLETED,
     FAULTED,
@@ -39,23 +53,27 @@ from rabbitscale.harness.completions import (
     CompletionReporter,
 )
 from rabbitscale.harness.config import ConfigError, RabbitSettings, load_settings
-from rabbitscale.harness.envelope import (
-    H_INTENDED,
-    H_KEY,
-    H_RUN,
-    H_SENT,
-    H_SEQ,
-    Envelope,
-    EnvelopeError,
-    parse_envelope,
-)
+from rabbitscale.harness.envelope import CaseInsensitive, Envelope, EnvelopeError, parse_envelope
+from rabbitscale.harness.messages import TERMINAL_EVENTS
 from rabbitscale.harness.middleware import CircuitBreaker, Dedup, Partitioner, RateLimiter
 from rabbitscale.harness.overrides import PROFILE_ENV, profile_from_spec
 from rabbitscale.harness.profiles import Endpoint, Profile, get_profile
+from rabbitscale.harness.publisher import Publisher
 
 log = logging.getLogger("rabbitscale.consumer")
 
-H_FAIL = "RS-Fail"  # test hook: "always" or N = fail the first N attempts
+# task messages whose webhook URL ConduitLLM calls back, and the task type it reports
+CALLBACK_TYPES = {"VideoGenerationRequested": "video", "ImageGenerationRequested": "image"}
+
+
+def _header_value(value: Any) -> str:
+    """An HTTP header value from a JSON value of any type (a .NET publisher's headers)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else json.dumps(value) if isinstance(value, dict | list) \
+        else str(value)
 
 
 class HandlerError(Exception):
@@ -100,7 +118,10 @@ class EndpointConsumer:
             if ep.breaker else None
         self.limiter = RateLimiter(ep.rate_limit, time_scale=self.opts.time_scale) \
             if ep.rate_limit else None
-        self.dedup = Dedup() if ep.message_type == "WebhookDeliveryRequested" else None
+        self.delivers_webhooks = ep.message_type == "WebhookDeliveryRequested"
+        self.dedup = Dedup() if self.delivers_webhooks else None
+        self.urn = naming.message_urn(ep.message_type)
+        self.delays = ep.retry.delays_s()
         self.channel: aio_pika.abc.AbstractChannel | None = None
         self.queue: aio_pika.abc.AbstractQueue | None = None
         self.consumer_tag: str | None = None
@@ -153,100 +174,145 @@ class EndpointConsumer:
         except EnvelopeError as exc:  # unreadable: straight to _error, no retry can help
             started = time.time()
             await self._fault(msg, exc, 0)
-            await self._finish(msg, started, FAULTED, 0, "", f"EnvelopeError: {exc}", {})
+            await self._finish(msg, None, started, FAULTED, 0, f"EnvelopeError: {exc}")
             return
-        # the measurement headers travel in the envelope (MassTransit's JSON headers)
-        headers = env.headers
-        key = str(headers.get(H_KEY, ""))
+        if not env.is_a(self.urn):  # MassTransit: no consumer for any of its types
+            started = time.time()
+            await self._forward(self.skipped_exchange, msg, {})
+            await self._finish(msg, env, started, SKIPPED, 0, "no consumer for type")
+            return
+        # the ordering key: ours rides in the envelope; a .NET publisher's is the message's
+        key = env.header_text(RS_KEY) or (env.message.text(self.ep.key_field)
+                                          if self.ep.key_field else "")
         lock = self.partitioner.lock(key) if self.partitioner else contextlib.nullcontext()
         async with lock:
             if self.limiter:
                 await self.limiter.acquire()
             started = time.time()
-            attempts = 0
-            reason = ""
-            task_id = str(env.message.get("TaskId") or env.message.get("RequestId") or "")
-            if env.message_type != self.ep.message_type:
-                await self._forward(self.skipped_exchange, msg, {})
-                await self._finish(msg, started, SKIPPED, 0, task_id, "no consumer for type",
-                                   headers)
-                return
-            # The breaker sits inside the retry filter, so it sees every attempt: a target
-            # failing 20% of calls trips a 15% breaker even when retries rescue the messages.
-            delays = self.ep.retry.delays_s()
-            error: Exception | None = None
-            for attempt in range(len(delays) + 1):
-                attempts = attempt + 1
-                try:
-                    if self.breaker and not self.breaker.allow():
-                        raise CircuitBreakerOpenError(
-                            f"circuit breaker open on {self.ep.queue}")
-                    try:
-                        await self.handle(env, msg, attempt)
-                    except Exception:
-                        if self.breaker:
-                            self.breaker.record(False)
-                        raise
-                    if self.breaker:
-                        self.breaker.record(True)
-                    error = None
-                    break
-                except Exception as exc:  # any handler failure is a fault, as in MassTransit
-                    error = exc
-                    if attempt < len(delays):
-                        self.counts["retries"] += 1
-                        await asyncio.sleep(delays[attempt] * self.opts.time_scale)
+            callback = self._callback_url(env)
+            spawned = 0
+            if callback:
+                spawned += await self._callback(env, callback, "TaskStarted")
+            error, attempts = await self._attempts(env, msg)
             if error is not None:
-                reason = f"{type(error).__name__}: {error}"
                 await self._fault(msg, error, attempts - 1)
-                await self._finish(msg, started, FAULTED, attempts, task_id, reason, headers)
+                if callback:
+                    spawned += await self._callback(env, callback, "TaskFailed", error)
+                await self._finish(msg, env, started, FAULTED, attempts,
+                                   f"{type(error).__name__}: {error}", spawned)
             else:
-                await self._finish(msg, started, COMPLETED, attempts, task_id, "", headers)
+                if callback:
+                    spawned += await self._callback(env, callback, "TaskCompleted")
+                await self._finish(msg, env, started, COMPLETED, attempts, "", spawned)
+
+    async def _attempts(self, env: Envelope, msg: aio_pika.abc.AbstractIncomingMessage
+                        ) -> tuple[Exception | None, int]:
+        """In-memory retry around (circuit breaker -> handler): the last error, if all
+        attempts failed, and the number of attempts. The breaker sits inside the retry
+        filter, so it sees every attempt: a target failing 20% of calls trips a 15% breaker
+        even when retries rescue the messages."""
+        delays = self.delays
+        error: Exception | None = None
+        for attempt in range(len(delays) + 1):
+            try:
+                if self.breaker and not self.breaker.allow():
+                    raise CircuitBreakerOpenError(f"circuit breaker open on {self.ep.queue}")
+                try:
+                    await self.handle(env, msg, attempt)
+                except Exception:
+                    if self.breaker:
+                        self.breaker.record(False)
+                    raise
+                if self.breaker:
+                    self.breaker.record(True)
+                return None, attempt + 1
+            except Exception as exc:  # any handler failure is a fault, as in MassTransit
+                error = exc
+                if attempt < len(delays):
+                    self.counts["retries"] += 1
+                    await asyncio.sleep(delays[attempt] * self.opts.time_scale)
+        return error, len(delays) + 1
 
     async def handle(self, env: Envelope, msg: aio_pika.abc.AbstractIncomingMessage,
                      attempt: int) -> None:
         """The simulated work of this endpoint; webhook delivery is a real HTTP POST."""
-        raw = (msg.headers or {}).get(H_FAIL)
-        fail = raw.decode() if isinstance(raw, bytes | bytearray) else raw
-        if fail is not None and (str(fail) == "always" or attempt < int(str(fail))):
-            raise HandlerError(f"injected failure (RS-Fail={fail}, attempt {attempt + 1})")
-        delay = self.ep.service_time.sample_s(self.instance.rng) \
-            if self.ep.service_time else 0.0
-        if delay:
-            await asyncio.sleep(delay)
-        if self.instance.rng.random() < self.ep.failure_probability:
+        if msg.headers:
+            raw = msg.headers.get(RS_FAIL)
+            fail = raw.decode() if isinstance(raw, bytes | bytearray) else raw
+            if fail is not None and (str(fail) == "always" or attempt < int(str(fail))):
+                raise HandlerError(f"injected failure (RS-Fail={fail}, attempt {attempt + 1})")
+        if self.ep.service_time is not None:
+            delay = self.ep.service_time.sample_s(self.instance.rng)
+            if delay:
+                await asyncio.sleep(delay)
+        if self.ep.failure_probability and \
+                self.instance.rng.random() < self.ep.failure_probability:
             raise HandlerError("simulated failure")
-        if self.ep.message_type == "WebhookDeliveryRequested":
-            await self._deliver_webhook(env, msg)
+        if self.delivers_webhooks:
+            await self._deliver_webhook(env)
 
-    async def _deliver_webhook(self, env: Envelope,
-                               msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+    def _callback_url(self, env: Envelope) -> str:
+        """ConduitLLM calls a task's webhook when the task starts, completes or fails."""
+        if self.ep.message_type not in CALLBACK_TYPES:
+            return ""
+        return env.message.text("webhookUrl")
+
+    async def _callback(self, env: Envelope, url: str, event: str,
+                        error: Exception | None = None) -> int:
+        """Publish the WebhookDeliveryRequested that webhook-delivery will POST; 1 when the
+        broker confirmed it (counted as spawned in the ledger), else 0."""
         m = env.message
-        dedup_key = f"{m.get('TaskId')}:{m.get('EventType')}:{env.message_id}"
+        task_id = m.text("taskId") or m.text("requestId") or env.message_id
+        status = {"TaskStarted": "processing", "TaskCompleted": "completed",
+                  "TaskFailed": "failed"}[event]
+        payload: dict[str, Any] = {"task_id": task_id, "status": status, "event": event,
+                                   "task_type": CALLBACK_TYPES[self.ep.message_type]}
+        if error is not None:
+            payload["error"] = str(error)[:500]
+        headers = m.get("webhookHeaders")
+        body = messages.webhook_delivery(
+            task_id, url, event_type=event, task_type=CALLBACK_TYPES[self.ep.message_type],
+            payload=payload, headers=dict(headers.raw) if isinstance(headers, CaseInsensitive)
+            else None)
+        publisher = await self.instance.publisher()
+        result = await publisher.publish("WebhookDeliveryRequested", body, key=task_id,
+                                         run=env.header_text(RS_RUN))
+        if not result.ok:
+            log.warning("%s: %s webhook for task %s not enqueued: %s", self.opts.instance,
+                        event, task_id, result.error or result.outcome)
+        return int(result.ok)
+
+    async def _deliver_webhook(self, env: Envelope) -> None:
+        m = env.message
+        dedup_key = f"{m.text('taskId')}:{m.text('eventType')}:{env.message_id}"
         if self.dedup and self.dedup.is_duplicate(dedup_key):
             self.counts["duplicates"] += 1
             return
-        url = str(m.get("WebhookUrl") or "")
+        url = m.text("webhookUrl")
+        if not url.startswith(("http://", "https://")):
+            raise HandlerError(f"webhook URL {url!r} is not an http(s) URL")
         target = url
         if not _is_loopback(url):
             if not self.opts.webhook_redirect_url:
                 raise HandlerError(f"webhook target {url!r} is not on this machine and no "
                                    f"redirect is configured")
             target = self.opts.webhook_redirect_url
-        event = str(m.get("EventType", ""))
-        headers = {str(k): str(v) for k, v in (m.get("Headers") or {}).items()}
+        event = m.text("eventType")
+        extra = m.get("headers")
+        headers = {str(k): _header_value(v) for k, v in extra.raw.items()} \
+            if isinstance(extra, CaseInsensitive) else {}
         headers.update({
             "Content-Type": "application/json",
-            "X-Webhook-Type": "completion" if event in ("TaskCompleted", "TaskFailed",
-                                                        "TaskCancelled") else "progress",
-            "X-Webhook-Timestamp": str(int(time.time())),
-            "X-RS-Message-Id": env.message_id,
-            "X-RS-Intended-Time": str(env.headers.get(H_INTENDED, "")),
-            "X-RS-Run": str(env.headers.get(H_RUN, "")),
-            "X-RS-Original-Url": url,
+            WEBHOOK_TYPE: "completion" if event in TERMINAL_EVENTS else "progress",
+            WEBHOOK_TIMESTAMP: str(int(time.time())),
         })
+        if target != url:
+            headers[X_ORIGINAL_URL] = url
+        if env.header_text(RS_RUN):  # our own messages: let the sink account for them
+            headers.update({X_MESSAGE_ID: env.message_id, X_RUN: env.header_text(RS_RUN),
+                            X_INTENDED: env.header_text(RS_INTENDED)})
         session = await self.instance.http()
-        async with session.post(target, data=str(m.get("PayloadJson") or "{}"),
+        async with session.post(target, data=m.text("payloadJson", "{}"),
                                 headers=headers) as resp:
             if resp.status >= 300:
                 raise HandlerError(f"webhook target answered HTTP {resp.status}")
@@ -279,21 +345,32 @@ class EndpointConsumer:
             "MT-Fault-Message": str(exc)[:1000],
             "MT-Fault-Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "MT-Fault-RetryCount": retry_count,
-            "MT-Fault-InputAddress": f"rabbitmq://localhost/{self.ep.queue}",
+            "MT-Fault-InputAddress": naming.input_address(self.ep.queue),
             "MT-Fault-ConsumerType": f"Rabbitscale.Harness.{self.ep.message_type}Consumer",
         })
 
-    async def _finish(self, msg: aio_pika.abc.AbstractIncomingMessage, started: float,
-                      status: str, attempts: int, task_id: str, reason: str,
-                      h: dict[str, Any]) -> None:
+    async def _finish(self, msg: aio_pika.abc.AbstractIncomingMessage, env: Envelope | None,
+                      started: float, status: str, attempts: int, reason: str,
+                      spawned: int = 0) -> None:
         finished = time.time()
+        if env is None:
+            intended = sent = started
+            key = run = task_id = ""
+            seq = 0
+        else:
+            # a message that carries no measurement headers is timed from its sentTime
+            fallback = env.sent_time or started
+            intended = env.header_float(RS_INTENDED) or fallback
+            sent = env.header_float(RS_SENT) or fallback
+            key, seq, run = env.header_text(RS_KEY), env.header_int(RS_SEQ), \
+                env.header_text(RS_RUN)
+            task_id = env.message.text("taskId") or env.message.text("requestId")
         record = Completion(
-            message_id=msg.message_id or "", message_type=self.ep.message_type,
-            queue=self.ep.queue, key=str(h.get(H_KEY, "")), seq=int(h.get(H_SEQ, 0) or 0),
-            run=str(h.get(H_RUN, "")), intended=float(h.get(H_INTENDED, started) or started),
-            sent=float(h.get(H_SENT, started) or started), started=started, finished=finished,
-            status=status, attempts=attempts, redelivered=bool(msg.redelivered),
-            instance=self.opts.instance, task_id=task_id, reason=reason)
+            message_id=msg.message_id or (env.message_id if env else ""),
+            message_type=self.ep.message_type, queue=self.ep.queue, key=key, seq=seq, run=run,
+            intended=intended, sent=sent, started=started, finished=finished, status=status,
+            attempts=attempts, redelivered=bool(msg.redelivered), instance=self.opts.instance,
+            task_id=task_id, reason=reason, spawned=spawned)
         self.counts[status] += 1
         self.instance.completed.fire(record=record)
         if self.instance.reporter:
@@ -320,6 +397,15 @@ class ConsumerInstance:
         self.endpoints = [EndpointConsumer(ep, self) for ep in eps]
         self._conn: aio_pika.abc.AbstractRobustConnection | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._publisher: Publisher | None = None
+        self._publisher_lock = asyncio.Lock()
+
+    async def publisher(self) -> Publisher:
+        """Publishes the webhooks of tasks that carry a callback URL (opened on first use)."""
+        async with self._publisher_lock:
+            if self._publisher is None:
+                self._publisher = await Publisher(self.settings, self.profile).start()
+            return self._publisher
 
     async def http(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -347,6 +433,8 @@ class ConsumerInstance:
             await asyncio.sleep(0.05)
         if self.reporter:
             await self.reporter.close()
+        if self._publisher:
+            await self._publisher.close()
         if self._http:
             await self._http.close()
         if self._conn:

@@ -1,61 +1,70 @@
-"""Message bodies of ConduitLLM.Core.Events, with a controllable size.
+"""Message bodies of ConduitLLM.Core.Events as MassTransit 8 puts them on the wire: camelCase
+property names (conduit-topology.md, "Messages"), with a controllable size.
 
 Sizes matter to the capacity model (prefetch x size x instances), so every builder takes a
-``size_bytes`` target and pads a free-text field to reach it approximately.
+``size_bytes`` target and pads a free-text field of the real message (the prompt, the webhook
+payload) to reach it approximately.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+import orjson
+
 WEBHOOK_EVENTS = ("TaskStarted", "TaskProgress", "TaskCompleted", "TaskFailed",
                   "TaskCancelled")
+TERMINAL_EVENTS = ("TaskCompleted", "TaskFailed", "TaskCancelled")
 
 
-def _pad(size_bytes: int, base: dict[str, Any], field: str) -> dict[str, Any]:
-    overhead = len(json.dumps(base))
-    base[field] = base.get(field, "") + "x" * max(0, size_bytes - overhead)
-    return base
-
-
-def webhook_delivery(task_id: str, url: str, event_type: str = "TaskCompleted",
-                     size_bytes: int = 1000, task_type: str = "video") -> dict[str, Any]:
-    payload = {"task_id": task_id, "status": "completed", "data": ""}
-    body = {
-        "TaskId": task_id, "TaskType": task_type, "WebhookUrl": url, "EventType": event_type,
-        "PayloadJson": "", "Headers": {}, "RetryCount": 0, "NextRetryAt": None,
-    }
-    body["PayloadJson"] = json.dumps(_pad(max(0, size_bytes - 200), payload, "data"))
+def _pad(size_bytes: int, body: dict[str, Any], field: str) -> dict[str, Any]:
+    overhead = len(orjson.dumps(body))
+    body[field] = body.get(field, "") + "x" * max(0, size_bytes - overhead)
     return body
 
 
+def webhook_delivery(task_id: str, url: str, event_type: str = "TaskCompleted",
+                     size_bytes: int = 1000, task_type: str = "video",
+                     payload: Any = None, headers: dict[str, str] | None = None
+                     ) -> dict[str, Any]:
+    if payload is None:
+        payload = _pad(max(0, size_bytes - 200),
+                       {"task_id": task_id, "status": "completed", "data": ""}, "data")
+    return {"taskId": task_id, "taskType": task_type, "webhookUrl": url,
+            "eventType": event_type, "payloadJson": orjson.dumps(payload).decode(),
+            "headers": headers or {}, "retryCount": 0, "nextRetryAt": None}
+
+
 def video_generation(request_id: str, virtual_key_id: str, prompt: str = "a cat",
-                     size_bytes: int = 1000, webhook_url: str | None = None) -> dict[str, Any]:
+                     size_bytes: int = 1000, webhook_url: str | None = None,
+                     webhook_headers: dict[str, str] | None = None) -> dict[str, Any]:
     body = {
-        "RequestId": request_id, "Model": "sim-video", "Prompt": prompt,
-        "VirtualKeyId": str(virtual_key_id), "IsAsync": True,
-        "RequestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "Parameters": {"Size": "1280x720", "Duration": 6, "Fps": 24, "Style": None,
-                       "ResponseFormat": "url"},
-        "WebhookUrl": webhook_url, "WebhookHeaders": None,
+        "requestId": request_id, "model": "sim-video", "prompt": prompt,
+        "virtualKeyId": str(virtual_key_id), "isAsync": True,
+        "requestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "parameters": {"size": "1280x720", "duration": 6, "fps": 24, "style": None,
+                       "responseFormat": "url"},
+        "webhookUrl": webhook_url, "webhookHeaders": webhook_headers,
     }
-    return _pad(size_bytes, body, "Prompt")
+    return _pad(size_bytes, body, "prompt")
 
 
 def image_generation(task_id: str, virtual_key_id: int, prompt: str = "a cat",
-                     size_bytes: int = 1000, webhook_url: str | None = None) -> dict[str, Any]:
+                     size_bytes: int = 1000, webhook_url: str | None = None,
+                     webhook_headers: dict[str, str] | None = None) -> dict[str, Any]:
+    request: dict[str, Any] = {"prompt": prompt, "model": "sim-image", "n": 1,
+                               "size": "1024x1024", "quality": "standard", "style": None,
+                               "responseFormat": "url"}
     body = {
-        "TaskId": task_id, "VirtualKeyId": int(virtual_key_id),
-        "VirtualKeyHash": f"vk_{virtual_key_id}",
-        "Request": {"Prompt": prompt, "Model": "sim-image", "N": 1, "Size": "1024x1024",
-                    "Quality": "standard", "Style": None, "ResponseFormat": "url"},
-        "UserId": None, "Priority": 0, "WebhookUrl": webhook_url, "WebhookHeaders": None,
-        "Padding": "",
+        "taskId": task_id, "virtualKeyId": int(virtual_key_id),
+        "virtualKeyHash": f"vk_{virtual_key_id}", "request": request,
+        "userId": None, "priority": 0, "webhookUrl": webhook_url,
+        "webhookHeaders": webhook_headers,
     }
-    return _pad(size_bytes, body, "Padding")
+    request["prompt"] += "x" * max(0, size_bytes - len(orjson.dumps(body)))
+    return body
 
 
 def spend_update(key_id: int, amount: float, request_id: str) -> dict[str, Any]:
-    return {"KeyId": int(key_id), "Amount": float(amount), "RequestId": request_id}
+    return {"keyId": int(key_id), "amount": float(amount), "requestId": request_id}

@@ -10,6 +10,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+import mmh3
+
 from rabbitscale.harness.policy import BreakerPolicy, RateLimit
 
 Clock = Callable[[], float]
@@ -118,35 +120,10 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
-def murmur3_32(data: bytes, seed: int = 0) -> int:
-    """MurmurHash3 x86 32-bit, the hash family MassTransit's partitioner uses."""
-    c1, c2, mask = 0xCC9E2D51, 0x1B873593, 0xFFFFFFFF
-    h = seed & mask
-    n = len(data) // 4 * 4
-    for i in range(0, n, 4):
-        k = int.from_bytes(data[i:i + 4], "little")
-        k = (k * c1) & mask
-        k = ((k << 15) | (k >> 17)) & mask
-        k = (k * c2) & mask
-        h ^= k
-        h = ((h << 13) | (h >> 19)) & mask
-        h = (h * 5 + 0xE6546B64) & mask
-    tail = data[n:]
-    k = 0
-    for i, b in enumerate(tail):
-        k |= b << (8 * i)
-    if tail:
-        k = (k * c1) & mask
-        k = ((k << 15) | (k >> 17)) & mask
-        k = (k * c2) & mask
-        h ^= k
-    h ^= len(data)
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & mask
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & mask
-    h ^= h >> 16
-    return h
+def murmur3_32(data: bytes | str, seed: int = 0) -> int:
+    """MurmurHash3 x86 32-bit (unsigned), the hash family MassTransit's partitioner uses;
+    the C implementation of ``mmh3`` (a pure-Python one cost ~18 us per publish)."""
+    return mmh3.hash(data, seed, signed=False)
 
 
 class Partitioner:
@@ -157,7 +134,7 @@ class Partitioner:
         self._locks = [asyncio.Lock() for _ in range(partitions)]
 
     def partition(self, key: str) -> int:
-        return murmur3_32(key.encode()) % self.partitions
+        return murmur3_32(key) % self.partitions
 
     def lock(self, key: str) -> asyncio.Lock:
         return self._locks[self.partition(key)]

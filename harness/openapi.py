@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rabbitscale.core.headers import X_INTENDED
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "message": {"type": "string"}, "type": {"type": "string"}}}}}
 _HEADERS = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -28,7 +30,7 @@ def _responses(ok: dict[str, Any]) -> dict[str, Any]:
 
 def _post(summary: str, schema: dict[str, Any], ok: dict[str, Any]) -> dict[str, Any]:
     return {"post": {"summary": summary, "security": [{"virtualKey": []}],
-                     "parameters": [{"name": "X-RS-Intended-Time", "in": "header",
+                     "parameters": [{"name": X_INTENDED, "in": "header",
                                      "required": False, "schema": {"type": "number"},
                                      "description": "load generator's intended send time"}],
                      "requestBody": {"required": True, "content": {"application/json": {

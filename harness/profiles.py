@@ -37,7 +37,7 @@ class Endpoint:
 
     queue: str
     message_type: str
-    key_field: str | None
+    key_field: str | None  # the message property orders are kept by (read case-insensitively)
     prefetch: int | None = None
     concurrency: int | None = None
     queue_arguments: Mapping[str, Any] = field(default_factory=dict)
@@ -121,27 +121,27 @@ CONDUIT = Profile(
     name="conduit",
     description="The eight receive endpoints of ConduitLLM (conduit-topology.md).",
     endpoints=(
-        _ep("webhook-delivery", "WebhookDeliveryRequested", "TaskId",
+        _ep("webhook-delivery", "WebhookDeliveryRequested", "taskId",
             prefetch=100, concurrency=75, webhook_prefetch=True,
             queue_arguments={"x-delivery-limit": 10, "x-max-length": 50000,
                              "x-overflow": "reject-publish"},
             retry=RetryPolicy("exponential", 3, 1.0, 2.0, 30.0),
             breaker=BreakerPolicy(60, 15, 10, 300), rate_limit=RateLimit(100, 1.0)),
-        _ep("video-generation-events", "VideoGenerationRequested", "VirtualKeyId",
+        _ep("video-generation-events", "VideoGenerationRequested", "virtualKeyId",
             retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 20, 5, 600)),
-        _ep("image-generation-events", "ImageGenerationRequested", "VirtualKeyId",
+        _ep("image-generation-events", "ImageGenerationRequested", "virtualKeyId",
             queue_arguments={"x-single-active-consumer": True},
             retry=incremental(3, 1.0, 3.0), breaker=BreakerPolicy(60, 15, 5, 300)),
-        _ep("spend-update-events", "SpendUpdateRequested", "KeyId",
+        _ep("spend-update-events", "SpendUpdateRequested", "keyId",
             prefetch=10, concurrency=1,
             queue_arguments={"x-single-active-consumer": True, "x-max-length": 10000},
             retry=RetryPolicy("immediate", 3)),
-        _ep("media-retention-checks", "MediaRetentionCheckRequested", "VirtualKeyId",
+        _ep("media-retention-checks", "MediaRetentionCheckRequested", "virtualKeyId",
             prefetch=5, concurrency=3, queue_arguments={"x-max-length": 1000},
             retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 15, 5, 600)),
-        _ep("media-cleanup-batches", "MediaCleanupBatchRequested", "VirtualKeyId",
+        _ep("media-cleanup-batches", "MediaCleanupBatchRequested", "virtualKeyId",
             prefetch=10, concurrency=5, retry=RetryPolicy("immediate", 2)),
-        _ep("r2-batch-operations", "R2BatchOperationRequested", "VirtualKeyId",
+        _ep("r2-batch-operations", "R2BatchOperationRequested", "virtualKeyId",
             prefetch=2, concurrency=1,
             queue_arguments={"x-single-active-consumer": True, "x-max-length": 500},
             retry=RetryPolicy("exponential", 10, 5.0, 2.0, 600.0),
@@ -156,20 +156,20 @@ GUIDE = Profile(
     name="guide",
     description="The scaling guide's three queue classes, as the guide states them.",
     endpoints=(
-        _ep("webhook-delivery", "WebhookDeliveryRequested", "TaskId",
+        _ep("webhook-delivery", "WebhookDeliveryRequested", "taskId",
             prefetch=100, concurrency=75, webhook_prefetch=True,
             queue_arguments={"x-max-length": 50000, "x-overflow": "reject-publish"},
             retry=RetryPolicy("exponential", 3, 1.0, 2.0, 30.0),
             breaker=BreakerPolicy(60, 15, 10, 300), rate_limit=RateLimit(100, 1.0)),
         # "Single active consumer for ordering" + ConcurrentLimit 50 + PartitionCount 30:
         # the guide orders per virtual key through the partitioner.
-        _ep("video-generation-events", "VideoGenerationRequested", "VirtualKeyId",
+        _ep("video-generation-events", "VideoGenerationRequested", "virtualKeyId",
             queue_arguments={"x-single-active-consumer": True}, partitioned=True,
             retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 20, 5, 600)),
-        _ep("image-generation-events", "ImageGenerationRequested", "VirtualKeyId",
+        _ep("image-generation-events", "ImageGenerationRequested", "virtualKeyId",
             queue_arguments={"x-single-active-consumer": True}, partitioned=True,
             retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 20, 5, 600)),
-        _ep("spend-update-events", "SpendUpdateRequested", "KeyId",
+        _ep("spend-update-events", "SpendUpdateRequested", "keyId",
             prefetch=10, concurrency=1,
             queue_arguments={"x-single-active-consumer": True, "x-max-length": 10000},
             retry=RetryPolicy("immediate", 3)),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +25,9 @@ from rabbitscale.harness import amqp
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.envelope import (
     CONTENT_TYPE,
-    H_INTENDED,
-    H_KEY,
-    H_RUN,
-    H_SENT,
-    H_SEQ,
+    CaseInsensitive,
     build_envelope,
+    measurement_headers,
     new_id,
 )
 from rabbitscale.harness.middleware import murmur3_32
@@ -226,7 +222,7 @@ class Publisher:
             last = now
 
     async def _acquire(self, key: str) -> _PooledConnection:
-        slot = murmur3_32(key.encode()) % len(self._slots)
+        slot = murmur3_32(key) % len(self._slots)
         pc = self._slots[slot] or await self._open(slot)
         if pc.in_flight >= self.saturated_at_in_flight:
             self.stats.pool_exhausted += 1
@@ -239,8 +235,7 @@ class Publisher:
         found = self._endpoints.get(message_type)
         if found is None:
             ep = self.profile.for_type(message_type)
-            found = self._endpoints[message_type] = (
-                ep, ep.single_active_consumer and ep.concurrency == 1)
+            found = self._endpoints[message_type] = (ep, ep.ordered)
         return found
 
     def next_seq(self, key: str) -> int:
@@ -250,15 +245,17 @@ class Publisher:
 
     async def publish(self, message_type: str, message: dict[str, Any], *,
                       key: str | None = None, intended_time: float | None = None,
-                      message_id: str | None = None,
-                      headers: dict[str, Any] | None = None) -> PublishResult:
+                      message_id: str | None = None, headers: dict[str, Any] | None = None,
+                      run: str | None = None) -> PublishResult:
         """Publish one message and wait for its confirm; never raises for broker outcomes.
-        ``headers`` are extra AMQP headers (e.g. the consumer's RS-Fail test hook)."""
+        ``headers`` are extra AMQP headers (e.g. the consumer's RS-Fail test hook); ``run``
+        overrides the run name in the measurement headers (a consumer's callbacks belong to
+        the run of the task that caused them)."""
         if not self._pool:
             raise RuntimeError("Publisher.start() was not called")
         ep, ordered = self._endpoint(message_type)
         if key is None:
-            key = str(message.get(ep.key_field, "")) if ep.key_field else ""
+            key = CaseInsensitive(message).text(ep.key_field) if ep.key_field else ""
         seq = self.next_seq(f"{message_type}:{key}")
         if ordered:
             lock_key = f"{message_type}:{key}"
@@ -267,17 +264,17 @@ class Publisher:
             try:
                 async with lock:  # FIFO: publishes of one key go out in call order
                     return await self._publish(ep, message_type, message, key, seq,
-                                               intended_time, message_id, headers)
+                                               intended_time, message_id, headers, run)
             finally:
                 users[0] -= 1
                 if not users[0]:
                     del self._key_locks[lock_key]
         return await self._publish(ep, message_type, message, key, seq, intended_time,
-                                   message_id, headers)
+                                   message_id, headers, run)
 
     async def _publish(self, ep: Any, message_type: str, message: dict[str, Any], key: str,
                        seq: int, intended_time: float | None, message_id: str | None,
-                       headers: dict[str, Any] | None) -> PublishResult:
+                       headers: dict[str, Any] | None, run: str | None) -> PublishResult:
         intended = time.time() if intended_time is None else intended_time
         mid = message_id or new_id()
         attempts = 0
@@ -295,13 +292,10 @@ class Publisher:
             sent = time.time()
             # The measurement headers ride in the envelope's JSON headers, which the consumer
             # parses anyway; the AMQP header table carries only caller extras (RS-Fail).
-            envelope_headers = {H_INTENDED: f"{intended:.6f}", H_SENT: f"{sent:.6f}",
-                                H_KEY: key, H_SEQ: seq, H_RUN: self.run_id}
-            body = json.dumps(build_envelope(
-                message_type, message, message_id=mid, destination=ep.queue,
-                sent_time=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent))
-                + f".{int(sent % 1 * 1e6):06d}Z",
-                headers=envelope_headers)).encode()
+            body = build_envelope(
+                message_type, message, message_id=mid, destination=ep.queue, sent_time=sent,
+                headers=measurement_headers(intended, sent, key, seq,
+                                            self.run_id if run is None else run))
             amqp_msg = aio_pika.Message(
                 body, content_type=CONTENT_TYPE, message_id=mid, correlation_id=mid,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=headers or None)

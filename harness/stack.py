@@ -32,10 +32,12 @@ from rabbitscale.core.errors import (
     RunFailed,
     Unavailable,
 )
+from rabbitscale.core.headers import X_INTENDED
+from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness import amqp
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import SECRET_ENV, VirtualKeys
-from rabbitscale.harness.completions import Completion, listen
+from rabbitscale.harness.completions import COMPLETED, Completion, listen
 from rabbitscale.harness.config import RabbitSettings, settings_env
 from rabbitscale.harness.declare import declare
 from rabbitscale.harness.management import Management, ManagementError
@@ -62,15 +64,29 @@ class StackOptions:
 
 @dataclass
 class StackLedger:
+    """What the stack published and finished, in constant memory."""
+
     confirmed: int = 0
     rejected: int = 0
-    finished: dict[str, str] = field(default_factory=dict)  # message_id -> status
+    completed: int = 0
+    faulted: int = 0  # faulted or skipped: in a side queue
+    spawned: int = 0  # callbacks the consumers published (tasks with a webhook URL)
     duplicate_records: int = 0
+    _ids: RecentIds = field(default_factory=RecentIds)
 
     def on_record(self, record: Completion) -> None:
-        if record.message_id in self.finished:
+        if self._ids.seen(record.message_id):
             self.duplicate_records += 1
-        self.finished[record.message_id] = record.status
+            return
+        if record.status == COMPLETED:
+            self.completed += 1
+        else:
+            self.faulted += 1
+        self.spawned += record.spawned
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.faulted
 
 
 class Stack:
@@ -242,14 +258,12 @@ class Stack:
         self.sink.close()
         if self._conn:
             await self._conn.close()
-        statuses = list(self.ledger.finished.values())
-        completed = statuses.count("completed")
-        faulted = len(statuses) - completed
-        lost = max(0, self.ledger.confirmed - len(statuses) - queued)
+        led = self.ledger
+        lost = max(0, led.confirmed + led.spawned - led.finished - queued)
         pub_stats = self._publisher.stats.as_dict() if self._publisher else {}
-        return {"published": self.ledger.confirmed, "rejected": self.ledger.rejected,
+        return {"published": led.confirmed, "rejected": led.rejected, "spawned": led.spawned,
                 "publisher": pub_stats,
-                "completed": completed, "faulted": faulted, "still_queued": queued,
+                "completed": led.completed, "faulted": led.faulted, "still_queued": queued,
                 "duplicate_records": self.ledger.duplicate_records, "lost": lost,
                 "webhooks_received": self.sink.received}
 
@@ -318,7 +332,7 @@ async def guide_load_script(stack: Stack, duration_s: float, rate_per_s: float) 
         intended = start + i * interval
         await asyncio.sleep(max(0.0, intended - time.time()))
         async with http.post(f"{stack.api_url}/v1/webhook",
-                             headers={**headers, "X-RS-Intended-Time": f"{intended:.6f}"},
+                             headers={**headers, X_INTENDED: f"{intended:.6f}"},
                              json={"url": "https://example.com/hook", "event": "test",
                                    "task_id": f"demo-{i}"}) as resp:
             statuses[resp.status] = statuses.get(resp.status, 0) + 1

@@ -17,6 +17,7 @@ from typing import IO, Any
 from aiohttp import web
 
 from rabbitscale.core.events import EventHook
+from rabbitscale.core.headers import WEBHOOK_TYPE, X_INTENDED, X_MESSAGE_ID, X_RUN
 
 
 @dataclass
@@ -50,16 +51,16 @@ class Sink:
             self.failed += 1
             return web.json_response({"error": "injected failure"}, status=500)
         now = time.time()
-        mid = request.headers.get("X-RS-Message-Id", "")
+        mid = request.headers.get(X_MESSAGE_ID, "")
         if mid in self.message_ids:
             self.duplicates += 1
         self.message_ids.add(mid)
         self.received += 1
         arrival: dict[str, Any] = {
             "message_id": mid, "arrived": now, "path": request.path, "bytes": len(body),
-            "intended": float(request.headers.get("X-RS-Intended-Time") or 0) or None,
-            "run": request.headers.get("X-RS-Run", ""),
-            "type": request.headers.get("X-Webhook-Type", ""),
+            "intended": float(request.headers.get(X_INTENDED) or 0) or None,
+            "run": request.headers.get(X_RUN, ""),
+            "type": request.headers.get(WEBHOOK_TYPE, ""),
         }
         if self._file:
             self._file.write(json.dumps(arrival) + "\n")

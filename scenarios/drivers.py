@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.harness import messages
 from rabbitscale.harness.auth import VirtualKeys
 from rabbitscale.harness.tasks import MESSAGE_TYPES
@@ -94,7 +95,7 @@ class HttpDriver:
         t0 = time.perf_counter()
         with self.client.post(self.PATHS[task.kind], json=body, name=self.PATHS[task.kind],
                               headers={"Authorization": f"Bearer {self._key(task.key_id)}",
-                                       "X-RS-Intended-Time": f"{task.intended:.6f}"},
+                                       X_INTENDED: f"{task.intended:.6f}"},
                               catch_response=True) as resp:
             ok = resp.status_code == 202
             if not ok:

@@ -169,8 +169,8 @@ class Poison(Fault):
     count = 5
 
     async def inject(self, ctx: FaultContext) -> str:
+        from rabbitscale.core.headers import RS_FAIL
         from rabbitscale.harness import messages
-        from rabbitscale.harness.consumer import H_FAIL
         from rabbitscale.harness.publisher import Publisher
 
         pub = await Publisher(ctx.stack.settings, ctx.stack.profile,
@@ -179,7 +179,7 @@ class Poison(Fault):
             for i in range(self.count):
                 r = await pub.publish("SpendUpdateRequested",
                                       messages.spend_update(900 + i, 1.0, f"poison-{i}"),
-                                      headers={H_FAIL: "always"})
+                                      headers={RS_FAIL: "always"})
                 ctx.extra_published += int(r.ok)
         finally:
             await pub.close()

@@ -7,7 +7,7 @@ publish delay = sent - intended, queue wait = started - sent, processing = finis
 started, end to end = finished - intended (for webhooks: arrival at the sink - intended).
 
 Memory stays bounded however long a run lasts: counters, HDR histograms, per-second buckets
-and a window of recent message ids for duplicate detection (``RECENT_IDS``); no per-message
+and a window of recent message ids for duplicate detection (core/recent.py); no per-message
 list is kept.
 """
 
@@ -15,33 +15,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from rabbitscale.core import latency, targets
+from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness.completions import COMPLETED, FAULTED, SKIPPED, Completion
 
 ORDERED_TYPES = {"SpendUpdateRequested"}  # must be applied in order per key
 METRICS = ("e2e", "queue_wait", "processing", "publish_delay")
-RECENT_IDS = 200_000  # duplicates are redeliveries, seconds apart: a window this size sees them
-
-
-class RecentIds:
-    """The last ``capacity`` ids seen, oldest forgotten first: O(1), bounded."""
-
-    def __init__(self, capacity: int = RECENT_IDS) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def seen(self, key: str) -> bool:
-        """True if ``key`` was seen recently; otherwise remember it."""
-        if key in self._ids:
-            return True
-        self._ids[key] = None
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-        return False
 
 
 @dataclass
@@ -60,6 +43,7 @@ class Recorder:
     by_status: dict[str, int] = field(
         default_factory=lambda: {COMPLETED: 0, FAULTED: 0, SKIPPED: 0})
     duplicates: int = 0
+    spawned: int = 0  # messages consumers published while processing (task callbacks)
     done_in_time: int = 0
     order_violations: int = 0
     queues: dict[str, QueueStats] = field(default_factory=lambda: defaultdict(QueueStats))
@@ -97,6 +81,7 @@ class Recorder:
             self.duplicates += 1
             return
         self.by_status[r.status] = self.by_status.get(r.status, 0) + 1
+        self.spawned += r.spawned
         if r.finished < self.keep_up_deadline:
             self.done_in_time += 1
         q = self.queues[r.queue]

@@ -245,7 +245,8 @@ class Run:
         deadline = time.time() + self.o.drain_timeout_s
         extra = self.fault_ctx.extra_published if self.fault_ctx else 0
         while time.time() < deadline:
-            if self.recorder.finished >= stack.ledger.confirmed + amqp_confirmed + extra:
+            owed = stack.ledger.confirmed + amqp_confirmed + extra + self.recorder.spawned
+            if self.recorder.finished >= owed:
                 return
             await asyncio.sleep(0.2)
 
@@ -283,7 +284,7 @@ class Run:
             memory_alarm=sampler.memory_alarm(), order_violations=rec.order_violations,
             redelivered=rec.redelivered, completed_after_retry=rec.completed_after_retry,
             faults_by_reason=dict(rec.fault_reasons), webhooks_arrived=rec.webhook_arrivals,
-            webhook_duplicates=rec.webhook_duplicates, error=error,
+            webhook_duplicates=rec.webhook_duplicates, spawned=rec.spawned, error=error,
             drain_timeout_s=o.drain_timeout_s)
         return output.RunResult(
             name=self.name, scenario=o.scenario, outcome=outcome.judge(facts, self.thresholds),

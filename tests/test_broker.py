@@ -4,16 +4,16 @@ circuit breaker. Each test runs in its own vhost (conftest.vhost_settings)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import aio_pika
 import pytest
 
+from rabbitscale.core.headers import RS_FAIL as H_FAIL
 from rabbitscale.harness import messages
 from rabbitscale.harness.completions import Completion, listen
 from rabbitscale.harness.config import ConfigError
-from rabbitscale.harness.consumer import H_FAIL, ConsumerInstance, ConsumerOptions
+from rabbitscale.harness.consumer import ConsumerInstance, ConsumerOptions
 from rabbitscale.harness.declare import declare
 from rabbitscale.harness.envelope import CONTENT_TYPE, build_envelope
 from rabbitscale.harness.management import Management
@@ -108,9 +108,9 @@ async def test_full_reject_publish_queue_counts_rejections(vhost_settings):
 async def _raw_publish(pub: Publisher, type_name: str, message: dict | None, *,
                        message_id: str, headers: dict, raw: bytes | None = None) -> None:
     """Publish with AMQP headers of our choosing (RS-Fail) or a raw, non-envelope body."""
-    body = raw if raw is not None else json.dumps(build_envelope(
-        type_name, message or {}, message_id=message_id, sent_time="", destination="",
-        headers={})).encode()
+    body = raw if raw is not None else build_envelope(
+        type_name, message or {}, message_id=message_id, sent_time=0.0, destination="",
+        headers={})
     ex = await pub._pool[0].exchange(type_exchange(type_name))
     await ex.publish(aio_pika.Message(body, content_type=CONTENT_TYPE, message_id=message_id,
                                       headers=headers), routing_key="")

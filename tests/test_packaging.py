@@ -5,6 +5,7 @@ the test checks our package, not PyPI."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,8 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".*_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp / "dist"), str(ROOT)],
+                    "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
                    check=True, capture_output=True, timeout=300, cwd=tmp)
     wheel = next((tmp / "dist").glob("rabbitscale-*.whl"))
     with zipfile.ZipFile(wheel) as z:
