@@ -1,10 +1,11 @@
 """Locust glue shared by the scenario files: options, open-model streams, users, and the
 per-worker HDR histograms that the master merges.
 
-Options are ordinary Locust options, so they come from locust.conf, the command line or
-``LOCUST_*`` environment variables (``--task-rate 1000/min``, ``LOCUST_TASK_RATE``).
-The stack's address and key secret come from ``RABBITSCALE_API_URL`` and
-``RABBITSCALE_API_SECRET`` (``rabbitscale run`` sets both).
+Every rabbitscale setting is an ordinary Locust option, so it comes from locust.conf, the
+command line or an environment variable (``--task-rate 1000/min``, ``LOCUST_TASK_RATE``), and
+a Locust master hands them to its workers with each spawn message: a worker started on
+another machine (``rabbitscale worker``) needs nothing but the master's address; its keys,
+the schedule's start and the callback plan arrive from the master.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +28,32 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from rabbitscale.core import latency
 from rabbitscale.core.units import parse_rate_per_s, parse_size_bytes
-from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.auth import SECRET_ENV, VirtualKeys
 from rabbitscale.harness.tasks import parse_task_mix
+from rabbitscale.scenarios.callbacks import CallbackPlan
 from rabbitscale.scenarios.drivers import AmqpDriver, HttpDriver, Task, TaskDriver
+from rabbitscale.scenarios.load import (
+    ENV_API_URL,
+    ENV_CALLBACK_SECRET,
+    ENV_CALLBACK_URL,
+    ENV_POLL,
+    ENV_RUN,
+    ENV_RUN_DIR,
+    ENV_START_AT,
+    ENV_TARGET_KEYS,
+    ENV_WEBHOOK_URL,
+)
 from rabbitscale.scenarios.pacing import Pacer, RateFn
 from rabbitscale.scenarios.schedule import Rates, streams
+
+HDR_SUMMARY = "summary.json"
+WORKERS_FILE = "locust_workers.json"  # the master's view of its workers at the end
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     g = parser.add_argument_group("rabbitscale")
+    hidden: dict[str, Any] = {"include_in_web_ui": False}
     g.add_argument("--task-rate", default="1000/min", env_var="LOCUST_TASK_RATE",
                    help="sustained async task arrival rate (all users and workers)")
     g.add_argument("--webhook-rate", default="10/s", env_var="LOCUST_WEBHOOK_RATE",
@@ -53,6 +71,27 @@ def _options(parser: Any) -> None:
                    env_var="LOCUST_ARRIVALS")
     g.add_argument("--schedule-time", type=float, default=0, env_var="LOCUST_SCHEDULE_TIME",
                    help="seconds the arrival schedule spans (default: --run-time)")
+    # set by `rabbitscale run`; kept out of Locust's web UI (secrets among them)
+    parser.add_argument("--start-at", type=float, default=0, env_var=ENV_START_AT,
+                   help="epoch seconds the schedule starts at (default: when users start)",
+                   **hidden)
+    parser.add_argument("--run-name", default="", env_var=ENV_RUN, **hidden)
+    parser.add_argument("--api-secret", default="", env_var=SECRET_ENV,
+                   help="secret the reference stack's virtual keys derive from",
+                   is_secret=True, **hidden)
+    parser.add_argument("--api-keys", default="", env_var=ENV_TARGET_KEYS,
+                   help="bearer keys of the system under test, comma-separated",
+                   is_secret=True, **hidden)
+    parser.add_argument("--webhook-target", default="", env_var=ENV_WEBHOOK_URL,
+                   help="URL webhook tasks ask to be delivered to", **hidden)
+    parser.add_argument("--callback-url", default="", env_var=ENV_CALLBACK_URL,
+                   help="base URL of rabbitscale's callback receiver, as the target reaches "
+                        "it: each task carries a callback URL of its own under it", **hidden)
+    parser.add_argument("--callback-secret", default="", env_var=ENV_CALLBACK_SECRET,
+                   is_secret=True, **hidden)
+    parser.add_argument("--poll-interval", type=float, default=0, env_var=ENV_POLL,
+                   help="> 0: follow video/image tasks with GET /v1/tasks/{id} every N "
+                        "seconds instead of a callback", **hidden)
 
 
 @dataclass(frozen=True)
@@ -65,6 +104,32 @@ class Options:
     virtual_keys: int
     transport: str
     poisson: bool
+    start_at: float
+    keyring: Callable[[int], str] | None  # HTTP transport only
+    webhook_target: str
+    callbacks: CallbackPlan | None
+    poll_interval_s: float
+
+
+def _keyring(o: Any) -> Callable[[int], str]:
+    """Bearer key per virtual key id: derived from the stack's secret, or the target's keys
+    taken in turn."""
+    keys = [k.strip() for k in str(o.api_keys or "").split(",") if k.strip()]
+    if keys:
+        return lambda key_id: keys[key_id % len(keys)]
+    if not o.api_secret:
+        raise ValueError(f"no API key: set {ENV_TARGET_KEYS} (a deployed system) or "
+                         f"{SECRET_ENV} (the reference stack's secret)")
+    vk = VirtualKeys(str(o.api_secret))
+    cache: dict[int, str] = {}
+
+    def derived(key_id: int) -> str:
+        key = cache.get(key_id)
+        if key is None:
+            key = cache[key_id] = vk.key_for(key_id)
+        return key
+
+    return derived
 
 
 def options(environment: Any) -> Options:
@@ -74,13 +139,17 @@ def options(environment: Any) -> Options:
         return cached
     o = environment.parsed_options
     try:
-        mix = parse_task_mix(o.task_mix)
+        callbacks = CallbackPlan(o.callback_url, o.run_name or "run", o.callback_secret) \
+            if o.callback_url else None
         result = Options(
             task_rate=parse_rate_per_s(o.task_rate), webhook_rate=parse_rate_per_s(o.webhook_rate),
             burst_rates=tuple(parse_rate_per_s(r) for r in str(o.burst_rates).split(",") if r),
-            mix=mix, payload_bytes=parse_size_bytes(o.payload_size),
+            mix=parse_task_mix(o.task_mix), payload_bytes=parse_size_bytes(o.payload_size),
             virtual_keys=max(1, int(o.virtual_keys)), transport=o.transport,
-            poisson=o.arrivals == "poisson")
+            poisson=o.arrivals == "poisson", start_at=float(o.start_at or 0),
+            keyring=_keyring(o) if o.transport == "http" else None,
+            webhook_target=str(o.webhook_target or ""),
+            callbacks=callbacks, poll_interval_s=float(o.poll_interval or 0))
     except ValueError as exc:  # BadInput and friends: one line
         raise SystemExit(f"error: {exc}") from None
     environment._rabbitscale_options = result
@@ -99,9 +168,11 @@ def run_time_s(environment: Any) -> float:
 
 
 def _worker_position(environment: Any) -> tuple[int, int]:
+    """(index, count): worker i of N takes every N-th slot of the one global schedule. N is
+    the master's --expect-workers, which the master sends to its workers."""
     runner = environment.runner
-    count = int(os.environ.get("RABBITSCALE_WORKERS", "1") or 1)
     if isinstance(runner, WorkerRunner):
+        count = max(1, int(getattr(environment.parsed_options, "expect_workers", 1) or 1))
         return runner.worker_index % count, count
     return 0, 1
 
@@ -116,20 +187,21 @@ class Stream:
 
     @classmethod
     def get(cls, environment: Any, name: str, rate: RateFn, end_s: float = math.inf) -> Stream:
-        streams = environment.__dict__.setdefault("_rabbitscale_streams", {})
-        stream = streams.get(name)
+        streams_ = environment.__dict__.setdefault("_rabbitscale_streams", {})
+        stream = streams_.get(name)
         if stream is None:
             index, count = _worker_position(environment)
-            start = float(os.environ.get("RABBITSCALE_START_AT", "0") or 0) or time.time()
-            stream = streams[name] = Stream(name, Pacer(
-                rate, start, worker_index=index, worker_count=count,
-                poisson=options(environment).poisson, end_s=end_s))
+            o = options(environment)
+            stream = streams_[name] = Stream(name, Pacer(
+                rate, o.start_at or time.time(), worker_index=index, worker_count=count,
+                poisson=o.poisson, end_s=end_s))
         return stream
 
 
 # --- per-worker HDR histograms, merged on the master -------------------------------------
 
 _HISTOGRAMS: dict[str, Any] = {}
+_MERGED: dict[str, Any] = {}
 
 
 def record(name: str, seconds: float) -> None:
@@ -137,9 +209,6 @@ def record(name: str, seconds: float) -> None:
     if h is None:
         h = _HISTOGRAMS[name] = latency.new_histogram()
     latency.record_s(h, seconds)
-
-
-_MERGED: dict[str, Any] = {}
 
 
 def _merge_into(name: str, encoded: str) -> None:
@@ -164,13 +233,15 @@ def _receive(client_id: str, data: dict[str, Any]) -> None:
 
 @events.quitting.add_listener
 def _dump(environment: Any, **_: Any) -> None:
-    """Write merged histograms (master) or local ones (single process) to the run dir."""
-    if isinstance(environment.runner, WorkerRunner):
+    """Write merged histograms (master) or local ones (single process) to the run dir, and
+    the master's view of its workers (a worker that went missing is named in the verdict)."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
         return
-    if not isinstance(environment.runner, MasterRunner):
+    if not isinstance(runner, MasterRunner):
         for name, h in _HISTOGRAMS.items():
             _merge_into(name, latency.encode(h))
-    run_dir = os.environ.get("RABBITSCALE_RUN_DIR")
+    run_dir = os.environ.get(ENV_RUN_DIR)
     if not run_dir:
         return
     out = Path(run_dir) / "locust_hdr"
@@ -179,7 +250,11 @@ def _dump(environment: Any, **_: Any) -> None:
     for name, h in _MERGED.items():
         (out / f"{name}.hdr").write_text(latency.encode(h))
         summary[name] = latency.summary_ms(h)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / HDR_SUMMARY).write_text(json.dumps(summary, indent=2))
+    if isinstance(runner, MasterRunner):
+        workers = [{"id": c.id, "index": runner.get_worker_index(c.id), "state": c.state,
+                    "user_count": c.user_count} for c in runner.clients.values()]
+        (Path(run_dir) / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
 
 
 # --- users --------------------------------------------------------------------------------
@@ -204,7 +279,7 @@ class OpenModelMixin:
 
     def open_model_loop(self) -> None:
         stream = Stream.get(self.environment, self.stream_name, self.rate(), self.end_s())
-        driver: TaskDriver = self.driver()  # type: ignore[attr-defined]  # from the user class
+        driver: TaskDriver = self.driver()  # type: ignore[attr-defined]  # the user class's
         while True:
             slot = stream.pacer.next_slot()
             if slot is None:
@@ -235,8 +310,11 @@ class TaskMixin(OpenModelMixin):
         kind = rng.choices(kinds, weights=[o.mix[k] for k in kinds])[0]
         sigma = 0.5
         size = int(rng.lognormvariate(math.log(o.payload_bytes) - sigma**2 / 2, sigma))
-        return Task(kind, rng.randint(1, o.virtual_keys), str(uuid.uuid4()), size, intended,
-                    amount=round(rng.uniform(0.001, 0.1), 6))
+        task_id = str(uuid.uuid4())
+        callback = o.callbacks.url_for(kind, task_id, intended) \
+            if o.callbacks and kind in ("video", "image") and not o.poll_interval_s else ""
+        return Task(kind, rng.randint(1, o.virtual_keys), task_id, size, intended,
+                    amount=round(rng.uniform(0.001, 0.1), 6), webhook_url=callback)
 
     def _rng(self) -> random.Random:
         rng = getattr(self, "_random", None)
@@ -249,29 +327,28 @@ class WebhookMixin(OpenModelMixin):
     stream_name = "webhooks"
 
     def make_task(self, intended: float) -> Task:
-        target = os.environ.get("RABBITSCALE_WEBHOOK_URL", "https://example.com/hook")
-        return Task("webhook", 1, str(uuid.uuid4()), 1000, intended, webhook_url=target)
-
-
-def _keys() -> VirtualKeys:
-    secret = os.environ.get("RABBITSCALE_API_SECRET")
-    if not secret:
-        raise SystemExit("error: set RABBITSCALE_API_SECRET to the stack's secret")
-    return VirtualKeys(secret)
+        o = options(self.environment)
+        task_id = str(uuid.uuid4())
+        target = o.callbacks.url_for("webhook", task_id, intended) if o.callbacks \
+            else o.webhook_target or "https://example.com/hook"
+        return Task("webhook", 1, task_id, 1000, intended, webhook_url=target)
 
 
 class HttpTaskUser(FastHttpUser):
-    """Base for HTTP-driven open-model users (through the stack's API)."""
+    """Base for HTTP-driven open-model users (through the system's API)."""
 
     abstract = True
-    host = os.environ.get("RABBITSCALE_API_URL", "http://127.0.0.1:5000")
+    host = os.environ.get(ENV_API_URL, "http://127.0.0.1:5000")
     connection_timeout = 10.0
     network_timeout = 30.0
 
     def driver(self) -> TaskDriver:
-        if options(self.environment).transport == "amqp":
+        o = options(self.environment)
+        if o.transport == "amqp":
             return AmqpDriver()
-        return HttpDriver(self.client, _keys())
+        assert o.keyring is not None
+        return HttpDriver(self.client, o.keyring, poll_interval_s=o.poll_interval_s,
+                          callbacks=o.callbacks)
 
 
 class AmqpTaskUser(User):

@@ -13,13 +13,14 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.harness import messages
-from rabbitscale.harness.auth import VirtualKeys
 from rabbitscale.harness.tasks import MESSAGE_TYPES
+from rabbitscale.scenarios.callbacks import POLL_PREFIX, CallbackPlan
 
 
 @dataclass(frozen=True)
@@ -66,42 +67,84 @@ def message_for(task: Task) -> tuple[str, dict[str, Any], str]:
 
 
 class HttpDriver:
-    """Calls the stack's API with a bearer virtual key per task; Locust's FastHttpUser client
-    fires the request events itself."""
+    """Calls the system's API with a bearer key per task; Locust's FastHttpUser client fires
+    the request events itself. A task that carries a callback URL asks the system to call it
+    (``webhook_url``, or the webhook's ``url``); with ``poll_interval_s`` a video/image task is
+    followed with ``GET /v1/tasks/{id}`` instead, and its end reported to the receiver."""
 
     request_type = "POST"
     PATHS = {"video": "/v1/videos/generations/async", "image": "/v1/images/generations/async",
              "spend": "/v1/spend", "webhook": "/v1/webhook"}
+    FINAL_STATES = {"completed", "failed", "cancelled", "timedout"}
 
-    def __init__(self, client: Any, keys: VirtualKeys) -> None:
+    def __init__(self, client: Any, keyring: Callable[[int], str], *,
+                 poll_interval_s: float = 0.0, callbacks: CallbackPlan | None = None) -> None:
         self.client = client
-        self.keys = keys
-        self._key_cache: dict[int, str] = {}
+        self.keyring = keyring
+        self.poll_interval_s = poll_interval_s
+        self.callbacks = callbacks
 
-    def _key(self, key_id: int) -> str:
-        key = self._key_cache.get(key_id)
-        if key is None:
-            key = self._key_cache[key_id] = self.keys.key_for(key_id)
-        return key
-
-    def send(self, task: Task) -> Sent:
+    def body(self, task: Task) -> dict[str, Any]:
         if task.kind in ("video", "image"):
             body: dict[str, Any] = {"prompt": "p" + "x" * max(0, task.size_bytes - 1)}
-        elif task.kind == "spend":
-            body = {"amount": task.amount}
-        else:
-            body = {"url": task.webhook_url, "event": "TaskCompleted", "task_id": task.task_id,
-                    "payload": {"data": "x" * max(0, task.size_bytes - 60)}}
+            if task.webhook_url:
+                body["webhook_url"] = task.webhook_url
+            return body
+        if task.kind == "spend":
+            return {"amount": task.amount}
+        return {"url": task.webhook_url, "event": "TaskCompleted", "task_id": task.task_id,
+                "payload": {"data": "x" * max(0, task.size_bytes - 60)}}
+
+    def send(self, task: Task) -> Sent:
+        path = self.PATHS[task.kind]
+        auth = {"Authorization": f"Bearer {self.keyring(task.key_id)}"}
         t0 = time.perf_counter()
-        with self.client.post(self.PATHS[task.kind], json=body, name=self.PATHS[task.kind],
-                              headers={"Authorization": f"Bearer {self._key(task.key_id)}",
-                                       X_INTENDED: f"{task.intended:.6f}"},
+        with self.client.post(path, json=self.body(task), name=path,
+                              headers={**auth, X_INTENDED: f"{task.intended:.6f}"},
                               catch_response=True) as resp:
-            ok = resp.status_code == 202
+            ok = 200 <= resp.status_code < 300
             if not ok:
-                resp.failure(f"HTTP {resp.status_code}: {resp.error or resp.text[:200]}")
-            return Sent(ok, "accepted" if ok else f"http_{resp.status_code}",
-                        (time.perf_counter() - t0) * 1000)
+                resp.failure(f"HTTP {resp.status_code}: {resp.error or (resp.text or '')[:200]}")
+            elapsed_ms = (time.perf_counter() - t0) * 1000
+            if ok and self.poll_interval_s and task.kind in ("video", "image"):
+                their_id = _task_id(resp)
+                if their_id:
+                    import gevent
+
+                    gevent.spawn(self._poll, task, their_id, auth)
+            return Sent(ok, "accepted" if ok else f"http_{resp.status_code}", elapsed_ms)
+
+    def _poll(self, task: Task, their_id: str, auth: dict[str, str]) -> None:
+        """GET the task until it is final, then tell the receiver when that was seen."""
+        import gevent
+
+        while True:
+            gevent.sleep(self.poll_interval_s)
+            with self.client.get(f"/v1/tasks/{their_id}", headers=auth, name="/v1/tasks/[id]",
+                                 catch_response=True) as resp:
+                status = ""
+                if resp.status_code == 200:
+                    try:
+                        status = str((resp.json() or {}).get("status", "")).lower()
+                    except ValueError:
+                        status = ""
+                resp.success()  # a poll is not an arrival; its errors are retried
+            if status in self.FINAL_STATES:
+                break
+        if self.callbacks:
+            url = self.callbacks.base_url.rstrip("/") + self.callbacks.path(
+                task.kind, task.task_id, task.intended, prefix=POLL_PREFIX)
+            with self.client.post(url, json={"status": status}, name="poll report",
+                                  catch_response=True) as resp:
+                resp.success()
+
+
+def _task_id(resp: Any) -> str:
+    try:
+        doc = resp.json()
+    except ValueError:
+        return ""
+    return str(doc.get("task_id") or doc.get("id") or "") if isinstance(doc, dict) else ""
 
 
 class _AsyncioBridge:
@@ -117,6 +160,7 @@ class _AsyncioBridge:
         from rabbitscale.harness.overrides import PROFILE_ENV, profile_from_spec
         from rabbitscale.harness.profiles import get_profile
         from rabbitscale.harness.publisher import Publisher
+        from rabbitscale.scenarios.load import ENV_RUN
 
         try:  # under Locust, threading is monkey-patched: the loop needs a real thread
             from gevent import monkey
@@ -127,7 +171,7 @@ class _AsyncioBridge:
         settings = load_settings()
         spec = os.environ.get(PROFILE_ENV)
         profile = profile_from_spec(json.loads(spec)) if spec else get_profile("conduit")
-        self.publisher = Publisher(settings, profile, run_id=os.environ.get("RABBITSCALE_RUN", ""))
+        self.publisher = Publisher(settings, profile, run_id=os.environ.get(ENV_RUN, ""))
         self.loop = asyncio.new_event_loop()
         self.error: BaseException | None = None
         ready = real_event()

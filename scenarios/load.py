@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import math
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,18 @@ from rabbitscale.core import rundir
 from rabbitscale.scenarios.schedule import Rates
 
 SCENARIO_DIR = Path(__file__).resolve().parent
+
+# what a run hands its Locust master through the environment (never on a command line); the
+# Locust options of scenarios/common.py read them, and the master passes them to workers
+ENV_API_URL = "RABBITSCALE_API_URL"
+ENV_RUN = "RABBITSCALE_RUN"
+ENV_RUN_DIR = "RABBITSCALE_RUN_DIR"
+ENV_START_AT = "RABBITSCALE_START_AT"
+ENV_WEBHOOK_URL = "RABBITSCALE_WEBHOOK_URL"
+ENV_CALLBACK_URL = "RABBITSCALE_CALLBACK_URL"
+ENV_CALLBACK_SECRET = "RABBITSCALE_CALLBACK_SECRET"
+ENV_POLL = "RABBITSCALE_POLL"
+ENV_TARGET_KEYS = "RABBITSCALE_TARGET_API_KEYS"  # bearer keys of a deployed system
 START_DELAY_S = 3.0  # time for Locust (and its workers) to start before the first slot
 WORKER_START_DELAY_S = 2.0  # and for workers to connect to the master
 
@@ -109,9 +122,21 @@ class LocustProcesses:
         """Wait for all processes; an error text when Locust itself failed, else ''."""
         await asyncio.gather(*(p.wait() for p in self.procs))
         rc = self.procs[0].returncode if self.procs else None
+        log = self.run_dir / rundir.LOCUST_LOG
         if rc not in (0, 1):  # Locust: 1 = some requests failed, which the checks judge
-            return f"Locust exited with code {rc} (see {self.run_dir / rundir.LOCUST_LOG})"
+            return f"Locust exited with code {rc} (see {log})"
+        crashed = self.user_exceptions()
+        if crashed:
+            return f"Locust users raised {crashed} exception(s) (see {log})"
         return ""
+
+    def user_exceptions(self) -> int:
+        """Exceptions raised in user code (a broken scenario), from Locust's CSV."""
+        path = self.run_dir / f"{rundir.LOCUST_CSV_PREFIX}_exceptions.csv"
+        if not path.exists():
+            return 0
+        with path.open(newline="") as f:
+            return sum(int(row.get("Count") or 0) for row in csv.DictReader(f))
 
     async def close(self) -> None:
         for p in self.procs:

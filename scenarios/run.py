@@ -22,6 +22,7 @@ from typing import Any
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_FAILED
 from rabbitscale.harness import amqp, naming
+from rabbitscale.harness.auth import SECRET_ENV
 from rabbitscale.harness.completions import listen
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.management import Management
@@ -31,7 +32,7 @@ from rabbitscale.harness.profiles import Profile
 from rabbitscale.harness.publisher import Outcome as PublishOutcome
 from rabbitscale.harness.stack import Stack, StackOptions
 from rabbitscale.harness.webhook_sink import SinkOptions
-from rabbitscale.scenarios import outcome, output, slo
+from rabbitscale.scenarios import load, outcome, output, slo
 from rabbitscale.scenarios.faults import FAULTS, Fault, FaultContext
 from rabbitscale.scenarios.load import LoadSpec, LocustProcesses, default_users, start_delay_s
 from rabbitscale.scenarios.recorder import Recorder
@@ -183,11 +184,10 @@ class Run:
                             amqp_confirmed)
 
     def _locust_env(self, stack: Stack, start_at: float) -> dict[str, str]:
-        return {**os.environ, "RABBITSCALE_API_URL": stack.api_url,
-                "RABBITSCALE_API_SECRET": stack.keys.secret,
-                "RABBITSCALE_WEBHOOK_URL": stack.sink_url + "/hook",
-                "RABBITSCALE_RUN_DIR": str(self.run_dir), "RABBITSCALE_RUN": self.name,
-                "RABBITSCALE_START_AT": f"{start_at:.3f}",
+        return {**os.environ, load.ENV_API_URL: stack.api_url, SECRET_ENV: stack.keys.secret,
+                load.ENV_WEBHOOK_URL: stack.sink_url + "/hook",
+                load.ENV_RUN_DIR: str(self.run_dir), load.ENV_RUN: self.name,
+                load.ENV_START_AT: f"{start_at:.3f}",
                 PROFILE_ENV: json.dumps(profile_spec(stack.profile)),
                 "CONDUITLLM__RABBITMQ__VHOST": self.vhost}
 

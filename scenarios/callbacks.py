@@ -1,0 +1,158 @@
+"""Callbacks: how a black-box run measures end-to-end latency without touching consumers.
+
+Every task a load generator sends carries a callback URL of its own under rabbitscale's
+receiver, ``{base}/cb/{run}/{kind}/{task}/{intended_us}/{mac}``: the system under test calls
+it when the task is done, as ConduitLLM calls a task's ``webhook_url``. The URL holds all the
+receiver needs (which run, which task, when it was meant to be sent), and an HMAC so a stray
+request cannot pass for one of ours, so no state is shared with the load generators (which
+may run on other machines) and no header of ours is needed: another system calls back
+without them. Latency = arrival - intended send time, both on rabbitscale's clock.
+
+A task may be called back more than once (ConduitLLM: TaskStarted, then TaskCompleted); a
+callback is *final* unless it says it is progress (``X-Webhook-Type: progress``, or a status /
+event field such as "started", "processing").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from rabbitscale.core import latency, targets
+from rabbitscale.core.events import EventHook
+from rabbitscale.core.headers import WEBHOOK_TYPE
+from rabbitscale.core.recent import RecentIds
+
+CALLBACK_PREFIX = "/cb"
+POLL_PREFIX = "/poll"  # a poller saw the task finish (tasks without a callback URL)
+_PATH = re.compile(r"^/(cb|poll)/([\w.-]{1,80})/(video|image|webhook|spend)/([\w.-]{1,80})/"
+                   r"(\d{1,20})/([0-9a-f]{16})/?$")
+PROGRESS_WORDS = {"taskstarted", "taskprogress", "started", "processing", "progress",
+                  "pending", "queued", "running", "in_progress", "inprogress"}
+STATUS_FIELDS = ("status", "event", "eventtype", "event_type", "type", "state")
+
+
+def new_secret() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class CallbackPlan:
+    base_url: str  # where the system under test can reach the receiver
+    run: str
+    secret: str = field(repr=False)
+
+    def _mac(self, kind: str, task: str, intended_us: int) -> str:
+        msg = f"{self.run}/{kind}/{task}/{intended_us}".encode()
+        return hmac.new(self.secret.encode(), msg, hashlib.sha256).hexdigest()[:16]
+
+    def path(self, kind: str, task: str, intended: float, prefix: str = CALLBACK_PREFIX) -> str:
+        us = int(intended * 1e6)
+        return f"{prefix}/{self.run}/{kind}/{task}/{us}/{self._mac(kind, task, us)}"
+
+    def url_for(self, kind: str, task: str, intended: float) -> str:
+        return self.base_url.rstrip("/") + self.path(kind, task, intended)
+
+
+@dataclass(frozen=True)
+class Callback:
+    source: str  # "cb" | "poll"
+    kind: str
+    task: str
+    intended: float
+
+
+def parse_path(plan: CallbackPlan, path: str) -> Callback | None:
+    """The task a callback path names, or None when it is not one of this run's."""
+    m = _PATH.match(path)
+    if not m:
+        return None
+    source, run, kind, task, us, mac = m.groups()
+    if run != plan.run or not hmac.compare_digest(mac, plan._mac(kind, task, int(us))):
+        return None
+    return Callback(source, kind, task, int(us) / 1e6)
+
+
+def is_final(headers: Mapping[str, str], body: bytes) -> bool:
+    """Does this callback report the end of its task (not start or progress)?"""
+    kind = headers.get(WEBHOOK_TYPE)
+    if kind:
+        return kind.strip().lower() != "progress"
+    try:
+        doc = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return True
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if str(key).lower() in STATUS_FIELDS and isinstance(value, str) and \
+                    value.strip().lower().replace(" ", "_") in PROGRESS_WORDS:
+                return False
+    return True
+
+
+@dataclass
+class CallbackLedger:
+    """What came back, in constant memory: unique final callbacks per kind, duplicates,
+    progress callbacks, requests that are not ours, latency histograms, per-second counts and
+    the burst windows' deliveries within the max lag."""
+
+    burst_max_lag_s: float = targets.BURST_MAX_LAG_S
+    final: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    polled: int = 0
+    duplicates: int = 0
+    progress: int = 0
+    unknown: int = 0
+    e2e: dict[str, Any] = field(default_factory=dict)  # kind -> HDR histogram
+    per_second: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    arrived: EventHook = field(default_factory=EventHook)  # fired with callback=, at=
+    _windows: list[tuple[float, float]] = field(default_factory=list)
+    _absorbed: list[int] = field(default_factory=list)
+    _seen: RecentIds = field(default_factory=RecentIds)
+
+    def track_windows(self, windows: list[tuple[float, float]]) -> None:
+        self._windows = list(windows)
+        self._absorbed = [0] * len(windows)
+
+    @property
+    def unique(self) -> int:
+        return sum(self.final.values())
+
+    def absorbed(self) -> list[int]:
+        return list(self._absorbed)
+
+    def on_callback(self, cb: Callback | None, final: bool, at: float | None = None) -> None:
+        now = time.time() if at is None else at
+        if cb is None:
+            self.unknown += 1
+            return
+        if not final:
+            self.progress += 1
+            return
+        if self._seen.seen(f"{cb.kind}/{cb.task}"):
+            self.duplicates += 1
+            return
+        self.final[cb.kind] += 1
+        self.polled += cb.source == "poll"
+        lag = now - cb.intended
+        h = self.e2e.get(cb.kind)
+        if h is None:
+            h = self.e2e[cb.kind] = latency.new_histogram()
+        latency.record_s(h, lag)
+        self.per_second[(int(now), cb.kind)] += 1
+        if cb.kind == "webhook" and lag <= self.burst_max_lag_s:
+            for i, (start, end) in enumerate(self._windows):
+                if start <= cb.intended < end:
+                    self._absorbed[i] += 1
+        self.arrived.fire(callback=cb, at=now)
+
+    def e2e_p99_ms(self) -> float:
+        return max((h.get_value_at_percentile(99) for h in self.e2e.values()), default=0) / 1000
