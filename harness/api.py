@@ -9,11 +9,12 @@ was not confirmed.
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from rabbitscale.core.headers import X_INTENDED
@@ -57,8 +58,16 @@ STATE = web.AppKey("state", ApiState)
 VIRTUAL_KEY_ID = web.RequestKey("virtual_key_id", int)
 
 
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return orjson.dumps(data).decode()
+
+
 def _error(status: int, message: str, kind: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+    return _json({"error": {"message": message, "type": kind}}, status=status)
 
 
 class Invalid(Exception):
@@ -94,9 +103,14 @@ def _headers(body: dict[str, Any], name: str) -> dict[str, str] | None:
     return value
 
 
-@web.middleware
-async def errors_and_auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith("/v1/"):
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def authenticated(handler: Handler) -> Handler:
+    """Bearer virtual-key auth (401) and the JSON error shape (400/413/422) around a /v1
+    handler; a wrapper rather than an aiohttp middleware, which every request would pay for."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
         scheme, _, key = auth.partition(" ")
         key_id = request.app[STATE].keys.verify(key.strip()) \
@@ -104,23 +118,25 @@ async def errors_and_auth(request: web.Request, handler: Any) -> web.StreamRespo
         if key_id is None:
             return _error(401, "missing or invalid virtual key", "authentication_error")
         request[VIRTUAL_KEY_ID] = key_id
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status == 413:
-            return _error(413, f"body larger than {MAX_BODY} bytes", "invalid_request_error")
-        if exc.status >= 400:
-            return _error(exc.status, exc.reason, "invalid_request_error")
-        raise
-    except Invalid as exc:
-        return _error(422, str(exc), "invalid_request_error")
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 413:
+                return _error(413, f"body larger than {MAX_BODY} bytes", "invalid_request_error")
+            if exc.status >= 400:
+                return _error(exc.status, exc.reason, "invalid_request_error")
+            raise
+        except Invalid as exc:
+            return _error(422, str(exc), "invalid_request_error")
+
+    return wrapped
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        body = orjson.loads(raw)  # strict JSON: NaN and Infinity are refused too
+    except orjson.JSONDecodeError:
         raise web.HTTPBadRequest(reason="body is not valid JSON") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(reason="body must be a JSON object")
@@ -179,7 +195,7 @@ async def create_video(request: web.Request) -> web.Response:
     if (err := await _enqueue(request, "VideoGenerationRequested", msg, str(vk))) is not None:
         return err
     request.app[STATE].new_task(task_id, "pending", "video")
-    return web.json_response({
+    return _json({
         "task_id": task_id, "status": "pending", "check_status_url": f"/v1/tasks/{task_id}",
         "created_at": int(time.time()), "estimated_completion_time": None,
     }, status=202)
@@ -205,7 +221,7 @@ async def create_image(request: web.Request) -> web.Response:
     if (err := await _enqueue(request, "ImageGenerationRequested", msg, str(vk))) is not None:
         return err
     request.app[STATE].new_task(task_id, "queued", "image")
-    return web.json_response({
+    return _json({
         "task_id": task_id, "status": "queued", "check_status_url": f"/v1/tasks/{task_id}",
         "created_at": int(time.time()),
     }, status=202)
@@ -226,7 +242,7 @@ async def enqueue_webhook(request: web.Request) -> web.Response:
         payload=payload if payload is not None else {"event": event}, headers=headers)
     if (err := await _enqueue(request, "WebhookDeliveryRequested", msg, task_id)) is not None:
         return err
-    return web.json_response({"task_id": task_id, "status": "queued"}, status=202)
+    return _json({"task_id": task_id, "status": "queued"}, status=202)
 
 
 async def enqueue_spend(request: web.Request) -> web.Response:
@@ -240,14 +256,14 @@ async def enqueue_spend(request: web.Request) -> web.Response:
     msg = messages.spend_update(vk, amount, request_id)
     if (err := await _enqueue(request, "SpendUpdateRequested", msg, str(vk))) is not None:
         return err
-    return web.json_response({"request_id": request_id, "status": "queued"}, status=202)
+    return _json({"request_id": request_id, "status": "queued"}, status=202)
 
 
 async def get_task(request: web.Request) -> web.Response:
     task = request.app[STATE].tasks.get(request.match_info["task_id"])
     if task is None:
         return _error(404, "task not found", "not_found")
-    return web.json_response(task)
+    return _json(task)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -258,23 +274,34 @@ async def health(request: web.Request) -> web.Response:
         state.management, [ep.queue for ep in state.publisher.profile.endpoints],
         bus_connected=connected, thresholds=state.thresholds)
     doc = report([check], time.perf_counter() - t0)
-    return web.json_response(doc, status=503 if doc["status"] == "Unhealthy" else 200)
+    return _json(doc, status=503 if doc["status"] == "Unhealthy" else 200)
 
 
 def create_app(state: ApiState) -> web.Application:
-    app = web.Application(middlewares=[errors_and_auth], client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY)
     app[STATE] = state
-    app.router.add_post("/v1/videos/generations/async", create_video)
-    app.router.add_post("/v1/images/generations/async", create_image)
-    app.router.add_post("/v1/webhook", enqueue_webhook)
-    app.router.add_post("/v1/spend", enqueue_spend)
-    app.router.add_get("/v1/tasks/{task_id}", get_task)
+    app.router.add_post("/v1/videos/generations/async", authenticated(create_video))
+    app.router.add_post("/v1/images/generations/async", authenticated(create_image))
+    app.router.add_post("/v1/webhook", authenticated(enqueue_webhook))
+    app.router.add_post("/v1/spend", authenticated(enqueue_spend))
+    app.router.add_get("/v1/tasks/{task_id}", authenticated(get_task))
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_route("*", "/{tail:.*}", unrouted)  # last: every answer stays JSON
     return app
+
+
+async def unrouted(request: web.Request) -> web.Response:
+    """404 for unknown paths, 405 for a known path with another method."""
+    known = {r.resource.canonical for r in request.app.router.routes()
+             if r.resource is not None and r.handler is not unrouted}
+    if request.path in known:
+        return _error(405, f"{request.method} is not allowed on {request.path}",
+                      "invalid_request_error")
+    return _error(404, "no such endpoint", "not_found")
 
 
 async def openapi(request: web.Request) -> web.Response:
     from rabbitscale.harness.openapi import DOCUMENT
 
-    return web.json_response(DOCUMENT)
+    return _json(DOCUMENT)

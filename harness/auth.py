@@ -15,26 +15,36 @@ from dataclasses import dataclass, field
 
 SECRET_ENV = "RABBITSCALE_API_SECRET"
 KEYS_ENV = "RABBITSCALE_API_KEYS"
+VERIFIED_CACHE = 100_000  # valid keys remembered (bounded)
 
 
 @dataclass(frozen=True)
 class VirtualKeys:
     secret: str = field(repr=False)
     extra: Mapping[str, int] = field(default_factory=dict, repr=False)
+    _verified: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def key_for(self, key_id: int) -> str:
         mac = hmac.new(self.secret.encode(), str(key_id).encode(), hashlib.sha256).hexdigest()
         return f"condt_{key_id}_{mac[:24]}"
 
     def verify(self, key: str) -> int | None:
-        """The virtual-key id, or None when the key is not valid."""
+        """The virtual-key id, or None when the key is not valid. Keys that passed are
+        remembered (a bounded set), so a client's every request costs no HMAC."""
         if key in self.extra:
             return self.extra[key]
+        known = self._verified.get(key)
+        if known is not None:
+            return known
         parts = key.split("_")
         if len(parts) != 3 or parts[0] != "condt" or not parts[1].isdigit():
             return None
         key_id = int(parts[1])
-        return key_id if hmac.compare_digest(self.key_for(key_id), key) else None
+        if not hmac.compare_digest(self.key_for(key_id), key):
+            return None
+        if len(self._verified) < VERIFIED_CACHE:
+            self._verified[key] = key_id
+        return key_id
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> VirtualKeys:

@@ -33,10 +33,7 @@ from rabbitscale.core.events import EventHook
 from rabbitscale.core.headers import (
     RS_FAIL,
     RS_INTENDED,
-    RS_KEY,
     RS_RUN,
-    RS_SENT,
-    RS_SEQ,
     WEBHOOK_TIMESTAMP,
     WEBHOOK_TYPE,
     X_INTENDED,
@@ -49,6 +46,7 @@ from rabbitscale.harness.completions import (
     COMPLETED,
     FAULTED,
     SKIPPED,
+    Acks,
     Completion,
     CompletionReporter,
 )
@@ -147,6 +145,7 @@ class EndpointConsumer:
             self.consumer_tag = None
 
     async def on_message(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.instance.acks.delivered(msg)
         if self.instance.stopping:
             await self._requeue(msg)
             return
@@ -165,6 +164,7 @@ class EndpointConsumer:
 
     async def _requeue(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
         self.counts["requeued"] += 1
+        self.instance.acks.settled(msg)
         with contextlib.suppress(Exception):
             await msg.nack(requeue=True)
 
@@ -182,8 +182,8 @@ class EndpointConsumer:
             await self._finish(msg, env, started, SKIPPED, 0, "no consumer for type")
             return
         # the ordering key: ours rides in the envelope; a .NET publisher's is the message's
-        key = env.header_text(RS_KEY) or (env.message.text(self.ep.key_field)
-                                          if self.ep.key_field else "")
+        measured = env.measurement()
+        key = measured[2] or (env.message.text(self.ep.key_field) if self.ep.key_field else "")
         lock = self.partitioner.lock(key) if self.partitioner else contextlib.nullcontext()
         async with lock:
             if self.limiter:
@@ -199,11 +199,12 @@ class EndpointConsumer:
                 if callback:
                     spawned += await self._callback(env, callback, "TaskFailed", error)
                 await self._finish(msg, env, started, FAULTED, attempts,
-                                   f"{type(error).__name__}: {error}", spawned)
+                                   f"{type(error).__name__}: {error}", spawned, key, measured)
             else:
                 if callback:
                     spawned += await self._callback(env, callback, "TaskCompleted")
-                await self._finish(msg, env, started, COMPLETED, attempts, "", spawned)
+                await self._finish(msg, env, started, COMPLETED, attempts, "", spawned, key,
+                                   measured)
 
     async def _attempts(self, env: Envelope, msg: aio_pika.abc.AbstractIncomingMessage
                         ) -> tuple[Exception | None, int]:
@@ -351,19 +352,19 @@ class EndpointConsumer:
 
     async def _finish(self, msg: aio_pika.abc.AbstractIncomingMessage, env: Envelope | None,
                       started: float, status: str, attempts: int, reason: str,
-                      spawned: int = 0) -> None:
+                      spawned: int = 0, key: str = "",
+                      measured: tuple[float, float, str, int, str] | None = None) -> None:
         finished = time.time()
         if env is None:
             intended = sent = started
-            key = run = task_id = ""
+            run = task_id = ""
             seq = 0
         else:
-            # a message that carries no measurement headers is timed from its sentTime
-            fallback = env.sent_time or started
-            intended = env.header_float(RS_INTENDED) or fallback
-            sent = env.header_float(RS_SENT) or fallback
-            key, seq, run = env.header_text(RS_KEY), env.header_int(RS_SEQ), \
-                env.header_text(RS_RUN)
+            intended, sent, own_key, seq, run = measured or env.measurement()
+            key = key or own_key
+            if not (intended and sent):  # no measurement headers: timed from its sentTime
+                fallback = env.sent_time or started
+                intended, sent = intended or fallback, sent or fallback
             task_id = env.message.text("taskId") or env.message.text("requestId")
         record = Completion(
             message_id=msg.message_id or (env.message_id if env else ""),
@@ -374,8 +375,9 @@ class EndpointConsumer:
         self.counts[status] += 1
         self.instance.completed.fire(record=record)
         if self.instance.reporter:
-            self.instance.reporter.report(record, msg.ack)  # acked once the record is confirmed
+            self.instance.reporter.report(record, msg)  # acked once the record is confirmed
         else:
+            self.instance.acks.settled(msg)
             await msg.ack()
 
 
@@ -393,6 +395,7 @@ class ConsumerInstance:
         self.stopping = False
         self.report_completions = report_completions
         self.reporter: CompletionReporter | None = None
+        self.acks = Acks()  # open delivery tags, so confirmed batches ack with one frame
         eps = [ep for ep in self.profile.endpoints if queues is None or ep.queue in queues]
         self.endpoints = [EndpointConsumer(ep, self) for ep in eps]
         self._conn: aio_pika.abc.AbstractRobustConnection | None = None
@@ -417,7 +420,8 @@ class ConsumerInstance:
     async def start(self) -> ConsumerInstance:
         self._conn = await amqp.connect(self.settings, f"rabbitscale-{self.opts.instance}")
         if self.report_completions:
-            self.reporter = CompletionReporter(await self._conn.channel(publisher_confirms=True))
+            self.reporter = CompletionReporter(await self._conn.channel(publisher_confirms=True),
+                                               acks=self.acks)
             await self.reporter.start()
         for ec in self.endpoints:
             await ec.start(self._conn)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import re
 import socket
 import sys
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,11 +56,25 @@ class CaseInsensitive(Mapping[str, Any]):
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self._raw = raw
-        self._folded = {k.lower(): k for k in raw}
+        self._folded: dict[str, str] | None = None  # built on the first miss only
+
+    def _value(self, key: str) -> Any:
+        raw = self._raw
+        if key in raw:  # exact case: every camelCase writer, ours included
+            return raw[key]
+        if self._folded is None:
+            self._folded = {k.lower(): k for k in raw}
+        return raw[self._folded[key.lower()]]
 
     def __getitem__(self, key: str) -> Any:
-        value = self._raw[self._folded[key.lower()]]
+        value = self._value(key)
         return CaseInsensitive(value) if isinstance(value, dict) else value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def __iter__(self) -> Any:
         return iter(self._raw)
@@ -69,7 +83,13 @@ class CaseInsensitive(Mapping[str, Any]):
         return len(self._raw)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._folded
+        if not isinstance(key, str):
+            return False
+        try:
+            self._value(key)
+        except KeyError:
+            return False
+        return True
 
     def text(self, key: str, default: str = "") -> str:
         """A field as text: None and missing give ``default``; numbers are formatted."""
@@ -83,11 +103,16 @@ class CaseInsensitive(Mapping[str, Any]):
         return self._raw
 
 
+_SECOND: list[Any] = [None, ""]  # the last whole second formatted: strftime once a second
+
+
 def sent_time_text(epoch_s: float) -> str:
     """``sentTime`` as MassTransit writes it: UTC, 7 fractional digits, 'Z'."""
     seconds, ticks = divmod(round(epoch_s * 10**7), 10**7)
-    t = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ticks:07d}Z"
+    if _SECOND[0] != seconds:
+        _SECOND[:] = [seconds, dt.datetime.fromtimestamp(seconds, dt.UTC)
+                      .strftime("%Y-%m-%dT%H:%M:%S.")]
+    return f"{_SECOND[1]}{ticks:07d}Z"
 
 
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$")
@@ -143,7 +168,11 @@ class Envelope:
     message_types: tuple[str, ...]  # URNs: the type, then its bases and interfaces
     message: CaseInsensitive
     headers: CaseInsensitive
-    sent_time: float | None
+    sent_time_raw: Any  # parsed only when a message carries no measurement headers
+
+    @property
+    def sent_time(self) -> float | None:
+        return parse_dotnet_time(self.sent_time_raw)
 
     @property
     def message_type(self) -> str:
@@ -153,6 +182,20 @@ class Envelope:
     def is_a(self, urn: str) -> bool:
         """Does the message have this type, as itself, a base or an interface?"""
         return urn in self.message_types
+
+    def measurement(self) -> tuple[float, float, str, int, str]:
+        """(intended, sent, key, seq, run) from the measurement headers, read once; zeros and
+        empty strings where a message carries none (a .NET publisher's)."""
+        h = self.headers.raw
+        if RS_INTENDED in h:  # ours, exact case: the hot path
+            try:
+                return (float(h[RS_INTENDED]), float(h.get(RS_SENT) or 0.0),
+                        str(h.get(RS_KEY) or ""), int(h.get(RS_SEQ) or 0),
+                        str(h.get(RS_RUN) or ""))
+            except (TypeError, ValueError):
+                pass
+        return (self.header_float(RS_INTENDED) or 0.0, self.header_float(RS_SENT) or 0.0,
+                self.header_text(RS_KEY), self.header_int(RS_SEQ), self.header_text(RS_RUN))
 
     def header_text(self, name: str) -> str:
         return self.headers.text(name)
@@ -192,11 +235,13 @@ def parse_envelope(body: bytes) -> Envelope:
     headers = env.get("headers")
     return Envelope(env.text("messageId"), tuple(types), message,
                     headers if isinstance(headers, CaseInsensitive) else _EMPTY,
-                    parse_dotnet_time(env.get("sentTime")))
+                    env.get("sentTime"))
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text; ids need to be unique, not secret."""
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def measurement_headers(intended: float, sent: float, key: str, seq: int,

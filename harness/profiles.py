@@ -92,9 +92,20 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Profile:
+    """``pooled_publisher``: publish over a pool of MinConnections..MaxConnections
+    connections, as the guide describes; otherwise over one connection, as MassTransit does
+    (ConduitLLM reads neither setting: one connection per bus)."""
+
     name: str
     description: str
     endpoints: tuple[Endpoint, ...]
+    pooled_publisher: bool = False
+
+    def publisher_connections(self, settings: RabbitSettings) -> tuple[int, int]:
+        """(opened at start, at most) publisher connections per process."""
+        if self.pooled_publisher:
+            return settings.min_connections, settings.max_connections
+        return 1, 1
 
     def endpoint(self, queue: str) -> Endpoint:
         for ep in self.endpoints:
@@ -155,6 +166,7 @@ CONDUIT = Profile(
 GUIDE = Profile(
     name="guide",
     description="The scaling guide's three queue classes, as the guide states them.",
+    pooled_publisher=True,  # "Connection pooling: 5 connections"
     endpoints=(
         _ep("webhook-delivery", "WebhookDeliveryRequested", "taskId",
             prefetch=100, concurrency=75, webhook_prefetch=True,

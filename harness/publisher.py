@@ -125,7 +125,8 @@ class _PooledConnection:
 class Publisher:
     """Publishes MassTransit envelopes to message-type exchanges, honouring the pool settings.
 
-    The pool has ``max_connections`` slots; ``min_connections`` are opened at start and the
+    The pool has the profile's slots (MaxConnections for the guide's pooling, else one, as
+    MassTransit keeps one connection per bus); the minimum are opened at start and the
     others when a key first maps to them. Each ordering key always uses the same connection
     (Murmur3 of the key), because publishes spread over several connections can overtake
     each other: per-key order at the broker needs per-key affinity.
@@ -143,7 +144,8 @@ class Publisher:
         self.stats = PublisherStats()
         self.published = EventHook()  # fired with result=PublishResult
         self.blocked = EventHook()  # fired with blocked=bool
-        self._slots: list[_PooledConnection | None] = [None] * settings.max_connections
+        self._min, self._max = profile.publisher_connections(settings)
+        self._slots: list[_PooledConnection | None] = [None] * self._max
         self._open_lock = asyncio.Lock()
         self._seq: dict[str, int] = {}
         self._key_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # lock, [users]
@@ -156,7 +158,7 @@ class Publisher:
         return [pc for pc in self._slots if pc is not None]
 
     async def start(self) -> Publisher:
-        for i in range(self.settings.min_connections):
+        for i in range(self._min):
             await self._open(i)
         self._watch = asyncio.create_task(self._watch_blocked())
         return self
@@ -175,7 +177,7 @@ class Publisher:
         for pc in self._pool:
             with contextlib.suppress(Exception):
                 await pc.conn.close()
-        self._slots = [None] * self.settings.max_connections
+        self._slots = [None] * self._max
         self.stats.connections = 0
 
     @property
@@ -222,7 +224,7 @@ class Publisher:
             last = now
 
     async def _acquire(self, key: str) -> _PooledConnection:
-        slot = murmur3_32(key) % len(self._slots)
+        slot = murmur3_32(key) % len(self._slots) if len(self._slots) > 1 else 0
         pc = self._slots[slot] or await self._open(slot)
         if pc.in_flight >= self.saturated_at_in_flight:
             self.stats.pool_exhausted += 1
@@ -256,9 +258,11 @@ class Publisher:
         ep, ordered = self._endpoint(message_type)
         if key is None:
             key = CaseInsensitive(message).text(ep.key_field) if ep.key_field else ""
-        seq = self.next_seq(f"{message_type}:{key}")
         if ordered:
+            # sequence numbers let a recorder check per-key order; only ordered endpoints
+            # have keys worth counting (a webhook's key is its task id: one entry each)
             lock_key = f"{message_type}:{key}"
+            seq = self.next_seq(lock_key)
             lock, users = self._key_locks.setdefault(lock_key, (asyncio.Lock(), [0]))
             users[0] += 1
             try:
@@ -269,7 +273,7 @@ class Publisher:
                 users[0] -= 1
                 if not users[0]:
                     del self._key_locks[lock_key]
-        return await self._publish(ep, message_type, message, key, seq, intended_time,
+        return await self._publish(ep, message_type, message, key, 0, intended_time,
                                    message_id, headers, run)
 
     async def _publish(self, ep: Any, message_type: str, message: dict[str, Any], key: str,
@@ -283,10 +287,12 @@ class Publisher:
         error = ""
         outcome = Outcome.FAILED
         deadline = time.monotonic() + self.retry_window_s
+        exchange_name = type_exchange(message_type)
         while True:
             attempts += 1
             pc = await self._acquire(key)
-            if not await self._wait_unblocked(pc):
+            if not (pc.unblocked.is_set() and not pc.is_blocked()) and \
+                    not await self._wait_unblocked(pc):
                 outcome, error = Outcome.BLOCKED, "connection blocked by a broker alarm"
                 break
             sent = time.time()
@@ -302,7 +308,7 @@ class Publisher:
             t0 = time.perf_counter()
             pc.in_flight += 1
             try:
-                ex = await pc.exchange(type_exchange(message_type))
+                ex = pc.exchanges.get(exchange_name) or await pc.exchange(exchange_name)
                 await ex.publish(amqp_msg, routing_key="", mandatory=True,
                                  timeout=self.settings.publisher_confirmation_timeout_ms / 1000)
                 outcome = (Outcome.CONFIRMED if self.settings.publisher_confirmation

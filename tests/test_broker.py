@@ -19,7 +19,7 @@ from rabbitscale.harness.envelope import CONTENT_TYPE, build_envelope
 from rabbitscale.harness.management import Management
 from rabbitscale.harness.naming import type_exchange
 from rabbitscale.harness.overrides import apply_overrides
-from rabbitscale.harness.profiles import CONDUIT
+from rabbitscale.harness.profiles import CONDUIT, GUIDE
 from rabbitscale.harness.publisher import Outcome, Publisher
 
 pytestmark = pytest.mark.broker
@@ -76,15 +76,28 @@ async def test_confirmed_publish_consume_round_trip(vhost_settings):
                                      messages.spend_update(7, 1.5, f"r{i}"))
                    for i in range(20)]
         assert all(r.outcome is Outcome.CONFIRMED for r in results)
-        # min connections opened at start; one key always uses one connection
-        assert vhost_settings.min_connections <= pub.stats.connections <= \
-            vhost_settings.min_connections + 1
+        # ConduitLLM reads neither MinConnections nor MaxConnections: one connection, as
+        # MassTransit keeps one per bus
+        assert pub.stats.connections == 1
         await _wait_for(lambda: len(records) == 20)
     await inst.stop()
     assert {r.message_id for r in records} == {r.message_id for r in results}
     assert all(r.status == "completed" and r.run == "t" and r.key == "7" for r in records)
     assert all(r.intended <= r.sent <= r.started <= r.finished for r in records)
     await conn.close()
+
+
+async def test_guide_profile_pools_publisher_connections(vhost_settings):
+    """The guide's "Connection pooling: 5 connections": MinConnections at start, a key's
+    connection opened when it is first used, each key on one connection."""
+    await (await _declared(vhost_settings, GUIDE)).close()
+    async with Publisher(vhost_settings, GUIDE) as pub:
+        assert pub.stats.connections == vhost_settings.min_connections
+        for key in range(40):
+            assert (await pub.publish("SpendUpdateRequested",
+                                      messages.spend_update(key, 1.0, f"r{key}"))).ok
+        assert vhost_settings.min_connections < pub.stats.connections <= \
+            vhost_settings.max_connections
 
 
 async def test_full_reject_publish_queue_counts_rejections(vhost_settings):

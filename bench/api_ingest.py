@@ -1,0 +1,180 @@
+"""The stack API's ingest path beside a minimal aiohttp handler doing the same confirmed
+publish, in one run.
+
+Both servers run as a process of their own with one confirm channel to the broker and accept
+`POST /v1/webhook` bodies as the load generator sends them (JSON, ~1 KB). "stack" is
+harness/api.py: bearer virtual-key auth, body validation, the WebhookDeliveryRequested
+message, the MassTransit envelope with measurement headers, our Publisher (confirm, outcome
+accounting), task bookkeeping, 202. "minimal" reads the body and publishes it as it is to the
+same exchange with a confirm, then answers 202: the floor any handler pays. wrk (C, Debian's
+package) drives both with the same script and connections, rounds alternating, and the queue
+is purged between rounds. The ratio stack / minimal is what to compare (issue 9: >= 0.8).
+
+    python bench/api_ingest.py [--seconds 8] [--rounds 5] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aio_pika
+from aiohttp import web
+
+from rabbitscale.harness import amqp
+from rabbitscale.harness.api import ApiState, create_app
+from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.config import RabbitSettings, load_settings
+from rabbitscale.harness.declare import declare
+from rabbitscale.harness.management import Management
+from rabbitscale.harness.naming import type_exchange
+from rabbitscale.harness.overrides import apply_overrides
+from rabbitscale.harness.profiles import CONDUIT
+from rabbitscale.harness.publisher import Publisher
+
+SECRET = "bench-secret"
+# no x-max-length: a round at several thousand requests/s would reach 50,000 and be nacked
+PROFILE = apply_overrides(CONDUIT, {"webhook-delivery": {"queue_arguments": {
+    "x-delivery-limit": 10}}})
+QUEUE = "webhook-delivery"
+TARGET = 0.8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def serve(variant: str, settings: RabbitSettings, port: int) -> None:
+    if variant == "stack":
+        publisher = await Publisher(settings, PROFILE).start()
+        app = create_app(ApiState(publisher, VirtualKeys(SECRET), Management(settings)))
+    else:
+        conn = await amqp.connect(settings, "bench-minimal", robust=False)
+        channel = await conn.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(type_exchange("WebhookDeliveryRequested"),
+                                              ensure=False)
+
+        async def enqueue(request: web.Request) -> web.Response:
+            body = await request.read()
+            await exchange.publish(aio_pika.Message(
+                body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="")
+            return web.json_response({"status": "queued"}, status=202)
+
+        app = web.Application()
+        app.router.add_post("/v1/webhook", enqueue)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+wrk.body = '{body}'
+"""
+
+
+def wrk(url: str, seconds: float, connections: int, script: Path) -> tuple[float, int]:
+    """(requests/s, non-2xx responses)"""
+    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s",
+                           str(script), url], capture_output=True, text=True, check=True)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", done.stdout)
+    return rate, int(bad.group(1)) if bad else 0
+
+
+async def purge(settings: RabbitSettings) -> None:
+    conn = await amqp.connect(settings, "bench-purge", robust=False)
+    channel = await conn.channel()
+    queue = await channel.declare_queue(QUEUE, passive=True)
+    await queue.purge()
+    await conn.close()
+
+
+async def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--seconds", type=float, default=8)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--role", choices=["driver", "server"], default="driver")
+    p.add_argument("--variant", choices=["stack", "minimal"], default="stack")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--vhost", default="")
+    args = p.parse_args()
+    if args.role == "server":
+        await serve(args.variant, load_settings().with_vhost(args.vhost), args.port)
+        return 0
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    base = load_settings()
+    vhost = f"rs-bench-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"url": "http://127.0.0.1:9/hook", "event": "TaskCompleted",
+                       "task_id": "t-1", "payload": {"data": "x" * 900}})
+    tmp = Path(tempfile.mkdtemp(prefix="rs-ingest-"))
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT.format(key=VirtualKeys(SECRET).key_for(1), body=body))
+    results: dict[str, list[float]] = {"stack": [], "minimal": []}
+    servers: list[subprocess.Popen[str]] = []
+    async with Management(base) as mgmt:
+        await mgmt.create_vhost(vhost)
+        settings = base.with_vhost(vhost)
+        try:
+            conn = await amqp.connect(settings, "bench-declare", robust=False)
+            await declare(await conn.channel(), PROFILE, settings)
+            await conn.close()
+            ports = {}
+            for variant in ("stack", "minimal"):
+                ports[variant] = _free_port()
+                proc = subprocess.Popen(
+                    [sys.executable, __file__, "--role", "server", "--variant", variant,
+                     "--port", str(ports[variant]), "--vhost", vhost],
+                    stdout=subprocess.PIPE, text=True)
+                servers.append(proc)
+                assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            for r in range(args.rounds):
+                line = []
+                for variant in ("minimal", "stack"):
+                    rate, bad = wrk(f"http://127.0.0.1:{ports[variant]}/v1/webhook",
+                                    args.seconds, args.connections, script)
+                    if bad:
+                        print(f"{variant}: {bad} non-2xx responses", file=sys.stderr)
+                        return 1
+                    results[variant].append(rate)
+                    line.append(f"{variant} {rate:7.0f} req/s")
+                    await purge(settings)
+                    time.sleep(0.5)
+                ratio = results["stack"][-1] / results["minimal"][-1]
+                print(f"round {r + 1}: {'   '.join(line)}   ratio {ratio:.2f}", flush=True)
+        finally:
+            for proc in servers:
+                proc.terminate()
+                proc.wait(10)
+            await mgmt.delete_vhost(vhost)
+    ratios = sorted(s / m for s, m in zip(results["stack"], results["minimal"], strict=True))
+    sm, mm = statistics.median(results["stack"]), statistics.median(results["minimal"])
+    print(f"\nmedian of {args.rounds} rounds of {args.seconds:g}s, wrk 1 thread x "
+          f"{args.connections} connections, ~1 KB JSON bodies, confirmed persistent publishes:")
+    print(f"  minimal {mm:7.0f} req/s   stack {sm:7.0f} req/s   ratio {sm / mm:.2f}  "
+          f"(rounds {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= {TARGET})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
