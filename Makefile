@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install broker lint bench
+.PHONY: demo test test-fast install broker lint bench
 
 $(BIN)/rabbitscale: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,9 +22,17 @@ demo: install broker
 test: install broker
 	$(BIN)/pytest -q
 
+# iteration: everything but the slow broker runs (fault runs, find-max, backlog, cluster)
+test-fast: install broker
+	$(BIN)/pytest -q -m "not slow"
+
+# style, the layer contract (pyproject's import-linter layers) and types
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: install broker
 	$(BIN)/python bench/stack_ceiling.py
+	$(BIN)/python bench/api_ingest.py
 	$(BIN)/python bench/pacing.py

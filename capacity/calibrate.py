@@ -42,7 +42,7 @@ class Comparison:
     def error_pct(self) -> float | None:
         if self.predicted is None or self.measured in (None, 0):
             return None
-        return (self.predicted - self.measured) / self.measured * 100  # type: ignore[operator]
+        return (self.predicted - self.measured) / self.measured * 100
 
 
 def _read_json(path: Path) -> dict[str, Any]:
