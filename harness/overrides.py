@@ -11,10 +11,6 @@ from typing import Any
 
 from rabbitscale.harness.config import ConfigError, RabbitSettings, load_settings, read_profile_file
 from rabbitscale.harness.policy import (
-    BreakerPolicy,
-    RateLimit,
-    RetryPolicy,
-    ServiceTime,
     parse_breaker,
     parse_rate_limit,
     parse_retry,
@@ -155,41 +151,11 @@ def load_stack_config(profile_name: str | None, profile_file: str | None,
 # --- the reverse: a profile as the tables that rebuild it ------------------------------------
 
 
-def _seconds(value: float) -> str:
-    return f"{value!r}s"
-
-
-def _retry_spec(r: RetryPolicy) -> str:
-    if r.kind == "none":
-        return "none"
-    if r.kind == "immediate":
-        return f"immediate:{r.limit}"
-    if r.kind == "incremental":
-        return f"incremental:{r.limit}:{_seconds(r.initial_s)}:{_seconds(r.increment_s)}"
-    return (f"exponential:{r.limit}:{_seconds(r.initial_s)}:{_seconds(r.max_s)}:"
-            f"{_seconds(r.increment_s)}")
-
-
-def _breaker_spec(b: BreakerPolicy | None) -> str:
-    if b is None:
-        return "none"
-    return f"{_seconds(b.window_s)}:{b.trip_pct!r}:{b.min_requests}:{_seconds(b.reset_s)}"
-
-
-def _rate_spec(r: RateLimit | None) -> str:
-    return "none" if r is None else f"{r.count}/{_seconds(r.interval_s)}"
-
-
-def _service_spec(s: ServiceTime) -> str:
-    base = f"{s.distribution}:{_seconds(s.mean_s)}"
-    return base + (f":{s.sigma!r}" if s.distribution == "lognormal" else "")
-
-
 def endpoint_spec(ep: Endpoint) -> dict[str, Any]:
     """The endpoint table that ``apply_overrides`` turns back into ``ep`` (resolved values)."""
     spec: dict[str, Any] = {
-        "retry": _retry_spec(ep.retry), "breaker": _breaker_spec(ep.breaker),
-        "rate_limit": _rate_spec(ep.rate_limit),
+        "retry": ep.retry.spec(), "breaker": ep.breaker.spec() if ep.breaker else "none",
+        "rate_limit": ep.rate_limit.spec() if ep.rate_limit else "none",
         "failure_probability": ep.failure_probability,
         "queue_arguments": dict(ep.queue_arguments),
     }
@@ -200,7 +166,7 @@ def endpoint_spec(ep: Endpoint) -> dict[str, Any]:
     if ep.concurrency is not None:
         spec["concurrency"] = ep.concurrency
     if ep.service_time is not None:
-        spec["service_time"] = _service_spec(ep.service_time)
+        spec["service_time"] = ep.service_time.spec()
     return spec
 
 

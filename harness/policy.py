@@ -18,6 +18,11 @@ from rabbitscale.harness.config import ConfigError
 Distribution = Literal["fixed", "exponential", "lognormal"]
 
 
+def _s(seconds: float) -> str:
+    """Seconds as exact duration text ('0.05s'), for the ``spec()`` forms."""
+    return f"{seconds!r}s"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """MassTransit UseMessageRetry: in-memory retries while the message stays unacked."""
@@ -27,6 +32,17 @@ class RetryPolicy:
     initial_s: float = 0.0
     increment_s: float = 0.0
     max_s: float = 0.0
+
+    def spec(self) -> str:
+        """The profile-file text that ``parse_retry`` reads back."""
+        if self.kind == "none":
+            return "none"
+        if self.kind == "immediate":
+            return f"immediate:{self.limit}"
+        if self.kind == "incremental":
+            return f"incremental:{self.limit}:{_s(self.initial_s)}:{_s(self.increment_s)}"
+        return (f"exponential:{self.limit}:{_s(self.initial_s)}:{_s(self.max_s)}:"
+                f"{_s(self.increment_s)}")
 
     def delays_s(self) -> list[float]:
         """Delay before each retry; len() is the number of retries after the first attempt."""
@@ -40,15 +56,6 @@ class RetryPolicy:
                     for i in range(1, self.limit + 1)]
         return []
 
-    def describe(self) -> str:
-        if self.kind == "none":
-            return "none"
-        if self.kind == "immediate":
-            return f"immediate({self.limit})"
-        if self.kind == "incremental":
-            return f"incremental({self.limit}, {self.initial_s:g}s, +{self.increment_s:g}s)"
-        return (f"exponential({self.limit}, {self.initial_s:g}s..{self.max_s:g}s, "
-                f"+{self.increment_s:g}s)")
 
 
 def incremental(limit: int, initial_s: float, increment_s: float) -> RetryPolicy:
@@ -64,9 +71,9 @@ class BreakerPolicy:
     min_requests: int
     reset_s: float
 
-    def describe(self) -> str:
-        return (f"{self.window_s:g}s / {self.trip_pct:g}% / {self.min_requests} / "
-                f"{self.reset_s:g}s")
+    def spec(self) -> str:
+        return f"{_s(self.window_s)}:{self.trip_pct!r}:{self.min_requests}:{_s(self.reset_s)}"
+
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,9 @@ class RateLimit:
 
     count: int
     interval_s: float
+
+    def spec(self) -> str:
+        return f"{self.count}/{_s(self.interval_s)}"
 
     @property
     def per_second(self) -> float:
@@ -99,6 +109,10 @@ class ServiceTime:
             return rng.lognormvariate(mu, self.sigma)
         return self.mean_s
 
+    def spec(self) -> str:
+        base = f"{self.distribution}:{_s(self.mean_s)}"
+        return base + (f":{self.sigma!r}" if self.distribution == "lognormal" else "")
+
     @property
     def scv(self) -> float:
         """Squared coefficient of variation (variance / mean^2): 0 fixed, 1 exponential."""
@@ -108,9 +122,6 @@ class ServiceTime:
             return math.exp(self.sigma**2) - 1.0
         return 0.0
 
-    def describe(self) -> str:
-        base = f"{self.distribution}:{self.mean_s * 1000:g}ms"
-        return base + (f":{self.sigma:g}" if self.distribution == "lognormal" else "")
 
 
 def parse_service_time(text: str) -> ServiceTime:

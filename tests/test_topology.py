@@ -71,3 +71,28 @@ def test_parse_policies():
         parse_breaker("1m:150:10:5m")
     with pytest.raises(ConfigError):
         parse_retry("sometimes")
+
+
+def test_profile_spec_round_trips():
+    """A run directory records the profile it used as profile_spec; reading it back gives the
+    same profile, resolved or not, built-in or changed by a profile file."""
+    from rabbitscale.harness.overrides import profile_from_spec, profile_spec
+    from rabbitscale.harness.profiles import CONDUIT as C
+
+    changed = apply_overrides(C, {"spend-update-events": {
+        "service_time": "lognormal:50ms:0.4", "failure_probability": 0.02,
+        "retry": "exponential:4:1s:30s:2s", "breaker": "30s:25:3:1m", "rate_limit": "7/2s",
+        "partitions": 4, "queue_arguments": {"x-single-active-consumer": True,
+                                             "x-max-length": 99}}})
+    for p in (C, GUIDE, changed, changed.resolved(RabbitSettings(prefetch_count=7))):
+        assert profile_from_spec(profile_spec(p)) == p
+
+
+def test_queue_arguments_are_validated_with_their_key():
+    for args, match in [({"x-max-length": "abc"}, "x-max-length: expected an integer"),
+                        ({"x-max-length": -5}, "x-max-length: expected an integer"),
+                        ({"x-single-active-consumer": "false"}, "unquoted"),
+                        ({"x-overflow": "drop-tail"}, "x-overflow: expected one of"),
+                        ({"x-max-lenght": 5}, "not a quorum-queue argument")]:
+        with pytest.raises(ConfigError, match=match):
+            apply_overrides(CONDUIT, {"spend-update-events": {"queue_arguments": args}})
