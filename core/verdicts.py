@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 PASS, OK, WARN, FAIL, INFO = "PASS", "OK", "WARN", "FAIL", "INFO"
-_RANK = {INFO: 0, PASS: 0, OK: 0, WARN: 1, FAIL: 2}
+SKIP = "SKIP"  # a check this kind of run cannot make (black-box: no completion records)
+_RANK = {INFO: 0, PASS: 0, OK: 0, SKIP: 0, WARN: 1, FAIL: 2}
 
 
 def worst(verdicts: Iterable[str], best: str = OK) -> str:

@@ -52,7 +52,7 @@ from rabbitscale.harness.completions import (
 )
 from rabbitscale.harness.config import ConfigError, RabbitSettings, load_settings
 from rabbitscale.harness.envelope import CaseInsensitive, Envelope, EnvelopeError, parse_envelope
-from rabbitscale.harness.messages import TERMINAL_EVENTS
+from rabbitscale.harness.messages import TERMINAL_EVENTS, event_name
 from rabbitscale.harness.middleware import CircuitBreaker, Dedup, Partitioner, RateLimiter
 from rabbitscale.harness.overrides import PROFILE_ENV, profile_from_spec
 from rabbitscale.harness.profiles import Endpoint, Profile, get_profile
@@ -285,7 +285,8 @@ class EndpointConsumer:
 
     async def _deliver_webhook(self, env: Envelope) -> None:
         m = env.message
-        dedup_key = f"{m.text('taskId')}:{m.text('eventType')}:{env.message_id}"
+        event = event_name(m.get("eventType"))
+        dedup_key = f"{m.text('taskId')}:{event}:{env.message_id}"
         if self.dedup and self.dedup.is_duplicate(dedup_key):
             self.counts["duplicates"] += 1
             return
@@ -298,7 +299,6 @@ class EndpointConsumer:
                 raise HandlerError(f"webhook target {url!r} is not on this machine and no "
                                    f"redirect is configured")
             target = self.opts.webhook_redirect_url
-        event = m.text("eventType")
         extra = m.get("headers")
         headers = {str(k): _header_value(v) for k, v in extra.raw.items()} \
             if isinstance(extra, CaseInsensitive) else {}

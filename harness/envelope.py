@@ -28,6 +28,7 @@ import orjson
 from rabbitscale.core.errors import BadInput
 from rabbitscale.core.headers import RS_INTENDED, RS_KEY, RS_RUN, RS_SENT, RS_SEQ
 from rabbitscale.harness import naming
+from rabbitscale.harness.messages import BASE_TYPES
 
 CONTENT_TYPE = "application/vnd.masstransit+json"
 
@@ -153,7 +154,7 @@ def build_envelope(message_type: str, message: dict[str, Any], *, message_id: st
         "destinationAddress": naming.input_address(destination),
         "responseAddress": None,
         "faultAddress": None,
-        "messageType": [naming.message_urn(message_type)],
+        "messageType": [naming.message_urn(t) for t in (message_type, *BASE_TYPES)],
         "message": message,
         "expirationTime": None,
         "sentTime": sent_time_text(sent_time),

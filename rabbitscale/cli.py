@@ -125,6 +125,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.duration < 5:
         raise BadInput("rabbitscale run: --duration must be at least 5s")
     settings, profile = load_stack_config(None, args.profile_file)
+    if args.vhost and args.target:
+        settings = settings.with_vhost(args.vhost)
     opts = RunOptions(
         scenario=args.scenario, duration_s=args.duration, instances=args.instances,
         workers=args.workers, out=Path(args.out) if args.out else None,
@@ -134,7 +136,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sample_interval_s=args.sample_interval, drain_timeout_s=args.drain_timeout,
         thresholds_file=args.thresholds, vhost=args.vhost, keep_vhost=args.keep_vhost,
         profile_file=args.profile_file, fault=args.fault, time_scale=args.time_scale)
+    if args.target:
+        from rabbitscale.scenarios.target import TargetOptions, TargetRun, read_keys
+
+        run = TargetRun(settings, opts, TargetOptions(
+            url=args.target, prometheus=args.prometheus, callback_url=args.callback_url,
+            poll_interval_s=args.poll, expect_workers=args.expect_workers,
+            master_port=args.master_port), read_keys(args.api_key))
+        return asyncio.run(run.execute())
+    for flag in ("api_key", "prometheus", "callback_url", "poll", "expect_workers"):
+        if getattr(args, flag):
+            raise BadInput(f"rabbitscale run: --{flag.replace('_', '-')} needs --target "
+                           f"(a black-box run)")
     return asyncio.run(Run(settings, profile, opts).execute())
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """A Locust worker for a master on another machine: the scenario file, its options, the
+    keys and the schedule all come from the master."""
+    import socket
+    import subprocess
+
+    from rabbitscale.core.errors import Unavailable
+
+    host, _, port_text = args.master.rpartition(":") if ":" in args.master \
+        else (args.master, "", "5557")
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536 or not host:
+            raise ValueError
+    except ValueError:
+        raise BadInput(f"rabbitscale worker: --master: expected HOST[:PORT], got "
+                       f"{args.master!r}") from None
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except OSError as exc:
+        raise Unavailable(f"cannot reach the Locust master at {host}:{port}: "
+                          f"{exc.strerror or exc}; start `rabbitscale run ... "
+                          f"--expect-workers N` there first") from None
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", "-", "--worker",
+                           "--master-host", host, "--master-port", str(port),
+                           "--loglevel", "WARNING"], stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Unavailable(f"the Locust worker stopped: {last}")
+    return EXIT_OK
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -311,7 +358,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inject a fault mid-run (docs/reliability.md)")
     r.add_argument("--time-scale", type=_bounded(float, 0.0001, 100, "a number"), default=1.0,
                    help="multiply retry delays and breaker windows")
+    b = r.add_argument_group("load-test a deployed system (black-box)")
+    b.add_argument("--target", metavar="URL",
+                   help="the API of a system rabbitscale did not start: no stack is started, "
+                        "the broker is only observed (read-only) in --vhost")
+    b.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="bearer key for the target (repeatable); or set "
+                        "RABBITSCALE_TARGET_API_KEYS=k1,k2 to keep keys off the command line")
+    b.add_argument("--prometheus", action="append", default=[], metavar="URL",
+                   help="read the broker from rabbitmq_prometheus (http://host:15692), one per "
+                        "node, instead of the management API")
+    b.add_argument("--callback-url", metavar="URL",
+                   help="where the target can reach rabbitscale's callback receiver (default: "
+                        "a free port on 127.0.0.1)")
+    b.add_argument("--poll", type=_duration, default=0.0, metavar="INTERVAL",
+                   help="follow video/image tasks with GET /v1/tasks/{id} every INTERVAL "
+                        "instead of a callback")
+    b.add_argument("--expect-workers", type=_bounded(int, 0, 256, "a whole number"),
+                   default=0, help="wait for N workers joining with `rabbitscale worker`")
+    b.add_argument("--master-port", type=_port, default=5557,
+                   help="port the Locust master listens on for workers")
     r.set_defaults(func=_cmd_run)
+
+    w = sub.add_parser("worker", help="a Locust worker joining a run on another machine",
+                       description="Exit codes: 0 the run ended, 2 bad input, 3 the master "
+                                   "cannot be reached.")
+    w.add_argument("--master", required=True, metavar="HOST[:PORT]",
+                   help="the machine running `rabbitscale run ... --expect-workers N`")
+    w.set_defaults(func=_cmd_worker)
 
     pl = sub.add_parser("plan", help="capacity model for a profile, settings and targets",
                         description="Exit codes: 0 plan holds (OK/WARN), 1 a figure FAILs, "

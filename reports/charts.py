@@ -15,6 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rabbitscale.core import latency  # noqa: E402
 
 WIDTH, HEIGHT = 9.0, 3.4
+SIDE_QUEUES = ("_error", "_skipped")
+
+
+def _legend(ax: Any, loc: str = "upper right") -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc=loc)
 
 
 def _uri(fig: Any) -> str:
@@ -34,14 +40,14 @@ def throughput(tp: Any, t0: float) -> str:
         g = g.sort_values("t")
         ax.plot(g["t"] - t0, g["completed"], label=queue, linewidth=1)
     ax.set(title="Completed per second", xlabel="seconds", ylabel="messages/s")
-    ax.legend(fontsize=7, loc="upper right")
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
 
 def depth(queues: Any, t0: float, warning: int, critical: int) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    main = queues[~queues["queue"].str.endswith("_error")]
+    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]
     col = "ready_now" if "ready_now" in main and main["ready_now"].notna().any() else "messages"
     for queue, g in main.groupby("queue"):
         ax.plot(g["t"] - t0, g[col].fillna(g["messages"]), label=queue, linewidth=1)
@@ -50,20 +56,20 @@ def depth(queues: Any, t0: float, warning: int, critical: int) -> str:
     top = max(float(main[col].fillna(0).max() or 0), 1.0)
     ax.set_ylim(0, max(top * 1.2, 10))
     ax.set(title="Queue depth (ready)", xlabel="seconds", ylabel="messages")
-    ax.legend(fontsize=7, loc="upper right")
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
 
 def message_age(queues: Any, t0: float, limit_s: float) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    main = queues[~queues["queue"].str.endswith("_error")]
+    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]
     for queue, g in main.groupby("queue"):
         ax.plot(g["t"] - t0, g["oldest_age_s"], label=queue, linewidth=1)
     ax.axhline(limit_s, color="red", linestyle="--", linewidth=1, label=f"limit {limit_s:g}s")
     ax.set(title="Oldest message age (consumer lag)", xlabel="seconds", ylabel="seconds")
     ax.set_ylim(0, max(float(main["oldest_age_s"].max() or 0) * 1.2, 1.0))
-    ax.legend(fontsize=7, loc="upper right")
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
@@ -71,27 +77,31 @@ def message_age(queues: Any, t0: float, limit_s: float) -> str:
 def memory(node: Any, t0: float, fraction: float) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     mib = 2**20
-    ax.plot(node["t"] - t0, node["mem_used"] / mib, label="mem_used", linewidth=1.2)
-    ax.plot(node["t"] - t0, node["mem_limit"] / mib, label="high watermark", color="red",
-            linestyle="--", linewidth=1)
-    ax.plot(node["t"] - t0, node["mem_limit"] * fraction / mib, color="orange",
-            linestyle="--", linewidth=1, label=f"{fraction:.0%} of watermark")
-    alarms = node[node["mem_alarm"].astype(bool)]
+    groups = node.groupby("node") if "node" in node else [("node", node)]
+    for i, (name, g) in enumerate(groups):
+        suffix = f" {name}" if "node" in node and node["node"].nunique() > 1 else ""
+        ax.plot(g["t"] - t0, g["mem_used"] / mib, label=f"mem_used{suffix}", linewidth=1.2)
+        ax.plot(g["t"] - t0, g["mem_limit"] / mib, color="red", linestyle="--", linewidth=1,
+                label="high watermark" if i == 0 else None)
+        ax.plot(g["t"] - t0, g["mem_limit"] * fraction / mib, color="orange",
+                linestyle="--", linewidth=1, label=f"{fraction:.0%} of watermark"
+                if i == 0 else None)
+    alarms = node[node["mem_alarm"].fillna(False).astype(bool)]
     if len(alarms):
         ax.scatter(alarms["t"] - t0, alarms["mem_used"] / mib, color="red", s=8, label="alarm")
     ax.set(title="Broker node memory", xlabel="seconds", ylabel="MiB")
-    ax.legend(fontsize=7, loc="upper right")
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
 
 def consumers(queues: Any, t0: float) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    main = queues[~queues["queue"].str.endswith("_error")]
+    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]
     for queue, g in main.groupby("queue"):
         ax.step(g["t"] - t0, g["consumers"], where="post", label=queue, linewidth=1)
     ax.set(title="Consumers per queue", xlabel="seconds", ylabel="consumers")
-    ax.legend(fontsize=7, loc="upper right")
+    _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
@@ -113,7 +123,10 @@ def percentile_curves(series: dict[str, Any], title: str) -> str:
     ax.set_xticks([1 / (1 - t / 100) for t in ticks])
     ax.set_xticklabels([f"{t:g}%" for t in ticks])
     ax.set(title=title, xlabel="percentile", ylabel="ms")
-    ax.legend(fontsize=7, loc="upper left")
+    _legend(ax, "upper left")
+    if not ax.get_legend_handles_labels()[0]:
+        ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center",
+                transform=ax.transAxes, color="gray")
     ax.grid(alpha=0.3)
     return _uri(fig)
 

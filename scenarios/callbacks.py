@@ -154,5 +154,57 @@ class CallbackLedger:
                     self._absorbed[i] += 1
         self.arrived.fire(callback=cb, at=now)
 
+    def histograms(self) -> dict[str, dict[str, Any]]:
+        return {f"callback-{kind}": {"e2e": h} for kind, h in self.e2e.items()}
+
+    def throughput(self) -> dict[tuple[int, str], int]:
+        return {(sec, f"callback-{kind}"): n for (sec, kind), n in self.per_second.items()}
+
     def e2e_p99_ms(self) -> float:
         return max((h.get_value_at_percentile(99) for h in self.e2e.values()), default=0) / 1000
+
+
+class CallbackReceiver:
+    """The HTTP server callbacks come to: every method on any path is answered 200 at once
+    (a slow receiver would be measured as a slow system) and accounted in ``ledger``."""
+
+    def __init__(self, plan: CallbackPlan, ledger: CallbackLedger) -> None:
+        self.plan = plan
+        self.ledger = ledger
+        self._runner: Any = None
+
+    async def handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await request.read()
+        self.ledger.on_callback(parse_path(self.plan, request.path),
+                                is_final(request.headers, body))
+        return web.Response(status=200, text="ok")
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the port (0 picks a free one). A port in use is BadInput."""
+        import errno
+
+        from aiohttp import web
+
+        from rabbitscale.core.errors import BadInput, PortInUse
+
+        app = web.Application(client_max_size=4 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse("callback receiver", host, port, "--callback-url") from None
+            raise BadInput(f"callback receiver: cannot listen on {host}:{port}: "
+                           f"{exc.strerror or exc}") from None
+        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -48,6 +48,8 @@ from rabbitscale.scenarios.schedule import Rates, streams
 
 HDR_SUMMARY = "summary.json"
 WORKERS_FILE = "locust_workers.json"  # the master's view of its workers at the end
+START_FILE = "locust_start.json"  # when the schedule starts, if the master chose it
+START_LEAD_S = 2.0  # workers receive the start with the spawn message: leave them time
 
 
 @events.init_command_line_parser.add_listener
@@ -191,10 +193,11 @@ class Stream:
         stream = streams_.get(name)
         if stream is None:
             index, count = _worker_position(environment)
-            o = options(environment)
+            # read now, not from the cached options: a master may fix it at test start
+            start_at = float(environment.parsed_options.start_at or 0) or time.time()
             stream = streams_[name] = Stream(name, Pacer(
-                rate, o.start_at or time.time(), worker_index=index, worker_count=count,
-                poisson=o.poisson, end_s=end_s))
+                rate, start_at, worker_index=index, worker_count=count,
+                poisson=options(environment).poisson, end_s=end_s))
         return stream
 
 
@@ -216,6 +219,20 @@ def _merge_into(name: str, encoded: str) -> None:
     if h is None:
         h = _MERGED[name] = latency.new_histogram()
     h.add(latency.decode(encoded))
+
+
+@events.test_start.add_listener
+def _fix_start(environment: Any, **_: Any) -> None:
+    """A schedule left open (workers joining from other machines) starts now, fixed on the
+    master before the spawn messages carry the options to the workers."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    o = environment.parsed_options
+    if not float(getattr(o, "start_at", 0) or 0):
+        o.start_at = time.time() + START_LEAD_S
+        run_dir = os.environ.get(ENV_RUN_DIR)
+        if run_dir:
+            (Path(run_dir) / START_FILE).write_text(json.dumps({"start_at": o.start_at}))
 
 
 @events.report_to_master.add_listener

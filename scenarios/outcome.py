@@ -123,3 +123,108 @@ def judge(f: Facts, t: slo.Thresholds) -> Outcome:
         checks.append(slo.Check("run_error", "none", f.error, slo.FAIL))
     return Outcome(led, checks, slo.verdict(checks), expected, attempted,
                    f.done_in_time / max(1, f.published))
+
+
+# --- black-box runs: what can be known from outside -------------------------------------------
+
+NOT_MEASURED = "not measured"
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """What a black-box run measured. None means the run could not know it."""
+
+    scenario: str
+    duration_s: float
+    rates: Rates
+    requests: dict[str, int]  # task kind -> POST requests sent
+    accepted: dict[str, int]  # task kind -> 2xx answers
+    unauthorised: int  # 401 answers: the key was refused
+    tracked: tuple[str, ...]  # kinds whose tasks carry a callback (or are polled)
+    callbacks: dict[str, int]  # kind -> unique final callbacks
+    duplicates: int = 0
+    progress: int = 0
+    unknown: int = 0  # requests to the receiver that are not this run's tasks
+    pending: int | None = None  # still queued at the end of the drain (broker depth)
+    faulted: int | None = None  # growth of the _error queues over the run
+    burst_absorbed: tuple[int, ...] = ()
+    peak_depth: int = 0
+    max_age_s: float = 0.0  # estimated: depth / ack rate
+    peak_memory_fraction: float = 0.0
+    memory_alarm: bool = False
+    missing_workers: tuple[str, ...] = ()
+    error: str = ""
+    drain_timeout_s: float = 0.0
+
+
+def target_ledger(f: TargetFacts) -> dict[str, Any]:
+    """accepted (tracked) = callbacks received + still pending + lost; what black-box mode
+    cannot know is "not measured", never 0."""
+    owed = sum(f.accepted.get(k, 0) for k in f.tracked)
+    received = sum(f.callbacks.get(k, 0) for k in f.tracked)
+    pending = f.pending if f.pending is not None else 0
+    untracked = sum(n for k, n in f.accepted.items() if k not in f.tracked)
+    return {
+        "mode": "black-box",
+        "requests": sum(f.requests.values()), "accepted": sum(f.accepted.values()),
+        "accepted_by_kind": dict(f.accepted), "unauthorised": f.unauthorised,
+        "tracked": owed, "callbacks_received": received,
+        "callbacks_by_kind": dict(f.callbacks),
+        "still_pending": f.pending if f.pending is not None else NOT_MEASURED,
+        "lost": max(0, owed - received - pending),
+        "callbacks_without_accepted_request": max(0, received - owed),
+        "duplicate_callbacks": f.duplicates, "progress_callbacks": f.progress,
+        "unknown_callbacks": f.unknown,
+        "untracked_accepted": untracked,  # accepted tasks that carry no callback (spend)
+        "faulted": f.faulted if f.faulted is not None else NOT_MEASURED,
+        "order_violations": NOT_MEASURED,
+    }
+
+
+def judge_target(f: TargetFacts, t: slo.Thresholds) -> Outcome:
+    led = target_ledger(f)
+    expected = scheduled(f.scenario, f.rates, f.duration_s)
+    attempted = sum(f.requests.values())
+    checks = [slo.at_least("achieved_rate_ratio", attempted / max(1.0, expected),
+                           t.rate_ratio_min,
+                           f"{attempted} arrivals of {expected:.0f} scheduled "
+                           f"({attempted / f.duration_s * 60:.0f}/min)")]
+    for i, ((_, _, rate, want), got) in enumerate(zip(
+            burst_targets(f.scenario, f.rates, f.duration_s), f.burst_absorbed, strict=False)):
+        checks.append(slo.at_least(
+            f"burst_{i + 1}_absorbed", got / max(1.0, want), t.burst_ratio_min,
+            f"{got} of {want:.0f} webhooks at {rate:g}/s called back within "
+            f"{t.burst_max_lag_s:g}s"))
+    checks += [
+        slo.depth_check("peak_queue_depth", f.peak_depth, t),
+        slo.at_most("max_message_age_s", f.max_age_s, t.message_age_max_s,
+                    "estimated: depth / ack rate (quorum queues report no head timestamp)"),
+        slo.at_most("peak_memory_fraction_of_watermark", f.peak_memory_fraction,
+                    t.memory_fraction_max),
+        slo.at_most("memory_alarm", int(f.memory_alarm), 0),
+        slo.at_most("unauthorised", f.unauthorised, 0,
+                    "HTTP 401 from the target: check --api-key / RABBITSCALE_TARGET_API_KEYS"),
+    ]
+    tracked = max(1, led["tracked"])
+    if f.faulted is None:
+        checks.append(slo.not_measured("error_rate", "the broker source has no _error depth"))
+    else:
+        checks.append(slo.at_most("error_rate", f.faulted / tracked, t.error_rate_max,
+                                  f"{f.faulted} added to _error queues"))
+    checks += [
+        slo.at_most("unfinished_after_drain", f.pending or 0, 0,
+                    f"still queued after draining (up to {f.drain_timeout_s:g}s)")
+        if f.pending is not None else slo.not_measured("unfinished_after_drain", ""),
+        slo.at_most("lost", led["lost"], t.lost_max,
+                    "accepted = callbacks + still queued + lost"),
+        slo.not_measured("order_violations", "needs per-key sequence numbers from consumers"),
+    ]
+    if f.missing_workers:
+        checks.append(slo.Check("workers", "all stay connected",
+                                f"{len(f.missing_workers)} lost", slo.FAIL,
+                                "missing: " + ", ".join(f.missing_workers)))
+    if f.error:
+        checks.append(slo.Check("run_error", "none", f.error, slo.FAIL))
+    done = sum(f.callbacks.get(k, 0) for k in f.tracked)
+    return Outcome(led, checks, slo.verdict(checks), expected, attempted,
+                   done / max(1, led["tracked"]))

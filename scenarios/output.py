@@ -11,12 +11,22 @@ import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rabbitscale.core import latency, rundir
 from rabbitscale.scenarios import slo
 from rabbitscale.scenarios.outcome import Outcome
-from rabbitscale.scenarios.recorder import METRICS, Recorder
+
+
+class Measurements(Protocol):
+    """Where a run's latency and throughput come from: the recorder (completion records of
+    the reference stack) or the callback ledger (a black-box run)."""
+
+    def histograms(self) -> dict[str, dict[str, Any]]:
+        """name (a queue, the sink, a callback kind) -> metric -> HDR histogram"""
+
+    def throughput(self) -> dict[tuple[int, str], int]:
+        """(epoch second, name) -> finished in that second"""
 
 
 @dataclass
@@ -43,15 +53,12 @@ class RunResult:
         return self.outcome.verdict
 
 
-def latency_summaries(recorder: Recorder) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for queue, q in sorted(recorder.queues.items()):
-        out[queue] = {m: latency.summary_ms(q.histograms[m]) for m in METRICS}
-    out["webhook-sink"] = {"e2e": latency.summary_ms(recorder.webhook_e2e)}
-    return out
+def latency_summaries(m: Measurements) -> dict[str, dict[str, Any]]:
+    return {name: {metric: latency.summary_ms(h) for metric, h in metrics.items()}
+            for name, metrics in sorted(m.histograms().items())}
 
 
-def summary(result: RunResult, recorder: Recorder, locust_hdr: dict[str, Any]) -> dict[str, Any]:
+def summary(result: RunResult, m: Measurements, locust_hdr: dict[str, Any]) -> dict[str, Any]:
     o = result.outcome
     return {
         "run": result.name, "scenario": result.scenario, "verdict": o.verdict,
@@ -66,7 +73,7 @@ def summary(result: RunResult, recorder: Recorder, locust_hdr: dict[str, Any]) -
         "measured": {"arrivals": o.arrivals, "keep_up_ratio": round(o.keep_up_ratio, 4),
                      "achieved_rate_per_min": round(o.arrivals / result.duration_s * 60, 1),
                      "peak_queue_depth": result.peak_depth,
-                     "latency_ms": latency_summaries(recorder), "locust_hdr": locust_hdr},
+                     "latency_ms": latency_summaries(m), "locust_hdr": locust_hdr},
         "ledger": o.ledger,
         "publisher": result.publisher,
         "fault": result.fault,
@@ -75,27 +82,24 @@ def summary(result: RunResult, recorder: Recorder, locust_hdr: dict[str, Any]) -
     }
 
 
-def write(run_dir: Path, result: RunResult, recorder: Recorder) -> None:
+def write(run_dir: Path, result: RunResult, m: Measurements) -> None:
     """Everything but the broker series, which the sampler streamed while it ran."""
     run_dir.mkdir(parents=True, exist_ok=True)
     hdr_dir = run_dir / rundir.HDR_DIR
     hdr_dir.mkdir(exist_ok=True)
-    for queue, q in recorder.queues.items():
-        for metric in METRICS:
-            (hdr_dir / f"{queue}.{metric}.hdr").write_text(latency.encode(q.histograms[metric]))
-    (hdr_dir / "webhook-sink.e2e.hdr").write_text(latency.encode(recorder.webhook_e2e))
+    for name, metrics in m.histograms().items():
+        for metric, h in metrics.items():
+            (hdr_dir / f"{name}.{metric}.hdr").write_text(latency.encode(h))
     with (run_dir / rundir.THROUGHPUT_CSV).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["t", "queue", "completed"])
-        for (sec, queue), n in sorted(recorder.per_second.items()):
-            w.writerow([sec, queue, n])
-        for sec, n in sorted(recorder.webhook_per_second.items()):
-            w.writerow([sec, "webhook-sink", n])
+        for (sec, name), n in sorted(m.throughput().items()):
+            w.writerow([sec, name, n])
     locust_summary = run_dir / rundir.LOCUST_HDR_DIR / "summary.json"
     locust_hdr = json.loads(locust_summary.read_text()) if locust_summary.exists() else {}
     (run_dir / rundir.LEDGER).write_text(json.dumps(result.outcome.ledger, indent=2))
     (run_dir / rundir.SUMMARY).write_text(
-        json.dumps(summary(result, recorder, locust_hdr), indent=2))
+        json.dumps(summary(result, m, locust_hdr), indent=2))
     (run_dir / rundir.CONFIG).write_text(json.dumps(result.config, indent=2, default=str))
 
 

@@ -131,6 +131,16 @@ class Recorder:
                 "faulted": self.by_status.get(FAULTED, 0),
                 "skipped": self.by_status.get(SKIPPED, 0), "duplicates": self.duplicates}
 
+    def histograms(self) -> dict[str, dict[str, Any]]:
+        out = {queue: dict(q.histograms) for queue, q in self.queues.items()}
+        out["webhook-sink"] = {"e2e": self.webhook_e2e}
+        return out
+
+    def throughput(self) -> dict[tuple[int, str], int]:
+        out = dict(self.per_second)
+        out.update({(sec, "webhook-sink"): n for sec, n in self.webhook_per_second.items()})
+        return out
+
     def e2e_p99_ms(self) -> float:
         return max((q.histograms["e2e"].get_value_at_percentile(99)
                     for q in self.queues.values()), default=0) / 1000

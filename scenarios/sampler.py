@@ -75,6 +75,8 @@ class Sampler:
         self._alarm = False
         self._depth_now = 0
         self._last_nodes: list[Any] = []
+        self.first_depth: dict[str, int] = {}  # messages in each queue at the first sample
+        self.last_depth: dict[str, int] = {}  # ... and at the latest
         self._task: asyncio.Task[None] | None = None
         self._files: list[IO[str]] = []
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +137,9 @@ class Sampler:
             self._q.writerow({"t": now, "queue": name, **s.row(), "ready_now": ready_now,
                               "oldest_age_s": None if age is None else round(age, 3),
                               "age_estimated": estimated})
+            messages = s.messages if s.messages is not None else depth
+            self.first_depth.setdefault(name, messages)
+            self.last_depth[name] = messages
             if self.is_main(name):
                 depth_now += depth
                 self._peak_depth = max(self._peak_depth, depth, s.messages or 0)
@@ -150,6 +155,11 @@ class Sampler:
             f.flush()
 
     # --- what the checks and the progress line need --------------------------------------
+
+    def growth(self, predicate: Callable[[str], bool]) -> int:
+        """Messages added to the matching queues between the first and the latest sample."""
+        return sum(max(0, self.last_depth[q] - self.first_depth.get(q, 0))
+                   for q in self.last_depth if predicate(q))
 
     def current_depth(self) -> int:
         return self._depth_now

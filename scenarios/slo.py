@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from rabbitscale.core import targets
-from rabbitscale.core.verdicts import FAIL, PASS, WARN
+from rabbitscale.core.verdicts import FAIL, PASS, SKIP, WARN
 from rabbitscale.harness.config import ConfigError
 
-__all__ = ["FAIL", "PASS", "WARN", "Check", "Thresholds", "load_thresholds"]
+__all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Thresholds", "load_thresholds"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ def depth_check(name: str, peak: int, t: Thresholds) -> Check:
 def at_most(name: str, measured: float, maximum: float, detail: str = "") -> Check:
     return Check(name, f"<= {maximum:g}", round(measured, 4),
                  PASS if measured <= maximum else FAIL, detail)
+
+
+def not_measured(name: str, detail: str) -> Check:
+    """A check this kind of run cannot make: shown as such, never as a pass with 0."""
+    return Check(name, "-", "not measured", SKIP, detail)
 
 
 def verdict(checks: list[Check]) -> str:
