@@ -11,6 +11,9 @@ from rabbitscale.harness.profiles import Profile
 
 MESSAGE_TYPES = {"video": "VideoGenerationRequested", "image": "ImageGenerationRequested",
                  "spend": "SpendUpdateRequested", "webhook": "WebhookDeliveryRequested"}
+# the API path each kind is sent to (ConduitLLM's, and the stack's /v1/spend and /v1/webhook)
+TASK_PATHS = {"video": "/v1/videos/generations/async", "image": "/v1/images/generations/async",
+              "spend": "/v1/spend", "webhook": "/v1/webhook"}
 TASK_KINDS = ("video", "image", "spend")  # the async-task stream; webhooks are their own
 DEFAULT_MIX = {"video": 0.3, "image": 0.3, "spend": 0.4}
 

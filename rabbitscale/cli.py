@@ -156,6 +156,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     keys and the schedule all come from the master."""
     import socket
     import subprocess
+    import time
 
     from rabbitscale.core.errors import Unavailable
 
@@ -168,13 +169,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     except ValueError:
         raise BadInput(f"rabbitscale worker: --master: expected HOST[:PORT], got "
                        f"{args.master!r}") from None
-    try:
-        with socket.create_connection((host, port), timeout=5):
-            pass
-    except OSError as exc:
-        raise Unavailable(f"cannot reach the Locust master at {host}:{port}: "
-                          f"{exc.strerror or exc}; start `rabbitscale run ... "
-                          f"--expect-workers N` there first") from None
+    deadline = time.monotonic() + args.wait
+    while True:  # a worker may well start before its master
+        try:
+            with socket.create_connection((host, port), timeout=5):
+                break
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"cannot reach the Locust master at {host}:{port} (waited "
+                                  f"{args.wait:g}s): {exc.strerror or exc}; start `rabbitscale "
+                                  f"run ... --expect-workers N` there") from None
+            time.sleep(0.5)
     done = subprocess.run([sys.executable, "-m", "locust", "-f", "-", "--worker",
                            "--master-host", host, "--master-port", str(port),
                            "--loglevel", "WARNING"], stderr=subprocess.PIPE, text=True)
@@ -385,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "cannot be reached.")
     w.add_argument("--master", required=True, metavar="HOST[:PORT]",
                    help="the machine running `rabbitscale run ... --expect-workers N`")
+    w.add_argument("--wait", type=_duration, default=60.0, metavar="DURATION",
+                   help="how long to wait for the master to listen (default 60s)")
     w.set_defaults(func=_cmd_worker)
 
     pl = sub.add_parser("plan", help="capacity model for a profile, settings and targets",

@@ -42,13 +42,13 @@ from rabbitscale.scenarios.load import (
     ENV_START_AT,
     ENV_TARGET_KEYS,
     ENV_WEBHOOK_URL,
+    START_FILE,
+    WORKERS_FILE,
 )
 from rabbitscale.scenarios.pacing import Pacer, RateFn
 from rabbitscale.scenarios.schedule import Rates, streams
 
 HDR_SUMMARY = "summary.json"
-WORKERS_FILE = "locust_workers.json"  # the master's view of its workers at the end
-START_FILE = "locust_start.json"  # when the schedule starts, if the master chose it
 START_LEAD_S = 2.0  # workers receive the start with the spawn message: leave them time
 
 
@@ -167,6 +167,16 @@ def run_time_s(environment: Any) -> float:
     """How long the arrival schedule runs: --schedule-time, else Locust's --run-time."""
     o = environment.parsed_options
     return float(getattr(o, "schedule_time", 0) or getattr(o, "run_time", None) or 60)
+
+
+def schedule_end(environment: Any) -> float:
+    """Epoch seconds the arrival schedule ends: its start (fixed by the run, or by the master
+    at test start) plus its length; until the start is known, a test-relative guess."""
+    start = float(getattr(environment.parsed_options, "start_at", 0) or 0)
+    if not start:
+        runner = environment.runner
+        start = getattr(runner, "start_time", 0) or time.time()
+    return start + run_time_s(environment)
 
 
 def _worker_position(environment: Any) -> tuple[int, int]:

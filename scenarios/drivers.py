@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.harness import messages
-from rabbitscale.harness.tasks import MESSAGE_TYPES
+from rabbitscale.harness.tasks import MESSAGE_TYPES, TASK_PATHS
 from rabbitscale.scenarios.callbacks import POLL_PREFIX, CallbackPlan
 
 
@@ -73,8 +73,7 @@ class HttpDriver:
     followed with ``GET /v1/tasks/{id}`` instead, and its end reported to the receiver."""
 
     request_type = "POST"
-    PATHS = {"video": "/v1/videos/generations/async", "image": "/v1/images/generations/async",
-             "spend": "/v1/spend", "webhook": "/v1/webhook"}
+    PATHS = TASK_PATHS
     FINAL_STATES = {"completed", "failed", "cancelled", "timedout"}
 
     def __init__(self, client: Any, keyring: Callable[[int], str], *,

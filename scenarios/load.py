@@ -32,6 +32,9 @@ ENV_CALLBACK_URL = "RABBITSCALE_CALLBACK_URL"
 ENV_CALLBACK_SECRET = "RABBITSCALE_CALLBACK_SECRET"
 ENV_POLL = "RABBITSCALE_POLL"
 ENV_TARGET_KEYS = "RABBITSCALE_TARGET_API_KEYS"  # bearer keys of a deployed system
+# what the Locust master writes into the run directory (scenarios/common.py)
+WORKERS_FILE = "locust_workers.json"  # the master's view of its workers at the end
+START_FILE = "locust_start.json"  # when the schedule starts, if the master chose it
 START_DELAY_S = 3.0  # time for Locust (and its workers) to start before the first slot
 WORKER_START_DELAY_S = 2.0  # and for workers to connect to the master
 

@@ -34,6 +34,7 @@ from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.management import Management, ManagementError
 from rabbitscale.harness.observe import BrokerSource, ManagementSource
 from rabbitscale.harness.prometheus import PrometheusSource
+from rabbitscale.harness.tasks import TASK_PATHS
 from rabbitscale.scenarios import load, outcome, output, slo
 from rabbitscale.scenarios.callbacks import (
     CallbackLedger,
@@ -41,14 +42,20 @@ from rabbitscale.scenarios.callbacks import (
     CallbackReceiver,
     new_secret,
 )
-from rabbitscale.scenarios.common import START_FILE, WORKERS_FILE
-from rabbitscale.scenarios.drivers import HttpDriver
-from rabbitscale.scenarios.load import LoadSpec, LocustProcesses, default_users, start_delay_s
+from rabbitscale.scenarios.load import (
+    START_FILE,
+    WORKERS_FILE,
+    LoadSpec,
+    LocustProcesses,
+    default_users,
+    start_delay_s,
+)
 from rabbitscale.scenarios.run import RunOptions
 from rabbitscale.scenarios.sampler import Sampler
 
 SIDE_QUEUES = ("_error", "_skipped")
-KIND_BY_PATH = {path: kind for kind, path in HttpDriver.PATHS.items()}
+STATS_INTERVAL_S = 5.0  # RabbitMQ's collect_statistics_interval default
+KIND_BY_PATH = {path: kind for kind, path in TASK_PATHS.items()}
 
 
 @dataclass
@@ -92,7 +99,7 @@ def locust_counts(run_dir: Path) -> tuple[dict[str, int], dict[str, int], int]:
     if failures.exists():
         with failures.open(newline="") as f:
             unauthorised = sum(int(r.get("Occurrences") or 0) for r in csv.DictReader(f)
-                               if str(r.get("Error", "")).startswith("HTTP 401"))
+                               if "HTTP 401" in str(r.get("Error", "")))
     return requests, accepted, unauthorised
 
 
@@ -287,10 +294,17 @@ class TargetRun:
         return await locust.wait()
 
     async def _drain(self, owed: int, sampler: Sampler) -> None:
-        """Wait for the callbacks of every accepted task (or the timeout)."""
+        """Wait for the callbacks of every accepted task (or the timeout), then for a broker
+        figure taken after them: the management API's can be a statistics interval old."""
         deadline = time.time() + self.o.drain_timeout_s
         while time.time() < deadline and self.ledger.unique < owed:
             await asyncio.sleep(0.2)
+        settle = min(deadline, time.time() + STATS_INTERVAL_S + 1.0)
+        while time.time() < settle:
+            await asyncio.sleep(1.0)
+            await sampler.sample()
+            if not sum(d for q, d in sampler.last_depth.items() if not q.endswith(SIDE_QUEUES)):
+                return
 
     def _missing_workers(self) -> tuple[str, ...]:
         path = self.run_dir / WORKERS_FILE

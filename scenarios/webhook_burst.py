@@ -6,10 +6,11 @@ the peak rate; the arrival schedule itself is open-model (scenarios/schedule.py)
 """
 
 import math
+import time
 
 from locust import LoadTestShape, task
 
-from rabbitscale.scenarios.common import HttpTaskUser, WebhookMixin, options, run_time_s
+from rabbitscale.scenarios.common import HttpTaskUser, WebhookMixin, options, schedule_end
 
 
 class WebhookBurstUser(WebhookMixin, HttpTaskUser):
@@ -21,11 +22,12 @@ class WebhookBurstUser(WebhookMixin, HttpTaskUser):
 
 
 class BurstShape(LoadTestShape):
-    """Enough users for the peak rate at ~0.25 s per request, held for the run time."""
+    """Enough users for the peak rate at ~0.25 s per request, held until the schedule ends
+    (which may start after the test does: workers receive the start with their spawn)."""
 
     def tick(self):
         env = self.runner.environment
-        if self.get_run_time() >= run_time_s(env):
+        if time.time() >= schedule_end(env) + 3:  # + time for the last replies
             return None
         o = options(env)
         users = max(10, math.ceil(max((o.webhook_rate, *o.burst_rates)) * 0.25))

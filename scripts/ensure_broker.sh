@@ -4,7 +4,8 @@
 # 2. else a local rabbitmq-server is installed -> start it (detached).
 # 3. else a Docker engine is available -> `docker compose up -d rabbitmq`.
 # 4. else print exactly what to run and fail.
-# The management plugin is enabled on a local node when it is not already.
+# The management and prometheus plugins are enabled on a local node when they are not already
+# (black-box runs and doctor read either).
 set -u
 url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 hostport=$(python3 - "$url" <<'PY'
@@ -50,3 +51,15 @@ if ! answers "$host" "$mgmt_port"; then
   fi
 fi
 echo "broker: management API on $host:$mgmt_port"
+
+prom_port="${RABBITSCALE_PROMETHEUS_PORT:-15692}"
+if ! answers "$host" "$prom_port"; then
+  if command -v rabbitmq-plugins >/dev/null 2>&1 && [ "$host" = 127.0.0.1 -o "$host" = localhost ]; then
+    echo "broker: enabling the rabbitmq_prometheus plugin"
+    rabbitmq-plugins enable rabbitmq_prometheus >/dev/null
+    wait_for "$host" "$prom_port" 60 || { echo "broker: rabbitmq_prometheus did not come up on $prom_port"; exit 1; }
+  else
+    echo "broker: rabbitmq_prometheus does not answer on $host:$prom_port (black-box runs with --prometheus need it)"
+  fi
+fi
+echo "broker: rabbitmq_prometheus on $host:$prom_port"

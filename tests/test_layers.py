@@ -48,3 +48,15 @@ def test_no_bare_top_level_imports():
             if bare.search(path.read_text(encoding="utf-8")):
                 offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, f"import these through rabbitscale.*: {offenders}"
+
+
+def test_run_processes_never_import_locust():
+    """Locust monkey-patches the process for gevent when imported: the asyncio processes
+    (run, target run, stack, find-max) must reach it only through a subprocess."""
+    code = ("import sys, rabbitscale.cli, rabbitscale.scenarios.run, rabbitscale.scenarios.target, "
+            "rabbitscale.find_max, rabbitscale.harness.stack; "
+            "bad = [m for m in ('locust', 'gevent') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
