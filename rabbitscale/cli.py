@@ -279,6 +279,44 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if errors else EXIT_OK
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from rabbitscale.capacity.doctor import diagnose, render, snapshot, verdict
+    from rabbitscale.harness.management import Management
+    from rabbitscale.harness.overrides import load_stack_config
+
+    settings, profile = load_stack_config(args.profile, args.profile_file)
+    if args.vhost:
+        settings = settings.with_vhost(args.vhost)
+
+    async def read() -> object:
+        prometheus = None
+        async with Management(settings, read_only=True) as mgmt:
+            if args.prometheus:
+                from rabbitscale.harness.prometheus import PrometheusSource
+
+                prometheus = PrometheusSource(args.prometheus)
+            try:
+                return await snapshot(mgmt, settings.vhost, prometheus)
+            finally:
+                if prometheus is not None:
+                    await prometheus.close()
+
+    snap = asyncio.run(read())
+    findings = diagnose(snap, profile, settings,  # type: ignore[arg-type]
+                        container_memory_bytes=parse_size_bytes(args.container_memory)
+                        if args.container_memory else None)
+    if args.json:
+        print(json.dumps({"vhost": settings.vhost, "profile": profile.name,
+                          "verdict": verdict(findings),
+                          "findings": [f.as_dict() for f in findings]}, indent=2, default=str))
+    else:
+        print(render(findings, settings.vhost, profile.name, verbose=args.verbose))
+    return EXIT_CHECK_FAILED if verdict(findings) == FAIL else EXIT_OK
+
+
 def _cmd_find_max(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -445,6 +483,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="use the bundled schema snapshot even if RabbitMQ is installed")
     au.add_argument("--json", action="store_true")
     au.set_defaults(func=_cmd_audit)
+
+    d = sub.add_parser("doctor", help="read-only audit of a live broker against the plan",
+                       description="Reads the management API (and --prometheus) and never "
+                                   "writes. Exit codes: 0 no FAIL, 1 a FAIL, 2 bad input, "
+                                   "3 broker unreachable or not authorised.")
+    _add_profile(d)
+    d.add_argument("--vhost", help="the vhost the system uses (default: the configuration's)")
+    d.add_argument("--prometheus", action="append", default=[], metavar="URL",
+                   help="also read rabbitmq_prometheus (one per node), e.g. when the "
+                        "management metrics collector is off")
+    d.add_argument("--container-memory", type=_payload, default=None,
+                   help="the broker container's memory limit, e.g. 4GiB: checks the watermark")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--verbose", action="store_true", help="show OK and INFO rows too")
+    d.set_defaults(func=_cmd_doctor)
 
     fm = sub.add_parser("find-max", help="step the arrival rate up until an SLO breaks",
                         description="Exit codes: 0 a maximum was found, 1 no step held, "
