@@ -199,16 +199,24 @@ class CompletionReporter:
 
 async def listen(channel: aio_pika.abc.AbstractChannel,
                  on_record: Callable[[Completion], Awaitable[None] | None], *,
-                 queue_name: str = "", durable: bool = False) -> aio_pika.abc.AbstractQueue:
+                 queue_name: str = "", durable: bool = False,
+                 expires_s: float | None = None) -> aio_pika.abc.AbstractQueue:
     """Bind a queue to the completions exchange and call ``on_record`` for every record.
 
-    With ``queue_name`` and ``durable`` the queue outlives this process, so no record is lost
-    while the listener restarts; by default it is exclusive and vanishes with the connection.
+    With ``queue_name`` and ``durable`` the queue outlives this process (and on a cluster the
+    node it was declared on), so no record is lost while the listener reconnects; with
+    ``expires_s`` the broker deletes it once that long without a consumer (a listener that
+    crashed leaves nothing behind). By default it is exclusive and vanishes with the
+    connection.
     """
     ex = await channel.declare_exchange(COMPLETIONS_EXCHANGE, aio_pika.ExchangeType.FANOUT,
                                         durable=True)
-    queue = await channel.declare_queue(queue_name, durable=durable,
-                                        exclusive=not durable, auto_delete=not durable)
+    # a durable listener's queue is a quorum queue: on a cluster it must outlive the loss of
+    # the node it was declared on, or records (and with them the ledger) would be lost
+    queue = await channel.declare_queue(
+        queue_name, durable=durable, exclusive=not durable, auto_delete=not durable,
+        arguments={"x-queue-type": "quorum", **({"x-expires": int(expires_s * 1000)}
+                                                 if expires_s else {})} if durable else None)
     await queue.bind(ex)
 
     async def handle(msg: aio_pika.abc.AbstractIncomingMessage) -> None:

@@ -22,6 +22,7 @@ from rabbitscale.core.errors import BadInput
 
 ENV_PREFIX = "CONDUITLLM__RABBITMQ__"
 WEBHOOK_PREFETCH_ENV = "CONDUITLLM__WEBHOOKPREFETCHCOUNT"
+CLUSTER_ENV = "RABBITSCALE_CLUSTER_NODES"  # host:port,host:port (ConduitLLM has no such key)
 
 
 class ConfigError(BadInput):
@@ -52,16 +53,27 @@ class RabbitSettings:
     auto_delete: bool = False
     webhook_prefetch_count: int | None = None
     management_url: str | None = None
+    cluster_nodes: tuple[str, ...] = ()  # host:port of every node, when there are several
 
     @property
     def amqp_url(self) -> str:
         """URL for aio-pika/pika, with heartbeat and channel_max as query parameters."""
+        return self.amqp_url_for(f"{self.host}:{self.port}")
+
+    def amqp_url_for(self, node: str) -> str:
+        """The AMQP URL of one node (``host:port``) with these credentials and options."""
         cred = f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
         return (
-            f"amqp://{cred}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"
+            f"amqp://{cred}@{node}/{quote(self.vhost, safe='')}"
             f"?heartbeat={self.requested_heartbeat}&channel_max={self.channel_max}"
             f"&frame_max={self.frame_max}"
         )
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Every node connections may go to (the configured host first)."""
+        own = f"{self.host}:{self.port}"
+        return (own, *(n for n in self.cluster_nodes if n != own))
 
     @property
     def management_base_url(self) -> str:
@@ -80,8 +92,10 @@ class RabbitSettings:
     def from_masked(cls, d: Mapping[str, Any]) -> RabbitSettings:
         """Settings read back from ``masked()`` output (a run's config.json), for the model;
         the password stays the default, nothing here connects."""
-        return cls(**{k: v for k, v in d.items()
-                      if k in cls.__dataclass_fields__ and k != "password"})
+        values = {k: v for k, v in d.items()
+                  if k in cls.__dataclass_fields__ and k != "password"}
+        values["cluster_nodes"] = tuple(values.get("cluster_nodes") or ())
+        return cls(**values)
 
 
 def _int(lo: int, hi: int | None = None) -> Callable[[str, Any], int]:
@@ -183,6 +197,8 @@ def settings_from_env(
                 _apply(values, field_key, raw, orig)
         elif ukey == WEBHOOK_PREFETCH_ENV:
             values["webhook_prefetch_count"] = _int(1, 65535)(orig, raw)
+        elif ukey == CLUSTER_ENV:
+            values["cluster_nodes"] = parse_nodes(orig, raw)
     return _validated(RabbitSettings(**values), "environment")
 
 
@@ -198,7 +214,22 @@ def settings_env(s: RabbitSettings) -> dict[str, str]:
             env[ENV_PREFIX + key] = str(value).lower() if isinstance(value, bool) else str(value)
     if s.webhook_prefetch_count is not None:
         env[WEBHOOK_PREFETCH_ENV] = str(s.webhook_prefetch_count)
+    env[CLUSTER_ENV] = ",".join(s.cluster_nodes)
     return env
+
+
+def parse_nodes(key: str, raw: Any) -> tuple[str, ...]:
+    """'host:port,host:port' -> ('host:port', ...), each checked."""
+    nodes = []
+    for part in str(raw).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{key}: expected host:port[,host:port...], got {part!r}")
+        nodes.append(part)
+    return tuple(nodes)
 
 
 def _parse_amqp_url(url: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 NAMESPACE = "ConduitLLM.Core.Events"
 COMPLETIONS_EXCHANGE = "rabbitscale.completions"  # the stack's completion records
 RECORDER_QUEUE = "rabbitscale.recorder"  # a run's durable queue on that exchange
+STACK_LISTENER_PREFIX = "rabbitscale.stack."  # a stack's own record queue (+ run id and pid)
 
 
 def message_urn(type_name: str, namespace: str = NAMESPACE) -> str:

@@ -137,6 +137,14 @@ def apply_overrides(profile: Profile, overrides: Mapping[str, Mapping[str, Any]]
     return dataclasses.replace(profile, endpoints=tuple(endpoints.values()))
 
 
+def with_replicas(profile: Profile, replicas: int) -> Profile:
+    """Every endpoint's quorum queue (and its side queues) with ``replicas`` members
+    (x-quorum-initial-group-size)."""
+    return apply_overrides(profile, {ep.queue: {"queue_arguments": {
+        **ep.queue_arguments, "x-quorum-initial-group-size": replicas}}
+        for ep in profile.endpoints}, f"--replicas {replicas}")
+
+
 def load_stack_config(profile_name: str | None, profile_file: str | None,
                       environ: Mapping[str, str] | None = None) -> tuple[RabbitSettings, Profile]:
     """Settings and profile from defaults, a profile file and the environment."""

@@ -34,7 +34,7 @@ from rabbitscale.core.errors import (
 )
 from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.core.recent import RecentIds
-from rabbitscale.harness import amqp
+from rabbitscale.harness import amqp, naming
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import SECRET_ENV, VirtualKeys
 from rabbitscale.harness.completions import COMPLETED, Completion, listen
@@ -45,6 +45,8 @@ from rabbitscale.harness.overrides import PROFILE_ENV, profile_spec
 from rabbitscale.harness.profiles import Profile
 from rabbitscale.harness.publisher import Publisher
 from rabbitscale.harness.webhook_sink import Sink, SinkOptions
+
+LISTENER_EXPIRES_S = 60.0  # the stack's record queue goes 60 s after its consumer
 
 
 @dataclass
@@ -106,6 +108,7 @@ class Stack:
         self._mgmt: Management | None = None
         self._pumps: list[asyncio.Task[None]] = []
         self._summary: dict[str, Any] | None = None
+        self._listener: Any = None
 
     async def _serve(self, app: web.Application, port: int, what: str, flag: str) -> str:
         runner = web.AppRunner(app, access_log=None)
@@ -136,7 +139,10 @@ class Stack:
             self.ledger.on_record(record)
             state.on_completion(record)
 
-        await listen(await self._conn.channel(), on_record)
+        # a quorum queue of its own: the stack's ledger must survive a cluster node's loss
+        self._listener = await listen(await self._conn.channel(), on_record, durable=True,
+                                      queue_name=f"{naming.STACK_LISTENER_PREFIX}{self.opts.run_id}"
+                                      f"-{os.getpid()}", expires_s=LISTENER_EXPIRES_S)
         # both ports first: a port in use fails before any consumer process starts
         self.sink_url = await self._serve(self.sink.app(), self.opts.sink_port,
                                           "webhook sink", "--sink-port")
@@ -256,6 +262,9 @@ class Stack:
         if self._runners:
             await self._runners[0].cleanup()
         self.sink.close()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):  # else the broker expires it after 60 s
+                await self._listener.delete(if_unused=False, if_empty=False)
         if self._conn:
             await self._conn.close()
         led = self.ledger

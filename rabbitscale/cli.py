@@ -127,6 +127,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings, profile = load_stack_config(None, args.profile_file)
     if args.vhost and args.target:
         settings = settings.with_vhost(args.vhost)
+    if args.cluster:
+        settings, profile = _on_cluster(settings, profile, args.replicas)
+    elif args.replicas:
+        raise BadInput("rabbitscale run: --replicas needs --cluster")
     opts = RunOptions(
         scenario=args.scenario, duration_s=args.duration, instances=args.instances,
         workers=args.workers, out=Path(args.out) if args.out else None,
@@ -149,6 +153,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise BadInput(f"rabbitscale run: --{flag.replace('_', '-')} needs --target "
                            f"(a black-box run)")
     return asyncio.run(Run(settings, profile, opts).execute())
+
+
+def _on_cluster(settings: Any, profile: Any, replicas: int | None) -> tuple[Any, Any]:
+    """Settings that reach every node of the local cluster; queues with a replica count."""
+    import dataclasses
+
+    from rabbitscale.harness import cluster
+    from rabbitscale.harness.overrides import with_replicas
+
+    c = cluster.require()
+    first = c.nodes[0]
+    n = replicas or min(3, len(c.nodes))
+    if n > len(c.nodes):
+        raise BadInput(f"--replicas {n}: the local cluster has {len(c.nodes)} node(s)")
+    settings = dataclasses.replace(settings, host="127.0.0.1", port=first.amqp,
+                                   management_port=first.management, management_url=None,
+                                   cluster_nodes=c.amqp_nodes())
+    return settings, with_replicas(profile, n)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -317,6 +339,32 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_CHECK_FAILED if verdict(findings) == FAIL else EXIT_OK
 
 
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rabbitscale.harness import cluster
+
+    base = Path(args.dir) if args.dir else cluster.DEFAULT_BASE
+    if args.action == "up":
+        c = cluster.up(args.nodes, base, args.port_offset, say=print)
+        print(f"cluster of {len(c.nodes)} node(s) up; run against it with "
+              f"`rabbitscale run SCENARIO --cluster`")
+        for n in c.nodes:
+            print(f"  {n.name}  amqp 127.0.0.1:{n.amqp}  management {n.management_url}  "
+                  f"prometheus {n.prometheus_url}")
+        return EXIT_OK
+    if args.action == "down":
+        print(f"stopped {cluster.down(base)} node(s); removed {base}")
+        return EXIT_OK
+    c = cluster.require(base)
+    rows = cluster.status(c if not args.node else cluster.Cluster(c.base, (c.node(args.node),)))
+    for r in rows:
+        print(f"  {r['node']:16s} {'running' if r['running'] else 'STOPPED':8s} "
+              f"amqp {r['amqp']}  management {r['management']}  prometheus {r['prometheus']}"
+              f"  {r['version']}")
+    return EXIT_OK if all(r["running"] for r in rows) else EXIT_CHECK_FAILED
+
+
 def _cmd_find_max(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -401,6 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inject a fault mid-run (docs/reliability.md)")
     r.add_argument("--time-scale", type=_bounded(float, 0.0001, 100, "a number"), default=1.0,
                    help="multiply retry delays and breaker windows")
+    r.add_argument("--cluster", action="store_true",
+                   help="run against the local cluster (`rabbitscale cluster up`): connections "
+                        "spread over its nodes and fail over, the sampler reads every node")
+    r.add_argument("--replicas", type=_bounded(int, 1, 9, "a whole number"), default=None,
+                   help="quorum queue members with --cluster (default min(3, nodes))")
     b = r.add_argument_group("load-test a deployed system (black-box)")
     b.add_argument("--target", metavar="URL",
                    help="the API of a system rabbitscale did not start: no stack is started, "
@@ -498,6 +551,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.add_argument("--verbose", action="store_true", help="show OK and INFO rows too")
     d.set_defaults(func=_cmd_doctor)
+
+    cl = sub.add_parser("cluster", help="a local RabbitMQ cluster on this machine (no Docker)",
+                        description="up: boot N nodes and join them; status: each node "
+                                    "(exit 1 when one is down); down: stop them and remove "
+                                    "their data. Exit codes: 2 bad input (one already runs, "
+                                    "a port in use, an unknown node), 3 a node did not boot.")
+    cl.add_argument("action", choices=["up", "status", "down"])
+    cl.add_argument("--nodes", type=_bounded(int, 1, 9, "a whole number"), default=3)
+    cl.add_argument("--node", help="status: one node only (rs2 or rs2@localhost)")
+    cl.add_argument("--port-offset", type=_bounded(int, 0, 10000, "a whole number"),
+                    default=0, help="added to the default ports (AMQP 5701.., management "
+                                    "15701.., prometheus 15801.., distribution 25701..)")
+    cl.add_argument("--dir", help=argparse.SUPPRESS)
+    cl.set_defaults(func=_cmd_cluster)
 
     fm = sub.add_parser("find-max", help="step the arrival rate up until an SLO breaks",
                         description="Exit codes: 0 a maximum was found, 1 no step held, "

@@ -50,6 +50,7 @@ class Fault:
     profile_overrides: dict[str, dict[str, Any]] = {}
     thresholds: dict[str, float] = {}
     time_scale = 1.0
+    needs_cluster = False
     sink_failure_ratio = 0.0
     sink_latency_s = 0.0
 
@@ -216,6 +217,47 @@ class SacFailover(Fault):
         return f"started {await ctx.stack.add_instance()}"
 
 
+class NodeLoss(Fault):
+    name = "node_loss"
+    description = "stop the cluster node that leads the busiest queues (rabbitmqctl stop_app): " \
+                  "leaders move, publishers and consumers fail over to the other nodes; it " \
+                  "comes back 8 s later (needs --cluster)"
+    recover_after_s = 8.0
+    thresholds = {"rate_ratio_min": 0.9}  # publishes in flight to the lost node may fail
+    needs_cluster = True
+    _node: Any = None
+
+    async def inject(self, ctx: FaultContext) -> str:
+        from rabbitscale.harness import cluster
+
+        c = cluster.require()
+        queues = await ctx.management.queues()
+        led: dict[str, float] = {}
+        for q in queues:
+            if q.get("leader") and not q["name"].endswith(("_error", "_skipped")):
+                rate = (q.get("message_stats") or {}).get("publish_details", {}).get("rate", 0)
+                led[q["leader"]] = led.get(q["leader"], 0.0) + 1.0 + float(rate or 0)
+        target = max(led, key=lambda k: led[k]) if led else c.nodes[0].name
+        self._node = c.node(target)
+        await asyncio.to_thread(cluster.stop_node, self._node)
+        leads = sum(1 for q in queues if q.get("leader") == target)
+        return f"stopped {self._node.name} (leader of {leads} queues)"
+
+    async def recover(self, ctx: FaultContext) -> str:
+        from rabbitscale.harness import cluster
+
+        assert self._node is not None
+        await asyncio.to_thread(cluster.start_node, self._node)
+        return f"started {self._node.name} again"
+
+
+class NodeRestart(NodeLoss):
+    name = "node_restart"
+    description = "restart one cluster node (stop_app, start_app 2 s later): its connections " \
+                  "fail over and come back (needs --cluster)"
+    recover_after_s = 2.0
+
+
 FAULTS: dict[str, type[Fault]] = {f.name: f for f in (
     KillConsumer, CloseConnections, BrokerRestart, MemoryAlarm, Overflow, WebhookFailures,
-    Poison, SacFailover)}
+    Poison, SacFailover, NodeLoss, NodeRestart)}

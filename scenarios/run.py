@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rabbitscale.core import rundir
-from rabbitscale.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_FAILED
+from rabbitscale.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_FAILED, BadInput
 from rabbitscale.harness import amqp, naming
 from rabbitscale.harness.auth import SECRET_ENV
 from rabbitscale.harness.completions import listen
@@ -82,6 +82,9 @@ class Run:
         self.vhost = o.vhost or f"rabbitscale-run-{uuid.uuid4().hex[:8]}"
         self.settings = settings.with_vhost(self.vhost)
         self.fault: Fault | None = FAULTS[o.fault]() if o.fault else None
+        if self.fault and self.fault.needs_cluster and not settings.cluster_nodes:
+            raise BadInput(f"--fault {o.fault} stops a cluster node: run it with --cluster "
+                           f"against `rabbitscale cluster up --nodes 3`")
         overrides = dict(self.fault.profile_overrides) if self.fault else {}
         self.profile = apply_overrides(profile, overrides, f"fault {o.fault}") if overrides \
             else profile
@@ -149,7 +152,7 @@ class Run:
         await stack.start()
         conn = await amqp.connect(self.settings, "rabbitscale-recorder")
         cleanup.push_async_callback(conn.close)
-        await listen(await conn.channel(), self.recorder.on_record,
+        await listen(await conn.channel(), self.recorder.on_record, expires_s=3600,
                      queue_name=naming.RECORDER_QUEUE, durable=True)
         stack.sink.arrived.add_listener(self.recorder.on_arrival)
         sampler = Sampler(
