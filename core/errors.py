@@ -53,6 +53,7 @@ class RunFailed(RabbitscaleError):
 class PortInUse(BadInput):
     """A port the user asked for is taken on this machine."""
 
-    def __init__(self, what: str, host: str, port: int, flag: str = "") -> None:
-        hint = f"; choose another with {flag} (0 picks a free one)" if flag else ""
-        super().__init__(f"{what}: port {port} on {host} is already in use{hint}")
+    def __init__(self, what: str, host: str, port: int, flag: str = "",
+                 hint: str = "another port (0 picks a free one)") -> None:
+        advice = f"; choose {hint} with {flag}" if flag else ""
+        super().__init__(f"{what}: port {port} on {host} is already in use{advice}")

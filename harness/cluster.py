@@ -25,9 +25,15 @@ from typing import Any
 
 from rabbitscale.core.errors import BadInput, PortInUse, RunFailed, Unavailable
 
-DEFAULT_BASE = Path(tempfile.gettempdir()) / "rabbitscale-cluster"
+BASE_ENV = "RABBITSCALE_CLUSTER_DIR"  # where the nodes live (default: the temp dir's)
+
+
+def default_base() -> Path:
+    return Path(os.environ.get(BASE_ENV) or Path(tempfile.gettempdir()) / "rabbitscale-cluster")
+
 STATE = "cluster.json"
-PORT_BASE = {"amqp": 5700, "management": 15700, "prometheus": 15800, "dist": 25700}
+# node i of a cluster at offset o listens on base + o + i: ranges 10,000 apart never meet
+PORT_BASE = {"amqp": 5700, "management": 15700, "dist": 25700, "prometheus": 35700}
 PLUGINS = "[rabbitmq_management,rabbitmq_prometheus]."
 BOOT_TIMEOUT_S = 120
 CONF = """listeners.tcp.default = 127.0.0.1:{amqp}
@@ -75,9 +81,13 @@ class Node:
                 "RABBITMQ_DIST_PORT": str(self.dist), "RABBITMQ_PID_FILE": str(d / "pid")}
 
     def log_tail(self, lines: int = 8) -> str:
-        logs = sorted((Path(self.dir) / "log").glob("*.log"))
-        text = "".join(p.read_text(errors="replace") for p in logs)
-        return " | ".join(x.strip() for x in text.strip().splitlines()[-lines:]) or "no log"
+        d = Path(self.dir)
+        logs = sorted((d / "log").glob("*.log")) + [d / "startup.log"]
+        text = "".join(p.read_text(errors="replace") for p in logs if p.exists())
+        kept = [x.strip() for x in text.strip().splitlines() if x.strip()]
+        causes = [x for x in kept if "Error during startup" in x or "unknown variable" in x
+                  or "eaddrinuse" in x.lower()]
+        return " | ".join(causes[:3] or kept[-lines:]) or "no log"
 
 
 @dataclass(frozen=True)
@@ -119,15 +129,15 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def load(base: Path = DEFAULT_BASE) -> Cluster | None:
-    path = base / STATE
+def load(base: Path | None = None) -> Cluster | None:
+    path = (base or default_base()) / STATE
     if not path.exists():
         return None
     doc = json.loads(path.read_text())
     return Cluster(doc["base"], tuple(Node(**n) for n in doc["nodes"]))
 
 
-def require(base: Path = DEFAULT_BASE) -> Cluster:
+def require(base: Path | None = None) -> Cluster:
     cluster = load(base)
     if cluster is None:
         raise BadInput("no local cluster is running: start one with `rabbitscale cluster up "
@@ -139,15 +149,17 @@ def plan_nodes(count: int, base: Path, port_offset: int = 0) -> tuple[Node, ...]
     def port(kind: str, i: int) -> int:
         return PORT_BASE[kind] + port_offset + i
 
-    return tuple(Node(f"rs{i}@localhost", amqp=port("amqp", i),
+    prefix = "rs" if not port_offset else f"rs{port_offset}n"  # unique names per cluster
+    return tuple(Node(f"{prefix}{i}@localhost", amqp=port("amqp", i),
                       management=port("management", i), prometheus=port("prometheus", i),
                       dist=port("dist", i), dir=str(base / f"rs{i}"))
                  for i in range(1, count + 1))
 
 
-def up(count: int, base: Path = DEFAULT_BASE, port_offset: int = 0,
+def up(count: int, base: Path | None = None, port_offset: int = 0,
        say: Any = lambda text: None) -> Cluster:
     """Boot ``count`` nodes and join them; on any failure nothing is left running."""
+    base = base or default_base()
     if not 1 <= count <= 9:
         raise BadInput(f"--nodes must be between 1 and 9, got {count}")
     if load(base) is not None:
@@ -159,9 +171,15 @@ def up(count: int, base: Path = DEFAULT_BASE, port_offset: int = 0,
         for what, port in (("AMQP", n.amqp), ("management", n.management),
                            ("Prometheus", n.prometheus), ("distribution", n.dist)):
             if not _port_free(port):
-                raise PortInUse(f"{n.short} {what}", "127.0.0.1", port, "--port-offset")
+                raise PortInUse(f"{n.short} {what}", "127.0.0.1", port, "--port-offset",
+                                hint="another offset")
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o777)  # the server runs as the rabbitmq user
+    for parent in base.resolve().parents:
+        if not os.stat(parent).st_mode & 0o001:
+            raise BadInput(f"{base}: the rabbitmq user cannot reach it ({parent} is mode "
+                           f"{os.stat(parent).st_mode & 0o777:o}); set {BASE_ENV} to a path "
+                           f"under /tmp")
     cluster = Cluster(str(base), nodes)
     (base / STATE).write_text(json.dumps({"base": str(base),
                                           "nodes": [asdict(n) for n in nodes]}, indent=2))
@@ -173,8 +191,12 @@ def up(count: int, base: Path = DEFAULT_BASE, port_offset: int = 0,
             (d / "enabled_plugins").write_text(PLUGINS + "\n")
             os.chmod(d, 0o777)
             say(f"  starting {n.name} (AMQP {n.amqp}, management {n.management})")
-            subprocess.run([_tool("rabbitmq-server"), "-detached"], env=n.env(),
-                           capture_output=True, timeout=60)
+            # in the foreground but a session of its own: it outlives this command, and what
+            # it says before its own log exists (a bad config) lands in startup.log
+            with (d / "startup.log").open("w") as out:
+                subprocess.Popen([_tool("rabbitmq-server")], env=n.env(), stdout=out,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
         for n in nodes:
             _await_boot(n)
         for n in nodes[1:]:
@@ -191,15 +213,25 @@ def up(count: int, base: Path = DEFAULT_BASE, port_offset: int = 0,
     return cluster
 
 
+def _alive(n: Node) -> bool:
+    try:
+        os.kill(int((Path(n.dir) / "pid").read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _await_boot(n: Node) -> None:
     """Until the node has booted: await_startup fails at once while the node is not yet
-    registered with epmd, so it is asked again until the deadline."""
-    deadline = time.monotonic() + BOOT_TIMEOUT_S
+    registered with epmd, so it is asked again until the deadline; a node whose process is
+    gone (a bad config, a port taken meanwhile) fails at once with its log."""
+    started = time.monotonic()
     while True:
         done = ctl(n, "await_startup", "--timeout", "30", timeout=60)
         if done.returncode == 0:
             return
-        if time.monotonic() >= deadline:
+        waited = time.monotonic() - started
+        if waited >= BOOT_TIMEOUT_S or (waited > 10 and not _alive(n)):
             raise ClusterError(f"{n.name} did not come up: {n.log_tail()}")
         time.sleep(1)
 
@@ -250,8 +282,9 @@ def start_node(n: Node) -> None:
     _await_boot(n)
 
 
-def down(base: Path = DEFAULT_BASE, quiet: bool = False) -> int:
+def down(base: Path | None = None, quiet: bool = False) -> int:
     """Stop every node and remove the base directory; returns the nodes stopped."""
+    base = base or default_base()
     cluster = load(base)
     stopped = 0
     if cluster is not None:

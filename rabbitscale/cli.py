@@ -344,7 +344,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
 
     from rabbitscale.harness import cluster
 
-    base = Path(args.dir) if args.dir else cluster.DEFAULT_BASE
+    base = Path(args.dir) if args.dir else cluster.default_base()
     if args.action == "up":
         c = cluster.up(args.nodes, base, args.port_offset, say=print)
         print(f"cluster of {len(c.nodes)} node(s) up; run against it with "
@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--node", help="status: one node only (rs2 or rs2@localhost)")
     cl.add_argument("--port-offset", type=_bounded(int, 0, 10000, "a whole number"),
                     default=0, help="added to the default ports (AMQP 5701.., management "
-                                    "15701.., prometheus 15801.., distribution 25701..)")
+                                    "15701.., distribution 25701.., prometheus 35701..)")
     cl.add_argument("--dir", help=argparse.SUPPRESS)
     cl.set_defaults(func=_cmd_cluster)
 
