@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -115,3 +116,36 @@ def test_rabbitmq_conf_boots_a_real_node():
     finally:
         subprocess.run(["rabbitmqctl", "-n", node, "stop"], capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_cluster_compose_file():
+    """docker-compose.cluster.yml, checked statically: three clustered nodes that find each
+    other, no default secret, the stack given every node."""
+    from rabbitscale.harness.config import CLUSTER_ENV, parse_nodes
+
+    doc = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    brokers = {k: v for k, v in doc["services"].items() if k.startswith("rabbitmq")}
+    assert len(brokers) == 3 and {b["hostname"] for b in brokers.values()} == set(brokers)
+    conf = (ROOT / "deploy" / "cluster.conf").read_text()
+    listed = set(re.findall(r"classic_config\.nodes\.\d+ = rabbit@(\S+)", conf))
+    assert listed == set(brokers)
+    for b in brokers.values():
+        assert b["image"] == "rabbitmq:3.13-management"
+        assert "./deploy/cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro" in b["volumes"]
+        assert "./deploy/rabbitmq.conf:/etc/rabbitmq/rabbitmq.conf:ro" in b["volumes"]
+        assert b["deploy"]["resources"]["limits"]["memory"] == "4G"
+        for key in ("RABBITMQ_DEFAULT_PASS", "RABBITMQ_ERLANG_COOKIE"):
+            assert ":?" in str(b["environment"][key]), key  # no default secret
+    stack = doc["services"]["stack"]
+    nodes = parse_nodes(CLUSTER_ENV, stack["environment"][CLUSTER_ENV])
+    assert {n.split(":")[0] for n in nodes} == set(brokers)
+    assert set(stack["depends_on"]) == set(brokers)
+    text = (ROOT / "docker-compose.cluster.yml").read_text()
+    assert ":-" not in text  # nothing secret falls back to a default
+
+
+def test_cluster_conf_passes_the_audit():
+    from rabbitscale.capacity.audit import ERROR, audit, load_schema
+
+    findings = audit((ROOT / "deploy" / "cluster.conf").read_text(), schema=load_schema())
+    assert not [f for f in findings if f.severity == ERROR], findings
