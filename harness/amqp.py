@@ -25,6 +25,14 @@ class BrokerUnavailable(Unavailable):
     """The broker cannot be reached, refuses the credentials, or has no such vhost."""
 
 
+async def ready_count(channel: Any, queue: str) -> int:
+    """A queue's ready messages now: a passive ``queue.declare``, sent every time. aio-pika's
+    RobustChannel keeps each passively declared queue and hands the first answer back on every
+    later passive declare of that name; ``robust=False`` keeps it out of that cache."""
+    q = await channel.declare_queue(queue, passive=True, robust=False)
+    return int(q.declaration_result.message_count or 0)
+
+
 def where(settings: RabbitSettings) -> str:
     return f"RabbitMQ at {settings.host}:{settings.port} (vhost {settings.vhost!r})"
 

@@ -225,8 +225,7 @@ class Stack:
         channel = await self._conn.channel()
         for ep in self.profile.endpoints:
             with contextlib.suppress(Exception):
-                q = await channel.declare_queue(ep.queue, passive=True)
-                total += int(q.declaration_result.message_count or 0)
+                total += await amqp.ready_count(channel, ep.queue)
         with contextlib.suppress(Exception):
             await channel.close()
         return total

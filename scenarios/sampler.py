@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import RabbitscaleError
+from rabbitscale.harness.amqp import ready_count
 from rabbitscale.harness.observe import NODE_FIELDS, QUEUE_FIELDS, BrokerSource, QueueSample
 
 QUEUE_COLUMNS = ["t", "queue", *QUEUE_FIELDS, "ready_now", "oldest_age_s", "age_estimated"]
@@ -37,8 +38,7 @@ def exact_counter(channel: Any) -> ExactCount:
 
     async def ready_now(name: str) -> int | None:
         try:
-            q = await channel.declare_queue(name, passive=True)
-            return int(q.declaration_result.message_count or 0)
+            return await ready_count(channel, name)
         except Exception:  # a missing queue or a channel lost mid-run: no exact figure
             return None
 
