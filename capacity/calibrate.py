@@ -1,11 +1,13 @@
-"""`rabbitscale plan --calibrate DIR`: fit the model's free parameters to a measured run and
-print predicted vs measured with the error in %.
+"""`rabbitscale plan --calibrate DIR [--out FILE]`: fit the model's free parameters to a
+measured run and print predicted vs measured with the error in %.
 
-Fitted: the service time per queue (the measured mean processing time) and the broker's
-memory per queued message (least-squares slope of node memory over total queue depth, when
-the depth varied enough to tell). DIR is a run directory or a find-max directory
-(find_max.json plus one run per step); with find-max data the maximum sustainable rate is
-compared too.
+Fitted: the service time per queue (the measured mean processing time) and, from a backlog run
+(`rabbitscale run backlog`), the broker model's coefficients (capacity/broker.py): allocation
+overhead from the peak memory growth, segment overhead from the peak disk, the node's baseline
+and the publish ceiling. DIR is a run directory or a find-max directory (find_max.json plus one
+run per step); with find-max data the maximum sustainable rate is compared too. ``--out FILE``
+writes the fitted figures; ``plan --calibration FILE`` and ``run backlog --calibration FILE``
+plan with them.
 """
 
 from __future__ import annotations
@@ -16,14 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rabbitscale.capacity import model
+from rabbitscale.capacity import broker, model
 from rabbitscale.capacity.plan import endpoint_capacity_per_s
 from rabbitscale.core.errors import BadInput
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.overrides import recorded_profile
 from rabbitscale.harness.tasks import TASK_KINDS, queue_for
-
-MIN_DEPTH_RANGE = 200  # messages of depth variation needed to fit memory per message
 
 
 class CalibrationError(BadInput):
@@ -52,34 +52,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CalibrationError(f"{path}: not found") from None
     except (OSError, ValueError) as exc:
         raise CalibrationError(f"{path}: unreadable: {exc}") from None
-
-
-def memory_per_message(run_dir: Path) -> tuple[float | None, float | None, str, float | None]:
-    """(bytes per queued message, baseline bytes, note, peak node memory) from the sampled
-    series."""
-    import pandas as pd
-
-    try:
-        q = pd.read_csv(run_dir / "broker_queues.csv")
-        n = pd.read_csv(run_dir / "broker_node.csv")
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(f"{run_dir}: broker series unreadable: {exc}") from None
-    q = q[~q["queue"].str.endswith("_error")]
-    depth = q.assign(d=q["ready_now"].fillna(q["messages"])).groupby("t")["d"].sum()
-    joined = pd.merge_asof(n.sort_values("t"), depth.rename("depth").reset_index()
-                           .sort_values("t"), on="t").dropna(subset=["depth", "mem_used"])
-    peak = float(n["mem_used"].max()) if len(n) else None
-    if joined.empty:
-        return None, None, "no samples", peak
-    span = joined["depth"].max() - joined["depth"].min()
-    baseline = float(joined.loc[joined["depth"].idxmin(), "mem_used"])
-    if span < MIN_DEPTH_RANGE:
-        return None, baseline, (f"depth varied by {span:.0f} messages only; a run with a "
-                                f"backlog (e.g. webhook_burst over capacity) is needed"), peak
-    x, y = joined["depth"].astype(float), joined["mem_used"].astype(float)
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    return (slope, float(y.mean() - slope * x.mean()),
-            f"fitted over a depth range of {span:.0f}", peak)
 
 
 def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
@@ -124,31 +96,90 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
         out.append(Comparison("max sustainable task rate", predicted,
                               fm.get("measured_max_per_s"), "tasks/s",
                               "find-max, last step that held"))
-    per_msg, baseline, note, measured_peak_mem = memory_per_message(run_dir)
-    fitted["broker_bytes_per_message"] = per_msg
+    backlog = summary.get("backlog")
+    if backlog:  # a backlog has no arrival process: the broker model is what it measures
+        coefficients, rows = fit_broker(backlog)
+        fitted["broker"] = coefficients.as_dict()
+        return fitted, out + rows
     peak_depth = float(summary.get("measured", {}).get("peak_queue_depth") or 0)
-    predicted_mem = None
-    if baseline is not None:
-        bpm = per_msg if per_msg is not None else model.ASSUMED_BROKER_BYTES_PER_MESSAGE["quorum"]
-        predicted_mem = baseline + model.broker_queue_memory_bytes(peak_depth, 0, "quorum", bpm)
-    out.append(Comparison("broker memory at peak depth", predicted_mem, measured_peak_mem,
-                          "bytes", note if per_msg is None else
-                          f"{per_msg:.0f} B/message, {note}"))
     dur = float(summary.get("duration_s") or 1)
     for ep in profile.endpoints:
         if ep.queue not in capacities:
             continue
         count = latency.get(ep.queue, {}).get("processing", {}).get("count", 0)
         arrival = count / dur
-        backlog = model.burst_backlog(arrival, capacities[ep.queue], dur,
-                                      ep.max_length or math.inf)
-        out.append(Comparison(f"{ep.queue} peak depth", backlog, None, "msgs",
+        depth = model.burst_backlog(arrival, capacities[ep.queue], dur,
+                                    ep.max_length or math.inf)
+        out.append(Comparison(f"{ep.queue} peak depth", depth, None, "msgs",
                               f"mean arrival {arrival:.2f}/s against capacity"))
     out.append(Comparison("peak queue depth (all queues)",
                           sum(c.predicted or 0 for c in out
                               if c.unit == "msgs" and c.quantity.endswith(" peak depth")),
                           peak_depth, "msgs"))
     return fitted, out
+
+
+def fit_broker(backlog: dict[str, Any]) -> tuple[broker.BrokerCoefficients,
+                                                 list[Comparison]]:
+    """Broker coefficients from a backlog run's summary section, and the default model beside
+    the fitted one on the same measurement."""
+    nodes = backlog.get("nodes") or {}
+    if not nodes:
+        raise CalibrationError("the backlog run sampled no node: nothing to fit the broker "
+                               "model to")
+    worst = max(nodes.values(), key=lambda n: n["memory_growth_bytes"])
+    disk = max(nodes.values(), key=lambda n: n["disk_growth_bytes"])
+    n, size = float(backlog["queued"]), float(backlog["message_bytes"])
+    fill = backlog.get("fill", {}).get("rate_per_s")
+    measured_disk = disk["disk_growth_bytes"] if disk["disk_growth_bytes"] > 0 else None
+    base = broker.BrokerCoefficients()
+    fitted = broker.fit(worst["memory_growth_bytes"], n, size, measured_disk, base=base,
+                        baseline_bytes=worst["baseline_memory_bytes"],
+                        publish_rate_per_s=fill)
+    rows = [
+        Comparison("broker memory growth (default model)",
+                   broker.memory_growth_bytes(n, size, c=base), worst["memory_growth_bytes"],
+                   "bytes", "the peak the model bounds"),
+        Comparison("broker memory growth (fitted)",
+                   broker.memory_growth_bytes(n, size, c=fitted),
+                   worst["memory_growth_bytes"], "bytes",
+                   f"allocation overhead {fitted.alloc_overhead:g}"),
+        Comparison("broker disk (default model)", broker.disk_bytes(n, size, c=base),
+                   measured_disk, "bytes", disk.get("disk_source", "")),
+        Comparison("broker disk (fitted)", broker.disk_bytes(n, size, c=fitted),
+                   measured_disk, "bytes",
+                   f"segment overhead {fitted.segment_overhead_bytes:g} B/message"),
+        Comparison("broker publish ceiling", broker.publish_ceiling_per_s(size, c=base),
+                   fill, "msg/s", "confirmed publishes while filling"),
+    ]
+    return fitted, rows
+
+
+def write_calibration(path: str | Path, fitted: dict[str, Any]) -> None:
+    p = Path(path)
+    doc = {"service_time_s": fitted.get("service_time_s", {}), "run": fitted.get("run")}
+    if "broker" in fitted:
+        doc["broker"] = fitted["broker"]
+    try:
+        p.write_text(json.dumps(doc, indent=2) + "\n")
+    except OSError as exc:
+        raise CalibrationError(f"{p}: cannot write the calibration: {exc.strerror or exc}") \
+            from None
+
+
+def read_calibration(path: str | Path) -> tuple[broker.BrokerCoefficients, dict[str, float]]:
+    """(broker coefficients, service time per queue) from a file `--calibrate ... --out`
+    wrote; a file from a run without a backlog keeps the measured broker defaults."""
+    p = Path(path)
+    doc = _read_json(p)
+    service = doc.get("service_time_s", {}) if isinstance(doc, dict) else None
+    if not isinstance(service, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for v in service.values()):
+        raise CalibrationError(f"{p}: service_time_s must map queues to seconds")
+    coefficients = broker.BrokerCoefficients.from_dict(doc["broker"], str(p)) \
+        if "broker" in doc else broker.BrokerCoefficients()
+    return coefficients, {str(k): float(v) for k, v in service.items()}
 
 
 def _mix_from_summary(summary: dict[str, Any], task_queues: dict[str, str]
@@ -163,9 +194,14 @@ def render(fitted: dict[str, Any], rows: list[Comparison]) -> str:
     lines = [f"calibrated from {fitted['run']}"]
     for q, s in fitted["service_time_s"].items():
         lines.append(f"  service time {q}: {s * 1000:.2f} ms")
-    bpm = fitted.get("broker_bytes_per_message")
-    lines.append(f"  broker memory per queued message: "
-                 f"{f'{bpm:.0f} B' if bpm is not None else 'not identifiable'}")
+    if "broker" in fitted:
+        b = fitted["broker"]
+        lines.append(f"  broker: allocation overhead {b['alloc_overhead']:g}, segment overhead "
+                     f"{b['segment_overhead_bytes']:g} B/message, baseline "
+                     f"{b['baseline_bytes'] / 1e6:.0f} MB, publish ceiling "
+                     f"{b['publish_ceiling_bytes_per_s'] / 1e6:.1f} MB/s")
+    else:
+        lines.append("  broker model: not fitted (needs a `rabbitscale run backlog` directory)")
     lines.append("")
     lines.append(f"  {'quantity':44s} {'predicted':>14s} {'measured':>14s} {'error':>8s}")
     def fmt(v: float | None) -> str:

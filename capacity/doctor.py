@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rabbitscale.capacity import model
+from rabbitscale.capacity import broker, model
 from rabbitscale.core import targets
 from rabbitscale.core.units import format_bytes
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN, worst
@@ -408,12 +408,13 @@ def _broker(s: Snapshot) -> list[Finding]:
 
 
 def live_plan(s: Snapshot, profile: Profile, settings: RabbitSettings,
-              broker_bytes_per_message: float | None = None) -> list[Finding]:
+              coefficients: broker.BrokerCoefficients = broker.DEFAULT) -> list[Finding]:
     """plan's memory figures with the consumers' real prefetch, the observed message sizes
     and the instances that really consume."""
     out: list[Finding] = []
     per_connection: dict[str, float] = defaultdict(float)
     queued_total = 0
+    queued_bytes = 0.0
     for ep in profile.resolved(settings).endpoints:
         q = s.queues.get(ep.queue) or {}
         messages, size_bytes = q.get("messages"), q.get("message_bytes")
@@ -422,6 +423,7 @@ def live_plan(s: Snapshot, profile: Profile, settings: RabbitSettings,
         else:
             size, how = ASSUMED_MESSAGE_BYTES, "assumed (guide: 10KB)"
         queued_total += messages or 0
+        queued_bytes += (messages or 0) * size
         for c in s.consumers:
             if c.get("queue", {}).get("name") == ep.queue:
                 conn = c.get("channel_details", {}).get("connection_name", "?")
@@ -436,15 +438,15 @@ def live_plan(s: Snapshot, profile: Profile, settings: RabbitSettings,
                       format_bytes(peak), f"<= {format_bytes(budget)}",
                       "guide: 512MB-1GB per instance", WARN if peak > budget else OK,
                       f"{len(per_connection)} consuming connections, prefetch x observed size"))
-    bpm = broker_bytes_per_message or model.ASSUMED_BROKER_BYTES_PER_MESSAGE[QUEUE_TYPE]
     limits = [float(n["mem_limit"]) for n in s.nodes if n.get("mem_limit")]
-    broker_mem = model.broker_queue_memory_bytes(queued_total, 0, QUEUE_TYPE, bpm)
+    mean = queued_bytes / queued_total if queued_total else ASSUMED_MESSAGE_BYTES
+    growth = broker.memory_growth_bytes(queued_total, mean, c=coefficients)
     alert = model.alert_memory_bytes(min(limits)) if limits else math.inf
-    out.append(_f("plan", "broker", "memory for the queued messages", format_bytes(broker_mem),
-                  f"< {format_bytes(alert)}" if limits else "-",
-                  f"{queued_total} messages x {bpm:g} B "
-                  f"({'calibrated' if broker_bytes_per_message else 'assumed'})",
-                  OK if broker_mem < alert else FAIL))
+    out.append(_f("plan", "broker", "memory the queued messages can reach",
+                  format_bytes(growth), f"< {format_bytes(alert)}" if limits else "-",
+                  f"broker model: {queued_total} messages x {format_bytes(mean)}, above the "
+                  f"node's baseline ({coefficients.source})",
+                  OK if growth < alert else FAIL))
     return out
 
 

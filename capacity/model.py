@@ -8,28 +8,12 @@ from __future__ import annotations
 
 import math
 
-# RabbitMQ does not publish one per-message memory figure for quorum queues: since 3.10 they
-# keep message bodies on disk and a small per-message index entry in memory. This default is an
-# assumption to be replaced by `rabbitscale plan --calibrate` from a measured run.
-ASSUMED_BROKER_BYTES_PER_MESSAGE = {"quorum": 100.0, "classic": 150.0}
-
-
 # --- memory ---------------------------------------------------------------------------------
 
 
 def prefetch_memory_bytes(prefetch: int, message_bytes: float, instances: int) -> float:
     """Client-side buffer: unacked deliveries held by all instances (the guide's formula)."""
     return float(prefetch) * message_bytes * instances
-
-
-def broker_queue_memory_bytes(messages: float, message_bytes: float, queue_type: str = "quorum",
-                              bytes_per_message: float | None = None,
-                              bodies_in_memory: bool = False) -> float:
-    """Broker memory for queued messages: per-message overhead, plus bodies when kept in memory
-    (classic queues under load; quorum queues keep bodies on disk)."""
-    overhead = bytes_per_message if bytes_per_message is not None else \
-        ASSUMED_BROKER_BYTES_PER_MESSAGE.get(queue_type, 150.0)
-    return messages * (overhead + (message_bytes if bodies_in_memory else 0.0))
 
 
 def watermark_bytes(total_memory_bytes: float, relative: float) -> float:

@@ -11,9 +11,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rabbitscale.capacity import model
+from rabbitscale.capacity import broker, model
 from rabbitscale.core import targets
-from rabbitscale.core.units import format_bytes
+from rabbitscale.core.units import format_bps, format_bytes
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.profiles import Endpoint, Profile
@@ -48,7 +48,11 @@ class PlanInputs:
     server_channel_max: int = 2000
     server_connection_max: int = 2000
     headroom: float = 0.3
-    broker_bytes_per_message: float | None = None  # from --calibrate
+    replicas: int = 1  # quorum queue members (the guide's compose runs one node)
+    disk_bytes: float | None = None  # disk the broker's data directory lives on (--disk)
+    disk_free_limit_bytes: float | None = None  # default: the guide's relative 2.0 x memory
+    link_bps: float = targets.LINK_BPS
+    coefficients: broker.BrokerCoefficients = field(default_factory=broker.BrokerCoefficients)
 
 
 @dataclass
@@ -203,30 +207,135 @@ def build(p: PlanInputs) -> list[Figure]:
             add(Figure(sec, "drain time after burst", model.drain_time_s(backlog, cap, baseline),
                        "s", f"back to {baseline:g}/s", OK))
 
-    # 3. broker memory and limits
-    wm = model.watermark_bytes(p.node_memory_bytes, p.watermark_relative)
-    alert = model.alert_memory_bytes(wm)
-    queued = model.broker_queue_memory_bytes(p.queued_messages, p.message_bytes, "quorum",
-                                             p.broker_bytes_per_message)
-    add(Figure("broker", "memory for queued messages", format_bytes(queued), "",
-               f"{p.queued_messages:,.0f} msgs x "
-               f"{p.broker_bytes_per_message or model.ASSUMED_BROKER_BYTES_PER_MESSAGE['quorum']:g}"
-               f" B ({'calibrated' if p.broker_bytes_per_message else 'assumed'})",
-               OK if queued < alert else FAIL, f"alert at 75% of watermark {format_bytes(wm)}"))
-    head = model.headroom_fraction(p.node_memory_bytes, wm)
-    add(Figure("broker", "headroom above watermark", f"{head:.0%}", "",
-               f"watermark {p.watermark_relative:g} of {format_bytes(p.node_memory_bytes)}",
-               OK if head >= 0.4 - 1e-9 else WARN, "the guide asks for 40%"))
-    conns = model.connections_total(p.instances, s.max_connections)
-    add(Figure("broker", "connections", conns, "", f"{p.instances} x ({s.max_connections} "
-               f"publisher + 1 consumer)", OK if conns < p.server_connection_max else FAIL,
-               f"connection_max {p.server_connection_max}"))
+    # 3. the broker: memory, disk, network and ceiling for the backlog and the rates
+    figs += broker_plan(p).figures
     chans = model.channels_per_connection(len(prof.endpoints))
     negotiated = min(s.channel_max, p.server_channel_max)
     add(Figure("broker", "channels per consumer connection", chans, "",
                f"{len(prof.endpoints)} endpoints + 1", OK if chans <= negotiated else FAIL,
                f"negotiated channel_max {negotiated}"))
     return figs
+
+
+@dataclass
+class BrokerPlan:
+    """The broker figures of a plan, as numbers (``plan --json`` -> ``broker``) and as rows."""
+
+    memory_bytes: float
+    disk_bytes: float
+    network_in_bps: float
+    network_out_bps: float
+    replication_bps: float
+    publish_ceiling_per_s: float
+    inputs: dict[str, Any]
+    figures: list[Figure]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["verdicts"] = {f.name: f.verdict for f in self.figures}
+        del out["figures"]
+        return out
+
+
+def queue_shares(p: PlanInputs) -> dict[str, float]:
+    """Messages each task queue holds when ``queued_messages`` are queued in the mix."""
+    return {queue_for(p.profile, kind): p.queued_messages * share
+            for kind, share in shares(p.mix).items()}
+
+
+def broker_plan(p: PlanInputs) -> BrokerPlan:
+    c, s = p.coefficients, p.settings
+    prof = p.profile.resolved(s)
+    n, size = p.queued_messages, p.message_bytes
+    figs: list[Figure] = []
+    add = figs.append
+    label = f"coefficients {c.source}"
+    wm = model.watermark_bytes(p.node_memory_bytes, p.watermark_relative)
+    alert = model.alert_memory_bytes(wm)
+    _, pub_conns = prof.publisher_connections(s)
+    conns = model.connections_total(p.instances, pub_conns)
+    chans = p.instances * model.channels_per_connection(len(prof.endpoints)) \
+        + p.instances * pub_conns
+    held = broker.bodies_in_memory_bytes(n, size, c=c)
+    mem = broker.node_memory_bytes(n, size, c=c, connections=conns, channels=chans)
+    add(Figure("broker", "node memory, backlog at its peak", format_bytes(mem), "",
+               f"{n:,.0f} x {format_bytes(size)}: bodies held "
+               f"{format_bytes(held)} (<= {1 + c.rollover_overlap:g} WAL of "
+               f"{format_bytes(broker.WAL_MAX_BYTES)}) x {c.alloc_overhead:g} + "
+               f"{c.index_bytes_per_message:g} B/msg + baseline "
+               f"{format_bytes(c.baseline_bytes)} + {conns} connections, {chans} channels",
+               FAIL if mem >= wm else WARN if mem >= alert else OK,
+               f"alert at 75% of watermark {format_bytes(wm)}; {label}"))
+    add(Figure("broker", "node memory vs container", f"{mem / p.node_memory_bytes:.0%}", "",
+               f"of {format_bytes(p.node_memory_bytes)}",
+               FAIL if mem >= p.node_memory_bytes else OK))
+    wal_need = 3 * broker.WAL_MAX_BYTES
+    add(Figure("broker", "memory for the quorum WAL", format_bytes(wm), "",
+               f"watermark vs 3x raft.wal_max_size_bytes ({format_bytes(wal_need)})",
+               OK if wm >= wal_need else WARN,
+               "" if wm >= wal_need else "RabbitMQ advises 3-4x the WAL size for a node "
+               "running quorum queues: lower raft.wal_max_size_bytes or give it more memory"))
+    head = model.headroom_fraction(p.node_memory_bytes, wm)
+    add(Figure("broker", "headroom above watermark", f"{head:.0%}", "",
+               f"watermark {p.watermark_relative:g} of {format_bytes(p.node_memory_bytes)}",
+               OK if head >= targets.MEMORY_HEADROOM - 1e-9 else WARN,
+               f"the guide asks for {targets.MEMORY_HEADROOM:.0%}"))
+    free_limit = p.disk_free_limit_bytes if p.disk_free_limit_bytes is not None else \
+        targets.DISK_FREE_LIMIT_RELATIVE * p.node_memory_bytes
+    disk = broker.disk_bytes(n, size, 1, c=c)
+    need = disk + free_limit
+    disk_verdict = INFO if p.disk_bytes is None else FAIL if need > p.disk_bytes else \
+        WARN if need > 0.8 * p.disk_bytes else OK
+    add(Figure("broker", "disk per node, backlog at its peak", format_bytes(disk), "",
+               f"{n:,.0f} x ({format_bytes(size)} + {c.segment_overhead_bytes:g} B)"
+               + (f" + a WAL of {format_bytes(broker.WAL_MAX_BYTES)}"
+                  if n * size > broker.WAL_MAX_BYTES else " (all still in the WAL)")
+               + (f", {p.replicas} replicas: one per node" if p.replicas > 1 else ""),
+               disk_verdict,
+               f"+ disk_free_limit {format_bytes(free_limit)} = {format_bytes(need)}"
+               + (f" of --disk {format_bytes(p.disk_bytes)}" if p.disk_bytes is not None
+                  else "; give --disk SIZE to judge it")))
+    rate = p.task_rate_per_s + p.webhook_burst_per_s
+    net = broker.network_bps(rate, size, p.replicas)
+    net_in = net["in"] + net["replication"] / max(1, p.replicas - 1) * (p.replicas > 1)
+    net_out = net["out"] + net["replication"]
+    for name, bps, what in (
+            ("network in, busiest node", net_in, "clients publishing"
+             + (" + the leader's replication stream" if p.replicas > 1 else "")),
+            ("network out, busiest node", net_out, "deliveries to consumers"
+             + (f" + replication to {p.replicas - 1} followers" if p.replicas > 1 else ""))):
+        share = bps / p.link_bps if p.link_bps else math.inf
+        add(Figure("broker", name, format_bps(bps), "",
+                   f"{rate:.4g} msg/s (tasks + webhook burst) x "
+                   f"({format_bytes(size)} + {broker.AMQP_FRAMING_BYTES} B framing): {what}",
+                   FAIL if share >= 1 else WARN if share >= targets.LINK_WARNING_FRACTION
+                   else OK, f"{share:.0%} of a {format_bps(p.link_bps)} link"))
+    ceiling = broker.publish_ceiling_per_s(size, p.replicas, c)
+    add(Figure("broker", "publish ceiling (confirmed)", ceiling, "msg/s",
+               f"{format_bytes(c.publish_ceiling_bytes_per_s)}/s of bodies"
+               + (f" x {c.replica_ceiling_factor:g} with replicas" if p.replicas > 1 else ""),
+               FAIL if rate >= ceiling else WARN if rate > (1 - p.headroom) * ceiling else OK,
+               f"peak arrivals {rate:.4g} msg/s; {label}"))
+    for queue, held_n in queue_shares(p).items():
+        ep = prof.endpoint(queue)
+        if ep.max_length is not None and held_n > ep.max_length:
+            overflow = ep.declared_arguments().get("x-overflow", "drop-head")
+            add(Figure("broker", f"{queue} share of the backlog", held_n, "msgs",
+                       f"{held_n / n:.0%} of {n:,.0f} queued",
+                       FAIL, f"x-max-length {ep.max_length:,} ({overflow}): "
+                       + ("the oldest messages are dropped, confirmed and lost"
+                          if overflow == "drop-head" else "publishes are refused")))
+    conns_ok = conns < p.server_connection_max
+    add(Figure("broker", "connections", conns, "", f"{p.instances} x ({pub_conns} "
+               f"publisher + 1 consumer)", OK if conns_ok else FAIL,
+               f"connection_max {p.server_connection_max}"))
+    inputs = {"queued_messages": n, "message_bytes": size, "replicas": p.replicas,
+              "node_memory_bytes": p.node_memory_bytes, "watermark_bytes": wm,
+              "disk_bytes": p.disk_bytes, "disk_free_limit_bytes": free_limit,
+              "link_bps": p.link_bps, "rate_per_s": rate, "connections": conns,
+              "channels": chans, "wal_max_bytes": broker.WAL_MAX_BYTES,
+              "coefficients": c.as_dict()}
+    return BrokerPlan(mem, disk, net_in, net_out, net["replication"], ceiling, inputs, figs)
 
 
 def profile_findings(profile: Profile, settings: RabbitSettings) -> list[str]:

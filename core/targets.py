@@ -19,4 +19,7 @@ MEMORY_WARNING_FRACTION = 0.75  # of the high watermark
 MEMORY_HEADROOM = 0.4  # "leave 40% headroom for RabbitMQ operations"
 WATERMARK_RELATIVE = 0.6  # vm_memory_high_watermark.relative in the guide's rabbitmq.conf
 CONTAINER_MEMORY_BYTES = 4 * 2**30  # the guide's compose memory limit (4G)
+DISK_FREE_LIMIT_RELATIVE = 2.0  # disk_free_limit.relative in the guide's rabbitmq.conf
+LINK_BPS = 100e6  # "Network: 100+ Mbps for high throughput"
+LINK_WARNING_FRACTION = 0.7  # of the link: a burst needs room above the sustained load
 BURST_MAX_LAG_S = 5.0  # a burst webhook counts as absorbed if delivered this soon (ours)

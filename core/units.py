@@ -64,6 +64,30 @@ def parse_rate_per_s(text: str | int | float) -> float:
     return float(m.group(1)) / per
 
 
+_BITRATE_UNITS = {"bps": 1, "kbps": 10**3, "mbps": 10**6, "gbps": 10**9,
+                  "bit/s": 1, "kbit/s": 10**3, "mbit/s": 10**6, "gbit/s": 10**9}
+
+
+def parse_bitrate_bps(text: str | int | float) -> float:
+    """'100Mbps' -> 1e8, '1Gbit/s' -> 1e9, 5e7 -> 5e7 (bits per second, SI, as links are
+    sold)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise UnitError(f"link speed must not be negative, got {text}")
+        return float(text)
+    m = re.fullmatch(_NUMBER + r"\s*([a-zA-Z/]*)", str(text).strip())
+    if not m or m.group(2).lower() not in _BITRATE_UNITS:
+        raise UnitError(f"not a link speed: {text!r} (use e.g. 100Mbps, 1Gbps, 10Gbit/s)")
+    return float(m.group(1)) * _BITRATE_UNITS[m.group(2).lower()]
+
+
+def format_bps(n: float) -> str:
+    for unit, scale in (("Gbps", 1e9), ("Mbps", 1e6), ("kbps", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}bps"
+
+
 def format_bytes(n: float) -> str:
     """Human-readable SI bytes, the way the guide writes them (1.25MB)."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):

@@ -23,12 +23,17 @@ from rabbitscale.core.errors import (
     BadInput,
     RabbitscaleError,
 )
-from rabbitscale.core.units import parse_duration_s, parse_rate_per_s, parse_size_bytes
+from rabbitscale.core.units import (
+    parse_bitrate_bps,
+    parse_duration_s,
+    parse_rate_per_s,
+    parse_size_bytes,
+)
 from rabbitscale.core.verdicts import FAIL
 from rabbitscale.harness.profiles import PROFILES
 from rabbitscale.harness.tasks import DEFAULT_MIX, format_task_mix, parse_task_mix
 from rabbitscale.scenarios.faults import FAULTS
-from rabbitscale.scenarios.schedule import SCENARIOS, TASK_SCENARIOS
+from rabbitscale.scenarios.schedule import BACKLOG, SCENARIOS, TASK_SCENARIOS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,6 +127,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rabbitscale.scenarios.run import Run, RunOptions
     from rabbitscale.scenarios.schedule import Rates
 
+    if args.scenario == BACKLOG:
+        return _run_backlog(args)
+    if args.queued is not None or args.drain_service_time is not None or args.calibration:
+        raise BadInput("rabbitscale run: --queued, --drain-service-time and --calibration "
+                       "apply to `run backlog`")
+    if args.duration is None:
+        args.duration = 60.0
+    if args.drain_timeout is None:
+        args.drain_timeout = 60.0
+    if args.task_mix is None:
+        args.task_mix = DEFAULT_MIX
     if args.duration < 5:
         raise BadInput("rabbitscale run: --duration must be at least 5s")
     settings, profile = load_stack_config(None, args.profile_file)
@@ -153,6 +169,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise BadInput(f"rabbitscale run: --{flag.replace('_', '-')} needs --target "
                            f"(a black-box run)")
     return asyncio.run(Run(settings, profile, opts).execute())
+
+
+def _run_backlog(args: argparse.Namespace) -> int:
+    """`run backlog`: the broker with a backlog, against the broker model."""
+    import asyncio
+    from pathlib import Path
+
+    from rabbitscale.capacity.broker import BrokerCoefficients
+    from rabbitscale.capacity.calibrate import read_calibration
+    from rabbitscale.harness.overrides import load_stack_config
+    from rabbitscale.scenarios.backlog import (
+        DEFAULT_MIX as BACKLOG_MIX,
+    )
+    from rabbitscale.scenarios.backlog import (
+        DRAIN_SERVICE_TIME,
+        BacklogOptions,
+        BacklogRun,
+    )
+
+    refused = [flag for flag, given in (
+        ("--duration", args.duration is not None), ("--workers", args.workers),
+        ("--fault", args.fault), ("--target", args.target), ("--users", args.users),
+        ("--transport amqp", args.transport != "http"), ("--thresholds", args.thresholds))
+        if given]
+    if refused:
+        raise BadInput(f"rabbitscale run backlog: {', '.join(refused)} do(es) not apply (a "
+                       f"backlog is filled to --queued, then drained)")
+    settings, profile = load_stack_config(None, args.profile_file)
+    replicas = 1
+    if args.cluster:
+        settings, profile = _on_cluster(settings, profile, args.replicas)
+        replicas = args.replicas or min(3, len(settings.cluster_nodes))
+    elif args.replicas:
+        raise BadInput("rabbitscale run: --replicas needs --cluster")
+    opts = BacklogOptions(
+        queued=args.queued if args.queued is not None else targets.QUEUED_MESSAGES,
+        payload=args.payload_size,
+        task_mix=format_task_mix(args.task_mix) if args.task_mix else BACKLOG_MIX,
+        instances=args.instances, out=Path(args.out) if args.out else None,
+        vhost=args.vhost, keep_vhost=args.keep_vhost,
+        sample_interval_s=args.sample_interval,
+        drain_timeout_s=args.drain_timeout if args.drain_timeout is not None else 600.0,
+        service_time=args.drain_service_time or DRAIN_SERVICE_TIME, replicas=replicas,
+        coefficients=read_calibration(args.calibration)[0] if args.calibration
+        else BrokerCoefficients())
+    return asyncio.run(BacklogRun(settings, profile, opts).execute())
 
 
 def _on_cluster(settings: Any, profile: Any, replicas: int | None) -> tuple[Any, Any]:
@@ -214,8 +276,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     import json
 
+    from rabbitscale.capacity.broker import BrokerCoefficients
     from rabbitscale.capacity.plan import (
         PlanInputs,
+        broker_plan,
         build,
         profile_findings,
         render_table,
@@ -224,9 +288,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from rabbitscale.harness.overrides import load_stack_config
 
     if args.calibrate:
-        from rabbitscale.capacity.calibrate import calibrate, render
+        from rabbitscale.capacity.calibrate import calibrate, render, write_calibration
 
         fitted, rows = calibrate(args.calibrate)
+        if args.out:
+            write_calibration(args.out, fitted)
         if args.json:
             print(json.dumps({"fitted": fitted, "comparisons": [
                 {"quantity": r.quantity, "predicted": r.predicted, "measured": r.measured,
@@ -234,32 +300,50 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                 indent=2))
         else:
             print(render(fitted, rows))
+            if args.out:
+                print(f"calibration written to {args.out}: plan with `rabbitscale plan "
+                      f"--calibration {args.out}`")
         return EXIT_OK
+    if args.out:
+        raise BadInput("rabbitscale plan: --out goes with --calibrate RUN")
     settings, profile = load_stack_config(args.profile, args.profile_file)
     known = {ep.queue for ep in profile.endpoints}
     for queue, _ in args.service_time:
         if queue not in known:
             raise BadInput(f"rabbitscale plan: --service-time: no endpoint {queue!r} in "
                            f"profile {profile.name!r}")
+    coefficients, fitted_service = BrokerCoefficients(), dict[str, float]()
+    if args.calibration:
+        from rabbitscale.capacity.calibrate import read_calibration
+
+        coefficients, fitted_service = read_calibration(args.calibration)
     inputs = PlanInputs(
         settings=settings, profile=profile, instances=args.instances,
         task_rate_per_s=args.task_rate, mix=args.task_mix,
         webhook_burst_per_s=args.webhook_burst, webhook_baseline_per_s=args.webhook_rate,
         burst_s=args.burst_duration, message_bytes=parse_size_bytes(args.message_size),
         worst_message_bytes=parse_size_bytes(args.worst_message_size),
-        service_time_s=dict(args.service_time),
+        service_time_s={**{q: v for q, v in fitted_service.items() if q in known},
+                        **dict(args.service_time)},
         node_memory_bytes=parse_size_bytes(args.node_memory),
-        watermark_relative=args.watermark, queued_messages=args.queued_messages)
+        watermark_relative=args.watermark, queued_messages=args.queued_messages,
+        replicas=args.replicas,
+        disk_bytes=parse_size_bytes(args.disk) if args.disk else None,
+        disk_free_limit_bytes=parse_size_bytes(args.disk_free_limit)
+        if args.disk_free_limit else None,
+        link_bps=args.link_speed, coefficients=coefficients)
     figs = build(inputs)
     findings = profile_findings(profile, settings)
     if args.json:
         print(json.dumps({"profile": profile.name, "instances": args.instances,
                           "verdict": verdict(figs), "figures": [f.as_dict() for f in figs],
+                          "broker": broker_plan(inputs).as_dict(),
                           "findings": findings}, indent=2, default=str))
     else:
         print(f"capacity plan: profile {profile.name}, {args.instances} instances, "
               f"{args.task_rate * 60:g} tasks/min, webhook bursts {args.webhook_burst:g}/s "
-              f"for {args.burst_duration:g}s")
+              f"for {args.burst_duration:g}s, {args.queued_messages:,} queued x "
+              f"{args.message_size}, {args.replicas} replica(s)")
         print(render_table(figs, findings))
     return EXIT_CHECK_FAILED if verdict(figs) == FAIL else EXIT_OK
 
@@ -421,8 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="drive a scenario against the stack and judge it",
                        description="Exit codes: 0 every check passed, 1 an SLO check failed, "
                                    "2 bad input, 3 broker unreachable, 4 the run itself failed.")
-    r.add_argument("scenario", choices=SCENARIOS)
-    r.add_argument("--duration", type=_duration, default=60.0, help="load time, e.g. 2m")
+    r.add_argument("scenario", choices=(*SCENARIOS, BACKLOG))
+    r.add_argument("--duration", type=_duration, default=None,
+                   help="load time, e.g. 2m (default 1m)")
     r.add_argument("--instances", type=_instances, default=3)
     r.add_argument("--workers", type=_bounded(int, 0, 64, "a whole number"), default=0,
                    help="Locust workers (distributed mode); 0 = one local process")
@@ -433,8 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--burst-rates", type=_rates, default=targets.WEBHOOK_BURSTS_PER_S,
                    help="e.g. 50/s,100/s")
     r.add_argument("--payload-size", type=_payload, default="10KB")
-    r.add_argument("--task-mix", type=_mix, default=DEFAULT_MIX,
-                   help="e.g. video=0.3,image=0.3,spend=0.4")
+    r.add_argument("--task-mix", type=_mix, default=None,
+                   help="e.g. video=0.3,image=0.3,spend=0.4 (backlog: video=0.5,image=0.5)")
     r.add_argument("--transport", choices=["http", "amqp"], default="http")
     r.add_argument("--users", type=_positive_int, default=None)
     r.add_argument("--scale-to", type=_instances, default=5,
@@ -442,7 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--thresholds", help="TOML file overriding SLO thresholds")
     _add_profile(r, choose=False)
     r.add_argument("--sample-interval", type=_duration, default=1.0)
-    r.add_argument("--drain-timeout", type=_duration, default=60.0)
+    r.add_argument("--drain-timeout", type=_duration, default=None,
+                   help="default 1m (backlog: 10m)")
     r.add_argument("--vhost", help="use this existing vhost instead of a fresh one")
     r.add_argument("--keep-vhost", action="store_true")
     r.add_argument("--fault", choices=sorted(FAULTS),
@@ -454,6 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "spread over its nodes and fail over, the sampler reads every node")
     r.add_argument("--replicas", type=_bounded(int, 1, 9, "a whole number"), default=None,
                    help="quorum queue members with --cluster (default min(3, nodes))")
+    bl = r.add_argument_group("backlog: fill the queues with consumers paused, then drain")
+    bl.add_argument("--queued", type=_bounded(int, 1, 10**8, "a whole number"), default=None,
+                    help=f"messages to hold (default the guide's {targets.QUEUED_MESSAGES:,})")
+    bl.add_argument("--drain-service-time", default=None, metavar="SPEC",
+                    help="simulated work per message while draining, where the profile sets "
+                         "none (default fixed:50ms)")
+    bl.add_argument("--calibration", metavar="FILE",
+                    help="broker model coefficients from `rabbitscale plan --calibrate RUN "
+                         "--out FILE` (default: the measured ones, docs/benchmarks.md)")
     b = r.add_argument_group("load-test a deployed system (black-box)")
     b.add_argument("--target", metavar="URL",
                    help="the API of a system rabbitscale did not start: no stack is started, "
@@ -504,12 +599,28 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--node-memory", type=_payload, default="4GiB")
     pl.add_argument("--watermark", type=_bounded(float, 0.01, 1.0, "a fraction"),
                     default=targets.WATERMARK_RELATIVE)
-    pl.add_argument("--queued-messages", type=_bounded(int, 0, 10**9, "a whole number"),
-                    default=targets.QUEUED_MESSAGES)
+    pl.add_argument("--queued", "--queued-messages", dest="queued_messages",
+                    type=_bounded(int, 0, 10**9, "a whole number"),
+                    default=targets.QUEUED_MESSAGES,
+                    help=f"messages queued at once (default the guide's "
+                         f"{targets.QUEUED_MESSAGES:,})")
+    pl.add_argument("--replicas", type=_bounded(int, 1, 9, "a whole number"), default=1,
+                    help="quorum queue members, one per node (default 1: the guide's compose)")
+    pl.add_argument("--disk", type=_payload, default=None, metavar="SIZE",
+                    help="disk under the broker's data directory, e.g. 100GB")
+    pl.add_argument("--disk-free-limit", type=_payload, default=None, metavar="SIZE",
+                    help="disk_free_limit (default the guide's relative 2.0 x --node-memory)")
+    pl.add_argument("--link-speed", type=_typed(parse_bitrate_bps, "a link speed"),
+                    default=targets.LINK_BPS, metavar="RATE",
+                    help="the broker's network link, e.g. 100Mbps (the guide's), 1Gbps")
     pl.add_argument("--json", action="store_true")
     pl.add_argument("--calibrate", metavar="DIR",
-                    help="fit service times and broker memory per message from a run (or "
-                         "find-max) directory and print predicted vs measured")
+                    help="fit the model to a run (or find-max) directory and print predicted "
+                         "vs measured; a backlog run fits the broker model too")
+    pl.add_argument("--out", metavar="FILE",
+                    help="with --calibrate: write the fitted figures to FILE")
+    pl.add_argument("--calibration", metavar="FILE",
+                    help="plan with a file written by --calibrate ... --out FILE")
     pl.set_defaults(func=_cmd_plan)
 
     rp = sub.add_parser("report", help="HTML capacity report of a run directory",

@@ -96,7 +96,13 @@ def test_guide_profile_partition_findings():
 
 
 def test_plan_cli_json_and_exit_codes(capsys):
-    assert main(["plan", "--json"]) == 0
+    # the guide's "100,000 total queued messages" in its task mix puts 40,000 on
+    # spend-update-events, whose x-max-length 10,000 (drop-head) drops confirmed messages
+    assert main(["plan", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    failed = [f["name"] for f in doc["figures"] if f["verdict"] == "FAIL"]
+    assert failed == ["spend-update-events share of the backlog"]
+    assert main(["plan", "--json", "--queued", "20000"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"] in ("OK", "WARN") and doc["figures"]
     assert main(["plan", "--instances", "1", "--webhook-burst", "150/s"]) == 1
