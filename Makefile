@@ -36,3 +36,4 @@ bench: install broker
 	$(BIN)/python bench/stack_ceiling.py
 	$(BIN)/python bench/api_ingest.py
 	$(BIN)/python bench/pacing.py
+	$(BIN)/python bench/replicas.py

@@ -103,6 +103,12 @@ class Management:
     async def nodes(self) -> list[dict[str, Any]]:
         return await self.request("GET", "/nodes")
 
+    async def node_memory(self, node: str) -> dict[str, Any]:
+        """The node's memory breakdown (``rss``, ``binary``, ``quorum_ets``, ...), computed
+        when asked, unlike ``mem_used`` which the node refreshes every few seconds."""
+        doc = await self.request("GET", f"/nodes/{self.q(node)}/memory")
+        return dict(doc.get("memory") or {}) if isinstance(doc, dict) else {}
+
     async def queues(self, vhost: str | None = None) -> list[dict[str, Any]]:
         vh = self.settings.vhost if vhost is None else vhost
         return await self.request("GET", f"/queues/{self.q(vh)}")

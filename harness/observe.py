@@ -8,7 +8,11 @@ system it did not start. Figures a source does not have are None, never 0.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import asyncio
+import contextlib
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from rabbitscale.harness.management import Management
@@ -17,7 +21,10 @@ QUEUE_FIELDS = ("messages", "ready", "unacked", "consumers", "publish_rate", "de
                 "ack_rate", "redeliver_rate", "consumer_capacity", "memory")
 NODE_FIELDS = ("node", "mem_used", "mem_limit", "mem_alarm", "disk_free", "disk_free_limit",
                "disk_alarm", "fd_used", "fd_total", "sockets_used", "proc_used", "connections",
-               "channels")
+               "channels", "rss", "binary", "quorum_ets", "quorum_queue_procs",
+               "data_dir_bytes")
+# the memory breakdown and the data directory, read only when a run asks (run backlog)
+DETAIL_FIELDS = ("rss", "binary", "quorum_ets", "quorum_queue_procs")
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,11 @@ class NodeSample:
     proc_used: int | None = None
     connections: int | None = None
     channels: int | None = None
+    rss: int | None = None  # /api/nodes/NAME/memory, total.rss
+    binary: int | None = None  # bodies held in memory (the quorum WAL's until it rolls over)
+    quorum_ets: int | None = None  # quorum queue indexes and WAL tables
+    quorum_queue_procs: int | None = None
+    data_dir_bytes: int | None = None  # size of the node's db_dir, where this machine can read it
 
     @property
     def memory_fraction(self) -> float | None:
@@ -109,13 +121,36 @@ def node_sample(n: dict[str, Any], totals: dict[str, Any] | None = None) -> Node
         connections=_int(totals.get("connections")), channels=_int(totals.get("channels")))
 
 
+def data_dir_bytes(path: str) -> int | None:
+    """Bytes of the files under a broker's data directory (apparent size, as ``du -sb``), or
+    None where this machine cannot read it (a remote broker, another user's directory)."""
+    root = Path(path)
+    if not path or not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+        return None
+    total = 0
+    for dirpath, _, files in os.walk(root, onerror=None):
+        for name in files:
+            with contextlib.suppress(OSError):  # files come and go (WAL, segments)
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def memory_detail(breakdown: dict[str, Any]) -> dict[str, int | None]:
+    total = breakdown.get("total")
+    rss = total.get("rss") if isinstance(total, dict) else None
+    return {"rss": _int(rss), **{k: _int(breakdown.get(k)) for k in DETAIL_FIELDS[1:]}}
+
+
 class ManagementSource:
-    """Samples from the management API (GET only)."""
+    """Samples from the management API (GET only). With ``detail`` each node sample also
+    carries its memory breakdown and, where the data directory is readable from here, its
+    size on disk."""
 
     name = "management"
 
-    def __init__(self, management: Management) -> None:
+    def __init__(self, management: Management, *, detail: bool = False) -> None:
         self.management = management
+        self.detail = detail
 
     async def queues(self, vhost: str) -> dict[str, QueueSample]:
         return {q["name"]: queue_sample(q) for q in await self.management.queues(vhost)}
@@ -125,7 +160,18 @@ class ManagementSource:
         totals = overview.get("object_totals", {})
         nodes = await self.management.nodes()
         # object totals are cluster-wide: report them on the first node only
-        return [node_sample(n, totals if i == 0 else None) for i, n in enumerate(nodes)]
+        samples = [node_sample(n, totals if i == 0 else None) for i, n in enumerate(nodes)]
+        if not self.detail:
+            return samples
+        out = []
+        for n, sample in zip(nodes, samples, strict=True):
+            extra: dict[str, Any] = {}
+            if n.get("running", True):
+                extra = memory_detail(await self.management.node_memory(sample.node))
+                extra["data_dir_bytes"] = await asyncio.to_thread(
+                    data_dir_bytes, str(n.get("db_dir") or ""))
+            out.append(replace(sample, **extra))
+        return out
 
     async def close(self) -> None:
         await self.management.close()

@@ -95,6 +95,68 @@ def memory(node: Any, t0: float, fraction: float) -> str:
     return _uri(fig)
 
 
+def _phases(ax: Any, phases: dict[str, float], t0: float) -> None:
+    for name in ("fill_end", "drain_start", "drain_end"):
+        if name in phases:
+            ax.axvline(phases[name] - t0, color="gray", linestyle=":", linewidth=1)
+            ax.text(phases[name] - t0, 1.0, name.replace("_", " "), rotation=90, fontsize=6,
+                    va="top", ha="right", color="gray", transform=ax.get_xaxis_transform())
+
+
+def backlog_memory(node: Any, t0: float, backlog: dict[str, Any], fraction: float) -> str:
+    """Node memory (rss, mem_used, bodies held as binary) through fill, hold and drain,
+    against the model's peak (baseline + predicted growth) and the alert level."""
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    mib = 2**20
+    predicted = float(backlog["model"]["memory_growth_bytes"])
+    for i, (name, g) in enumerate(node.groupby("node")):
+        x = g["t"] - t0
+        for col, style in (("rss", "-"), ("mem_used", "--"), ("binary", ":")):
+            if col in g and g[col].notna().any():
+                ax.plot(x, g[col] / mib, linestyle=style, linewidth=1.1, label=f"{col} {name}")
+        base = backlog.get("nodes", {}).get(name, {}).get("baseline_memory_bytes")
+        if base is not None:
+            ax.axhline((base + predicted) / mib, color="purple", linestyle="-.", linewidth=1,
+                       label="model: baseline + predicted peak growth" if i == 0 else None)
+        if "mem_limit" in g and g["mem_limit"].notna().any() and i == 0:
+            alert = float(g["mem_limit"].max()) * fraction / mib
+            ax.axhline(alert, color="orange", linestyle="--", linewidth=1,
+                       label=f"{fraction:.0%} of watermark ({alert:,.0f} MiB)")
+    _phases(ax, backlog.get("phases", {}), t0)
+    top = max([float(node[c].max() or 0) for c in ("rss", "mem_used") if c in node] + [1.0])
+    ax.set_ylim(0, max(top, float(node["mem_used"].min() or 0) + predicted) / mib * 1.25)
+    ax.set(title="Broker memory with a backlog, against the model", xlabel="seconds",
+           ylabel="MiB")
+    _legend(ax, "upper left")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
+def backlog_disk(node: Any, t0: float, backlog: dict[str, Any]) -> str:
+    """The data directory's growth (or the drop of disk free where it cannot be read)
+    against the model's disk figure."""
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    mib = 2**20
+    predicted = float(backlog["model"]["disk_bytes"])
+    for name, g in node.groupby("node"):
+        if "data_dir_bytes" in g and g["data_dir_bytes"].notna().all():
+            base = float(g[g["t"] < backlog["phases"].get("fill_start", 0)]["data_dir_bytes"]
+                         .iloc[-1:].sum() or g["data_dir_bytes"].iloc[0])
+            ax.plot(g["t"] - t0, (g["data_dir_bytes"] - base) / mib, linewidth=1.2,
+                    label=f"data directory growth {name}")
+        elif "disk_free" in g and g["disk_free"].notna().any():
+            ax.plot(g["t"] - t0, (g["disk_free"].iloc[0] - g["disk_free"]) / mib,
+                    linewidth=1.2, label=f"disk free drop {name}")
+    ax.axhline(predicted / mib, color="purple", linestyle="-.", linewidth=1,
+               label=f"model: {predicted / mib:,.0f} MiB")
+    _phases(ax, backlog.get("phases", {}), t0)
+    ax.set(title="Broker disk with a backlog, against the model", xlabel="seconds",
+           ylabel="MiB")
+    _legend(ax, "upper left")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
 def consumers(queues: Any, t0: float) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]

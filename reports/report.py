@@ -98,6 +98,12 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
         ("Processing", charts.percentile_curves(by_metric["processing"], "Processing (HDR)")),
         ("Publish delay", charts.percentile_curves(delays, "Publish delay: actual - intended")),
     ]
+    backlog = s.get("backlog")
+    if backlog:
+        fraction = thresholds.get("memory_fraction_max", targets.MEMORY_WARNING_FRACTION)
+        chart_list[:0] = [("Broker memory vs model", charts.backlog_memory(run.node, t0,
+                                                                           backlog, fraction)),
+                          ("Broker disk vs model", charts.backlog_disk(run.node, t0, backlog))]
     model_rows = _model_rows(run)
     deltas = compare(s, base.summary, tolerance) if base else None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -105,7 +111,8 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
     html = env.get_template("report.html.j2").render(
         run=run, s=s, failed=[c["name"] for c in s["checks"] if c["verdict"] == "FAIL"],
         latency=s.get("measured", {}).get("latency_ms", {}), charts=chart_list,
-        model=model_rows, deltas=[d.as_dict() for d in deltas] if deltas is not None else None,
+        model=model_rows, backlog=backlog,
+        deltas=[d.as_dict() for d in deltas] if deltas is not None else None,
         baseline_name=base.name if base else "", tolerance_pct=round(tolerance * 100),
         config_json=json.dumps(run.config, indent=2))
     out_path = Path(out) if out else run.path / REPORT_HTML

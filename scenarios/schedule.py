@@ -10,6 +10,7 @@ from rabbitscale.scenarios.pacing import RateFn, Step, constant, stepped
 
 SCENARIOS = ("sustained_tasks", "webhook_burst", "mixed_peak", "scale_out")
 TASK_SCENARIOS = ("sustained_tasks", "scale_out")  # one task stream: what find-max can step
+BACKLOG = "backlog"  # no arrival schedule: fill, hold, drain (scenarios/backlog.py)
 # fractions of the run: baseline, burst 1, baseline, burst 2, baseline
 BURST_PHASES = ((0.00, None), (0.25, 0), (0.40, None), (0.60, 1), (0.75, None))
 

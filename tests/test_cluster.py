@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def local_cluster() -> Iterator[Path]:
         down = rabbitscale(base, "cluster", "down")
         assert down.returncode == 0, down.stderr
         assert not base.exists() and not _node_processes()  # nothing left behind
+        base.parent.rmdir()
 
 
 @pytest.mark.broker
@@ -103,6 +105,7 @@ def test_cluster_bad_input(tmp_path):
     assert busy.returncode == 2 and "already in use" in busy.stderr
     assert "\n" not in busy.stderr.strip() and "Traceback" not in busy.stderr
     assert not (base / cluster.STATE).exists()
+    shutil.rmtree(base.parent, ignore_errors=True)
 
 
 @pytest.mark.broker
@@ -114,3 +117,4 @@ def test_a_node_that_does_not_boot_reports_its_log(monkeypatch):
         cluster.up(1, base, port_offset=OFFSET + 100)
     assert err.value.exit_code == 3 and "unknown variable: no.such.key" in str(err.value)
     assert not base.exists()
+    base.parent.rmdir()
