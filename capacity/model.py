@@ -39,6 +39,12 @@ def partition_throughput_per_s(partitions: int, per_partition_per_s: float) -> f
     return partitions * per_partition_per_s
 
 
+def busy_partitions(partitions: int, prefetch: int, concurrency: int) -> int:
+    """Partitions one instance can keep busy: a partition works on one message at a time,
+    and an instance holds at most ``prefetch`` messages and runs ``concurrency`` at once."""
+    return max(1, min(partitions, prefetch, concurrency))
+
+
 def concurrency_bound_per_s(concurrent: float, service_time_s: float) -> float:
     """Little's law: at most ``concurrent`` in service, each for ``service_time_s``."""
     if service_time_s <= 0:
@@ -63,6 +69,32 @@ def instances_needed(target_per_s: float, per_instance_per_s: float,
     if per_instance_per_s <= 0:
         return 0 if target_per_s <= 0 else 10**9
     return max(1, math.ceil(target_per_s / (per_instance_per_s * (1.0 - headroom))))
+
+
+# --- failures and retries --------------------------------------------------------------------
+
+
+def expected_attempts(failure_probability: float, retries: int) -> float:
+    """Attempts per message when each fails with ``failure_probability`` and up to ``retries``
+    follow: 1 + p + p^2 + ... + p^retries."""
+    p = min(max(failure_probability, 0.0), 1.0)
+    return float(sum(p**k for k in range(retries + 1)))
+
+
+def effective_service_time_s(service_time_s: float, failure_probability: float,
+                             retry_delays_s: list[float]) -> float:
+    """Time a message holds its consumer slot: every attempt's work, and the delays before the
+    retries (MassTransit's in-memory UseMessageRetry waits while holding the slot)."""
+    p = min(max(failure_probability, 0.0), 1.0)
+    attempts = expected_attempts(p, len(retry_delays_s))
+    waiting = sum(p**k * d for k, d in enumerate(retry_delays_s, start=1))
+    return service_time_s * attempts + waiting
+
+
+def faulted_fraction(failure_probability: float, retries: int) -> float:
+    """Share of messages that fail every attempt and land in ``_error``."""
+    p = min(max(failure_probability, 0.0), 1.0)
+    return float(p ** (retries + 1))
 
 
 # --- queues in bursts -------------------------------------------------------------------------
@@ -120,6 +152,8 @@ def erlang_c(servers: int, offered_load: float) -> float:
 
 
 def mmc_mean_wait_s(arrival_per_s: float, service_time_s: float, servers: int) -> float:
+    if service_time_s <= 0:  # no work: a message never waits for a slot
+        return 0.0
     mu = 1.0 / service_time_s
     if arrival_per_s >= servers * mu:
         return math.inf
@@ -130,6 +164,8 @@ def mmc_wait_percentile_s(arrival_per_s: float, service_time_s: float, servers: 
                           percentile: float = 99.0) -> float:
     """Waiting time not exceeded by ``percentile`` % of arrivals:
     P(W > t) = C * exp(-(c*mu - lambda) t)."""
+    if service_time_s <= 0:
+        return 0.0
     mu = 1.0 / service_time_s
     if arrival_per_s >= servers * mu:
         return math.inf

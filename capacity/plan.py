@@ -16,16 +16,13 @@ from rabbitscale.core import targets
 from rabbitscale.core.units import format_bps, format_bytes
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN
 from rabbitscale.harness.config import RabbitSettings
-from rabbitscale.harness.profiles import Endpoint, Profile
+from rabbitscale.harness.profiles import (
+    ASSUMED_SERVICE_TIME_OTHER_S,
+    ASSUMED_SERVICE_TIME_S,
+    Endpoint,
+    Profile,
+)
 from rabbitscale.harness.tasks import MESSAGE_TYPES, queue_for, shares
-
-# Where the guide gives no service time, these are the plan's stated assumptions: the guide's
-# "each partition handles ~2-3 messages/second" gives 0.4 s for generation work.
-DEFAULT_SERVICE_TIME_S = {
-    "webhook-delivery": 0.2, "video-generation-events": 0.4, "image-generation-events": 0.4,
-    "spend-update-events": 0.02, "media-retention-checks": 0.5, "media-cleanup-batches": 1.0,
-    "r2-batch-operations": 1.0, "media-cleanup-schedule": 1.0,
-}
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,9 @@ class PlanInputs:
     burst_s: float = 300.0
     message_bytes: float = 10_000
     worst_message_bytes: float = 1_000_000  # PayloadJson may be up to 1 MB
-    service_time_s: dict[str, float] = field(default_factory=dict)
+    service_time_s: dict[str, float] = field(default_factory=dict)  # per attempt
+    # measured time per message, retries included (a calibration file): used as it is
+    slot_time_s: dict[str, float] = field(default_factory=dict)
     node_memory_bytes: float = 4 * 2**30  # the compose memory limit
     watermark_relative: float = 0.6
     queued_messages: float = 100_000  # the guide's "100,000 total queued messages"
@@ -57,21 +56,30 @@ class PlanInputs:
 
 @dataclass
 class Figure:
+    """One figure of the plan. ``value`` is a number in ``unit`` (B, bps, msg/s, ms, s, msgs,
+    % for a fraction, or "" for a plain number); infinity means unbounded, shown as such and
+    written to JSON as null beside its ``display`` text."""
+
     section: str
     name: str
-    value: float | str
+    value: float
     unit: str
     inputs: str
     verdict: str
     note: str = ""
 
+    @property
+    def display(self) -> str:
+        return display(self.value, self.unit)
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["value"] = None if math.isinf(self.value) or math.isnan(self.value) else self.value
+        out["display"] = self.display
+        return out
 
 
-def _fmt(v: float | str) -> str:
-    if isinstance(v, str):
-        return v
+def _fmt(v: float) -> str:
     if math.isinf(v):
         return "inf"
     if abs(v) < 0.001:
@@ -79,13 +87,44 @@ def _fmt(v: float | str) -> str:
     return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
+def display(value: float, unit: str) -> str:
+    if math.isinf(value):
+        return "unbounded" if value > 0 else "-inf"
+    if unit == "B":
+        return format_bytes(value)
+    if unit == "bps":
+        return format_bps(value)
+    if unit == "%":
+        return f"{value:.0%}"
+    return f"{_fmt(value)} {unit}".strip()
+
+
+INSTANCE_MEMORY_WARN_BYTES = 256 * 2**20  # half the guide's smallest instance (512MB)
+INSTANCE_MEMORY_FAIL_BYTES = 2**30  # the guide's largest instance (1GB): nothing left over
+
+
+def _instance_memory_verdict(per_instance_bytes: float) -> str:
+    """Client memory one instance holds, against the guide's 512MB-1GB per instance."""
+    return FAIL if per_instance_bytes > INSTANCE_MEMORY_FAIL_BYTES else \
+        WARN if per_instance_bytes > INSTANCE_MEMORY_WARN_BYTES else OK
+
+
 def service_time_s(p: PlanInputs, ep: Endpoint) -> float:
-    """The service time the plan uses: --service-time, the profile's, else the default."""
+    """Work per attempt the plan uses: --service-time, the profile's, else the assumption."""
     if ep.queue in p.service_time_s:
         return p.service_time_s[ep.queue]
     if ep.service_time is not None:
         return ep.service_time.mean_s
-    return DEFAULT_SERVICE_TIME_S.get(ep.queue, 0.5)
+    return ASSUMED_SERVICE_TIME_S.get(ep.queue, ASSUMED_SERVICE_TIME_OTHER_S)
+
+
+def slot_time_s(p: PlanInputs, ep: Endpoint) -> float:
+    """Time a message holds a consumer slot: the work of each attempt and the retry delays
+    (failure_probability and the retry policy), or a calibrated per-message time as it is."""
+    if ep.queue in p.slot_time_s and ep.queue not in p.service_time_s:
+        return p.slot_time_s[ep.queue]
+    return model.effective_service_time_s(service_time_s(p, ep), ep.failure_probability,
+                                          ep.retry.delays_s())
 
 
 def _arrivals(p: PlanInputs) -> dict[str, float]:
@@ -115,7 +154,7 @@ def predicted_max_per_s(settings: RabbitSettings, profile: Profile, instances: i
     best = math.inf
     for kind, share in shares(mix).items():
         ep = prof.for_type(MESSAGE_TYPES[kind])
-        best = min(best, endpoint_capacity_per_s(ep, instances, service_time_s(inputs, ep)) / share)
+        best = min(best, endpoint_capacity_per_s(ep, instances, slot_time_s(inputs, ep)) / share)
     return best
 
 
@@ -127,17 +166,40 @@ def build(p: PlanInputs) -> list[Figure]:
 
     # 1. the guide's arithmetic, reproduced
     mem = model.prefetch_memory_bytes(s.prefetch_count, p.message_bytes, p.instances)
-    add(Figure("guide", "prefetch memory (default endpoints)", format_bytes(mem), "",
+    add(Figure("guide", "prefetch memory (default endpoints)", mem, "B",
                f"{s.prefetch_count} x {format_bytes(p.message_bytes)} x {p.instances} instances",
-               OK, "matches the guide's 1.25MB" if mem == 1_250_000 else ""))
-    part_lo = model.partition_throughput_per_s(s.partition_count, 2)
-    part_hi = model.partition_throughput_per_s(s.partition_count, 3)
+               _instance_memory_verdict(mem / p.instances),
+               "matches the guide's 1.25MB" if mem == 1_250_000 else ""))
     partitioned = [ep for ep in prof.endpoints if ep.partitioned]
-    add(Figure("guide", "partition throughput", f"{part_lo:g}-{part_hi:g}", "msg/s",
-               f"{s.partition_count} partitions x 2-3 msg/s",
-               OK if partitioned else WARN,
-               "" if partitioned else f"PartitionCount takes no effect in profile "
-               f"{prof.name!r}: no endpoint uses a partitioner"))
+    arrivals = _arrivals(p)
+    if partitioned:
+        for ep in partitioned:
+            parts = ep.partitions or s.partition_count
+            busy = model.busy_partitions(parts, ep.prefetch or 1, ep.concurrency or 1)
+            active = model.active_instances(p.instances, ep.single_active_consumer)
+            lo = model.partition_throughput_per_s(busy * active, 2)
+            hi = model.partition_throughput_per_s(busy * active, 3)
+            arriving = arrivals.get(ep.queue, 0.0)
+            add(Figure("guide", f"partition throughput ({ep.queue})", lo, "msg/s",
+                       f"{active} active x min({parts} partitions, prefetch {ep.prefetch}, "
+                       f"concurrency {ep.concurrency}) = {busy} busy x 2-3 msg/s = "
+                       f"{lo:g}-{hi:g}",
+                       FAIL if lo < arriving else
+                       WARN if hi < p.webhook_burst_per_s else OK,
+                       (f"below the {arriving:.3g} msg/s arriving" if lo < arriving else
+                        f"the guide's 60-90 msg/s 'meets requirement' for the "
+                        f"{p.task_rate_per_s:.3g} tasks/s, not for its {p.webhook_burst_per_s:g}"
+                        f"/s webhook burst (webhook-delivery has no partitioner)"
+                        if hi < p.webhook_burst_per_s else "")
+                       + (f"; prefetch {ep.prefetch} keeps only {busy} of {parts} partitions "
+                          f"busy" if busy < parts else "")))
+    else:
+        lo = model.partition_throughput_per_s(s.partition_count, 2)
+        add(Figure("guide", "partition throughput", lo, "msg/s",
+                   f"{s.partition_count} partitions x 2-3 msg/s = {lo:g}-"
+                   f"{model.partition_throughput_per_s(s.partition_count, 3):g}", WARN,
+                   f"PartitionCount takes no effect in profile {prof.name!r}: no endpoint "
+                   f"uses a partitioner"))
     add(Figure("guide", "concurrent messages across instances",
                s.prefetch_count * p.instances, "msgs",
                f"prefetch {s.prefetch_count} x {p.instances}", INFO,
@@ -145,23 +207,27 @@ def build(p: PlanInputs) -> list[Figure]:
                f"{s.prefetch_count}: each instance can run at most {s.prefetch_count} at once"
                if s.concurrent_message_limit > s.prefetch_count else ""))
 
-    # 2. per endpoint: capacity, utilisation, waiting, memory
-    arrivals = _arrivals(p)
+    # 2. per endpoint: capacity, utilisation, waiting, failures, memory
     for ep in prof.endpoints:
         arrival = arrivals.get(ep.queue, 0.0)
         if arrival <= 0:
             continue
-        svc = service_time_s(p, ep)
+        work = service_time_s(p, ep)
+        svc = slot_time_s(p, ep)
         cap = endpoint_capacity_per_s(ep, p.instances, svc)
         util = arrival / cap if cap else math.inf
         conc = model.effective_concurrency(ep.concurrency or 1, ep.prefetch or 1,
                                            ep.partitions if ep.partitioned else None)
         active = model.active_instances(p.instances, ep.single_active_consumer)
         sec = ep.queue
+        retries = len(ep.retry.delays_s())
+        attempts = model.expected_attempts(ep.failure_probability, retries)
         add(Figure(sec, "capacity", cap, "msg/s",
                    f"{active} active x min(concurrency {ep.concurrency}, prefetch {ep.prefetch}"
                    + (f", partitions {ep.partitions}" if ep.partitioned else "")
                    + f")={conc} / {svc * 1000:g}ms"
+                   + (f" ({work * 1000:g}ms x {attempts:.3g} attempts + retry delays)"
+                      if svc != work else "")
                    + (f", rate limit {ep.rate_limit.per_second:g}/s per instance"
                       if ep.rate_limit else ""),
                    INFO, "single-active-consumer: one instance consumes"
@@ -169,28 +235,39 @@ def build(p: PlanInputs) -> list[Figure]:
         add(Figure(sec, "utilisation at target", util, "", f"{arrival:.3g} msg/s arriving",
                    FAIL if util >= 1 else WARN if util > 1 - p.headroom else OK))
         per_instance = cap / active
-        needed = model.instances_needed(arrival, per_instance, p.headroom) \
-            if not ep.single_active_consumer else (1 if util < 1 - p.headroom else math.inf)
-        add(Figure(sec, "instances needed", needed if not math.isinf(needed) else "none suffice",
-                   "", f"{p.headroom:.0%} headroom",
+        needed = float(model.instances_needed(arrival, per_instance, p.headroom)) \
+            if not ep.single_active_consumer else (1.0 if util < 1 - p.headroom else math.inf)
+        add(Figure(sec, "instances needed", needed, "", f"{p.headroom:.0%} headroom",
                    FAIL if math.isinf(needed) else OK if needed <= p.instances else FAIL,
-                   "more instances do not help a single-active-consumer queue"
+                   "none suffice: more instances do not help a single-active-consumer queue"
                    if ep.single_active_consumer and math.isinf(needed) else ""))
         servers = conc * active
         if ep.rate_limit is None:
             wait = model.mmc_mean_wait_s(arrival, svc, servers)
             p99 = model.mmc_wait_percentile_s(arrival, svc, servers, 99)
             pwait = model.erlang_c(servers, arrival * svc) if arrival * svc < servers else 1.0
-            add(Figure(sec, "M/M/c wait mean / p99", f"{_fmt(wait * 1000)} / {_fmt(p99 * 1000)}",
-                       "ms", f"c={servers}, P(wait)={pwait:.3g}",
-                       OK if p99 < 300 else FAIL))
+            add(Figure(sec, "M/M/c wait mean", wait * 1000, "ms",
+                       f"c={servers}, P(wait)={pwait:.3g}", INFO))
+            late = p99 >= targets.MESSAGE_AGE_MAX_S
+            add(Figure(sec, "M/M/c wait p99", p99 * 1000, "ms",
+                       f"c={servers}, P(wait)={pwait:.3g}", FAIL if late else OK,
+                       "messages wait longer than the guide's 5-minute age alert"
+                       if late else ""))
+        if ep.failure_probability:
+            faulted = model.faulted_fraction(ep.failure_probability, retries)
+            add(Figure(sec, "faulted to _error", faulted * arrival, "msg/s",
+                       f"failure probability {ep.failure_probability:g} per attempt, "
+                       f"{retries} retries: {faulted:.3g} of messages",
+                       WARN if faulted * arrival * 3600 >= 1 else OK,
+                       f"{faulted * arrival * 3600:,.0f} per hour wait in _error to be replayed"
+                       if faulted * arrival * 3600 >= 1 else ""))
         worst = p.worst_message_bytes if ep.queue == "webhook-delivery" else p.message_bytes
         pm = model.prefetch_memory_bytes(ep.prefetch or 1, worst, p.instances)
-        add(Figure(sec, "client prefetch memory (worst size)", format_bytes(pm), "",
+        add(Figure(sec, "client prefetch memory (worst size)", pm, "B",
                    f"{ep.prefetch} x {format_bytes(worst)} x {p.instances}",
-                   WARN if pm / p.instances > 256 * 2**20 else OK,
-                   "per instance " + format_bytes(pm / p.instances)
-                   + " of the guide's 512MB-1GB" if pm / p.instances > 256 * 2**20 else ""))
+                   _instance_memory_verdict(pm / p.instances),
+                   f"per instance {format_bytes(pm / p.instances)} of the guide's "
+                   f"512MB-1GB" if pm / p.instances > INSTANCE_MEMORY_WARN_BYTES else ""))
         if ep.queue == "webhook-delivery":
             baseline = p.webhook_baseline_per_s
             backlog = model.burst_backlog(arrival, cap, p.burst_s, ep.max_length or math.inf)
@@ -204,8 +281,14 @@ def build(p: PlanInputs) -> list[Figure]:
             fill = model.time_to_fill_s(ep.max_length or math.inf, 0, arrival, cap)
             add(Figure(sec, "time to x-max-length", fill, "s",
                        f"x-max-length {ep.max_length}", OK if math.isinf(fill) else WARN))
-            add(Figure(sec, "drain time after burst", model.drain_time_s(backlog, cap, baseline),
-                       "s", f"back to {baseline:g}/s", OK))
+            drain = model.drain_time_s(backlog, cap, baseline)
+            add(Figure(sec, "drain time after burst", drain, "s", f"back to {baseline:g}/s",
+                       FAIL if math.isinf(drain) else
+                       WARN if drain > targets.MESSAGE_AGE_MAX_S else OK,
+                       "never drains: the baseline alone fills the queue"
+                       if math.isinf(drain) else
+                       "the last burst messages wait longer than the guide's 5-minute age "
+                       "alert" if drain > targets.MESSAGE_AGE_MAX_S else ""))
 
     # 3. the broker: memory, disk, network and ceiling for the backlog and the rates
     figs += broker_plan(p).figures
@@ -258,7 +341,7 @@ def broker_plan(p: PlanInputs) -> BrokerPlan:
         + p.instances * pub_conns
     held = broker.bodies_in_memory_bytes(n, size, c=c)
     mem = broker.node_memory_bytes(n, size, c=c, connections=conns, channels=chans)
-    add(Figure("broker", "node memory, backlog at its peak", format_bytes(mem), "",
+    add(Figure("broker", "node memory, backlog at its peak", mem, "B",
                f"{n:,.0f} x {format_bytes(size)}: bodies held "
                f"{format_bytes(held)} (<= {1 + c.rollover_overlap:g} WAL of "
                f"{format_bytes(broker.WAL_MAX_BYTES)}) x {c.alloc_overhead:g} + "
@@ -266,17 +349,17 @@ def broker_plan(p: PlanInputs) -> BrokerPlan:
                f"{format_bytes(c.baseline_bytes)} + {conns} connections, {chans} channels",
                FAIL if mem >= wm else WARN if mem >= alert else OK,
                f"alert at 75% of watermark {format_bytes(wm)}; {label}"))
-    add(Figure("broker", "node memory vs container", f"{mem / p.node_memory_bytes:.0%}", "",
+    add(Figure("broker", "node memory vs container", mem / p.node_memory_bytes, "%",
                f"of {format_bytes(p.node_memory_bytes)}",
                FAIL if mem >= p.node_memory_bytes else OK))
     wal_need = 3 * broker.WAL_MAX_BYTES
-    add(Figure("broker", "memory for the quorum WAL", format_bytes(wm), "",
+    add(Figure("broker", "memory for the quorum WAL", wm, "B",
                f"watermark vs 3x raft.wal_max_size_bytes ({format_bytes(wal_need)})",
                OK if wm >= wal_need else WARN,
                "" if wm >= wal_need else "RabbitMQ advises 3-4x the WAL size for a node "
                "running quorum queues: lower raft.wal_max_size_bytes or give it more memory"))
     head = model.headroom_fraction(p.node_memory_bytes, wm)
-    add(Figure("broker", "headroom above watermark", f"{head:.0%}", "",
+    add(Figure("broker", "headroom above watermark", head, "%",
                f"watermark {p.watermark_relative:g} of {format_bytes(p.node_memory_bytes)}",
                OK if head >= targets.MEMORY_HEADROOM - 1e-9 else WARN,
                f"the guide asks for {targets.MEMORY_HEADROOM:.0%}"))
@@ -286,7 +369,7 @@ def broker_plan(p: PlanInputs) -> BrokerPlan:
     need = disk + free_limit
     disk_verdict = INFO if p.disk_bytes is None else FAIL if need > p.disk_bytes else \
         WARN if need > 0.8 * p.disk_bytes else OK
-    add(Figure("broker", "disk per node, backlog at its peak", format_bytes(disk), "",
+    add(Figure("broker", "disk per node, backlog at its peak", disk, "B",
                f"{n:,.0f} x ({format_bytes(size)} + {c.segment_overhead_bytes:g} B)"
                + (f" + a WAL of {format_bytes(broker.WAL_MAX_BYTES)}"
                   if n * size > broker.WAL_MAX_BYTES else " (all still in the WAL)")
@@ -305,7 +388,7 @@ def broker_plan(p: PlanInputs) -> BrokerPlan:
             ("network out, busiest node", net_out, "deliveries to consumers"
              + (f" + replication to {p.replicas - 1} followers" if p.replicas > 1 else ""))):
         share = bps / p.link_bps if p.link_bps else math.inf
-        add(Figure("broker", name, format_bps(bps), "",
+        add(Figure("broker", name, bps, "bps",
                    f"{rate:.4g} msg/s (tasks + webhook burst) x "
                    f"({format_bytes(size)} + {broker.AMQP_FRAMING_BYTES} B framing): {what}",
                    FAIL if share >= 1 else WARN if share >= targets.LINK_WARNING_FRACTION
@@ -381,8 +464,7 @@ def render_table(figs: list[Figure], findings: list[str]) -> str:
         if f.section != section:
             section = f.section
             lines.append(f"\n[{section}]")
-        value = f"{_fmt(f.value)} {f.unit}".strip()
-        lines.append(f"  {f.name:<{w}} {value:>16}  {f.verdict:<4}  {f.inputs}"
+        lines.append(f"  {f.name:<{w}} {f.display:>16}  {f.verdict:<4}  {f.inputs}"
                      + (f"  -- {f.note}" if f.note else ""))
     if findings:
         lines.append("\n[profile findings]")
