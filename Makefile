@@ -17,7 +17,7 @@ broker:
 	@scripts/ensure_broker.sh
 
 demo: install broker
-	$(BIN)/rabbitscale run sustained_tasks --duration 60s --instances 3
+	$(BIN)/rabbitscale run sustained_tasks --duration 60s --instances 3 --profile realistic
 
 test: install broker
 	$(BIN)/pytest -q

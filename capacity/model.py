@@ -97,6 +97,29 @@ def faulted_fraction(failure_probability: float, retries: int) -> float:
     return float(p ** (retries + 1))
 
 
+def breaker_trip_probability(failure_probability: float, attempts: int, active_threshold: int,
+                             trip_pct: float) -> float:
+    """Probability that a closed MassTransit circuit breaker trips within one tracking period
+    of ``attempts`` attempts, each failing independently: it trips on a fault once more than
+    ``active_threshold`` attempts were seen and faults x 100 // attempts >= ``trip_pct``.
+    Exact, by dynamic programming over (attempts so far, faults so far)."""
+    p = min(max(failure_probability, 0.0), 1.0)
+    if p == 0.0 or attempts <= active_threshold:
+        return 0.0
+    alive = {0: 1.0}  # faults so far -> probability of not having tripped yet
+    tripped = 0.0
+    for n in range(1, attempts + 1):
+        nxt: dict[int, float] = {}
+        for f, prob in alive.items():
+            nxt[f] = nxt.get(f, 0.0) + prob * (1 - p)
+            if n > active_threshold and (f + 1) * 100 // n >= trip_pct:
+                tripped += prob * p
+            else:
+                nxt[f + 1] = nxt.get(f + 1, 0.0) + prob * p
+        alive = {f: q for f, q in nxt.items() if q > 1e-15}
+    return min(1.0, tripped)
+
+
 # --- queues in bursts -------------------------------------------------------------------------
 
 
@@ -158,6 +181,15 @@ def mmc_mean_wait_s(arrival_per_s: float, service_time_s: float, servers: int) -
     if arrival_per_s >= servers * mu:
         return math.inf
     return erlang_c(servers, arrival_per_s / mu) / (servers * mu - arrival_per_s)
+
+
+def ggc_mean_wait_s(arrival_per_s: float, service_time_s: float, servers: int,
+                    arrival_scv: float, service_scv: float) -> float:
+    """Allen-Cunneen: the M/M/c wait scaled by (ca^2 + cs^2) / 2, the squared coefficients of
+    variation of inter-arrival and service times (0 for an even schedule or a fixed service
+    time, 1 for Poisson arrivals or exponential service)."""
+    return mmc_mean_wait_s(arrival_per_s, service_time_s, servers) * \
+        (arrival_scv + service_scv) / 2.0
 
 
 def mmc_wait_percentile_s(arrival_per_s: float, service_time_s: float, servers: int,

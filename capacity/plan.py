@@ -261,6 +261,18 @@ def build(p: PlanInputs) -> list[Figure]:
                        WARN if faulted * arrival * 3600 >= 1 else OK,
                        f"{faulted * arrival * 3600:,.0f} per hour wait in _error to be replayed"
                        if faulted * arrival * 3600 >= 1 else ""))
+        if ep.failure_probability and ep.breaker:
+            b = ep.breaker
+            per_period = int(arrival * attempts * b.window_s / active)
+            trip = model.breaker_trip_probability(ep.failure_probability, per_period,
+                                                  b.min_requests, b.trip_pct)
+            per_day = trip * active * 86400 / b.window_s
+            add(Figure(sec, "circuit breaker trips per day", per_day, "",
+                       f"{per_period} attempts per {b.window_s:g}s period per instance, "
+                       f"P(trip) {trip:.3g} per period (active after {b.min_requests}, "
+                       f"{b.trip_pct:g}%)", WARN if per_day >= 1 else OK,
+                       f"each trip faults that instance's messages to _error for "
+                       f"{b.reset_s:g}s" if per_day >= 1 else ""))
         worst = p.worst_message_bytes if ep.queue == "webhook-delivery" else p.message_bytes
         pm = model.prefetch_memory_bytes(ep.prefetch or 1, worst, p.instances)
         add(Figure(sec, "client prefetch memory (worst size)", pm, "B",

@@ -43,6 +43,7 @@ class Completion:
     task_id: str = ""
     reason: str = ""
     spawned: int = 0  # messages this processing published and the broker confirmed
+    delivered: float = 0.0  # when the consumer received it, before waiting for a slot
 
     @property
     def e2e_s(self) -> float:
@@ -51,6 +52,17 @@ class Completion:
     @property
     def queue_wait_s(self) -> float:
         return self.started - self.sent
+
+    @property
+    def transit_s(self) -> float:
+        """Publish to delivery: the broker and the network (0 in records without it)."""
+        return max(0.0, self.delivered - self.sent) if self.delivered else 0.0
+
+    @property
+    def slot_wait_s(self) -> float:
+        """Delivered, waiting for a free consumer slot (concurrency, partition, rate limit):
+        what a queueing model predicts."""
+        return max(0.0, self.started - self.delivered) if self.delivered else self.queue_wait_s
 
     @property
     def processing_s(self) -> float:

@@ -145,6 +145,7 @@ class EndpointConsumer:
             self.consumer_tag = None
 
     async def on_message(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+        delivered = time.time()  # before it waits for a slot: transit ends here
         self.instance.acks.delivered(msg)
         if self.instance.stopping:
             await self._requeue(msg)
@@ -155,7 +156,7 @@ class EndpointConsumer:
                 if self.instance.stopping:
                     await self._requeue(msg)
                     return
-                await self._process(msg)
+                await self._process(msg, delivered)
         except asyncio.CancelledError:
             await self._requeue(msg)
             raise
@@ -168,18 +169,21 @@ class EndpointConsumer:
         with contextlib.suppress(Exception):
             await msg.nack(requeue=True)
 
-    async def _process(self, msg: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def _process(self, msg: aio_pika.abc.AbstractIncomingMessage,
+                       delivered: float = 0.0) -> None:
         try:
             env = parse_envelope(msg.body)
         except EnvelopeError as exc:  # unreadable: straight to _error, no retry can help
             started = time.time()
             await self._fault(msg, exc, 0)
-            await self._finish(msg, None, started, FAULTED, 0, f"EnvelopeError: {exc}")
+            await self._finish(msg, None, started, FAULTED, 0, f"EnvelopeError: {exc}",
+                               delivered=delivered)
             return
         if not env.is_a(self.urn):  # MassTransit: no consumer for any of its types
             started = time.time()
             await self._forward(self.skipped_exchange, msg, {})
-            await self._finish(msg, env, started, SKIPPED, 0, "no consumer for type")
+            await self._finish(msg, env, started, SKIPPED, 0, "no consumer for type",
+                               delivered=delivered)
             return
         # the ordering key: ours rides in the envelope; a .NET publisher's is the message's
         measured = env.measurement()
@@ -199,12 +203,13 @@ class EndpointConsumer:
                 if callback:
                     spawned += await self._callback(env, callback, "TaskFailed", error)
                 await self._finish(msg, env, started, FAULTED, attempts,
-                                   f"{type(error).__name__}: {error}", spawned, key, measured)
+                                   f"{type(error).__name__}: {error}", spawned, key, measured,
+                                   delivered)
             else:
                 if callback:
                     spawned += await self._callback(env, callback, "TaskCompleted")
                 await self._finish(msg, env, started, COMPLETED, attempts, "", spawned, key,
-                                   measured)
+                                   measured, delivered)
 
     async def _attempts(self, env: Envelope, msg: aio_pika.abc.AbstractIncomingMessage
                         ) -> tuple[Exception | None, int]:
@@ -353,7 +358,8 @@ class EndpointConsumer:
     async def _finish(self, msg: aio_pika.abc.AbstractIncomingMessage, env: Envelope | None,
                       started: float, status: str, attempts: int, reason: str,
                       spawned: int = 0, key: str = "",
-                      measured: tuple[float, float, str, int, str] | None = None) -> None:
+                      measured: tuple[float, float, str, int, str] | None = None,
+                      delivered: float = 0.0) -> None:
         finished = time.time()
         if env is None:
             intended = sent = started
@@ -371,7 +377,7 @@ class EndpointConsumer:
             message_type=self.ep.message_type, queue=self.ep.queue, key=key, seq=seq, run=run,
             intended=intended, sent=sent, started=started, finished=finished, status=status,
             attempts=attempts, redelivered=bool(msg.redelivered), instance=self.opts.instance,
-            task_id=task_id, reason=reason, spawned=spawned)
+            task_id=task_id, reason=reason, spawned=spawned, delivered=delivered or started)
         self.counts[status] += 1
         self.instance.completed.fire(record=record)
         if self.instance.reporter:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 
 import mmh3
@@ -24,9 +24,11 @@ class BreakerState(enum.StrEnum):
 
 
 class CircuitBreaker:
-    """UseCircuitBreaker: trips when, within the tracking window, at least ``min_requests``
-    messages were seen and ``trip_pct`` % of them failed; stays open for ``reset_s``, then lets
-    one message through (half-open): success closes it, failure opens it again.
+    """UseCircuitBreaker as MassTransit's ClosedBehavior counts: attempts, successes and faults
+    since the start of the current tracking period (all three reset to 0 every ``window_s``);
+    active once more than ``min_requests`` attempts were seen; on a fault it trips when
+    faults x 100 / attempts (integer division) reaches ``trip_pct``. Open for ``reset_s``, then
+    one message goes through (half-open): success closes it, failure opens it again.
     """
 
     def __init__(self, policy: BreakerPolicy, clock: Clock = time.monotonic,
@@ -38,19 +40,22 @@ class CircuitBreaker:
         self.state = BreakerState.CLOSED
         self.trips = 0
         self.rejected = 0
-        self._events: deque[tuple[float, bool]] = deque()
-        self._failures = 0  # failures among _events, kept so record() is O(1)
+        self._period_start = clock()
+        self._attempts = 0
+        self._failures = 0
         self._opened_at = 0.0
         self._trial_in_flight = False
 
-    def _expire(self, now: float) -> None:
-        while self._events and self._events[0][0] <= now - self.window_s:
-            _, ok = self._events.popleft()
-            self._failures -= not ok
+    def _roll(self, now: float) -> None:
+        """MassTransit's reset timer: counts start again every tracking period."""
+        if now - self._period_start >= self.window_s:
+            periods = int((now - self._period_start) // self.window_s)
+            self._period_start += periods * self.window_s
+            self._attempts = self._failures = 0
 
     def failure_ratio(self) -> float:
-        self._expire(self.clock())
-        return self._failures / len(self._events) if self._events else 0.0
+        self._roll(self.clock())
+        return self._failures / self._attempts if self._attempts else 0.0
 
     def allow(self) -> bool:
         """May a message be processed now? Counts a rejection when not."""
@@ -68,21 +73,22 @@ class CircuitBreaker:
     def record(self, ok: bool) -> None:
         now = self.clock()
         if self.state is BreakerState.HALF_OPEN:
-            if ok:
+            if ok:  # closed again: a new ClosedBehavior, a new tracking period
                 self.state = BreakerState.CLOSED
-                self._events.clear()
-                self._failures = 0
+                self._period_start, self._attempts, self._failures = now, 0, 0
             else:
                 self._open(now)
             self._trial_in_flight = False
             return
         if self.state is BreakerState.OPEN:
             return
-        self._events.append((now, ok))
-        self._failures += not ok
-        self._expire(now)
-        n = len(self._events)
-        if n >= self.policy.min_requests and self._failures * 100 >= self.policy.trip_pct * n:
+        self._roll(now)
+        self._attempts += 1
+        if ok:
+            return
+        self._failures += 1
+        if self._attempts > self.policy.min_requests and \
+                self._failures * 100 // self._attempts >= self.policy.trip_pct:
             self._open(now)
 
     def _open(self, now: float) -> None:

@@ -33,8 +33,9 @@ ASSUMED_SERVICE_TIME_S = {
     "r2-batch-operations": 1.0, "media-cleanup-schedule": 1.0,
 }
 ASSUMED_SERVICE_TIME_OTHER_S = 0.5
-# generation calls to an upstream model fail now and then; the retry policy absorbs most
-ASSUMED_FAILURE_PROBABILITY = {"video-generation-events": 0.02, "image-generation-events": 0.02}
+# generation calls to an upstream model fail now and then; the retry policy absorbs them
+ASSUMED_FAILURE_PROBABILITY = {"video-generation-events": 0.005,
+                               "image-generation-events": 0.005}
 
 
 @dataclass(frozen=True)

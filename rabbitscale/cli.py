@@ -140,7 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.task_mix = DEFAULT_MIX
     if args.duration < 5:
         raise BadInput("rabbitscale run: --duration must be at least 5s")
-    settings, profile = load_stack_config(None, args.profile_file)
+    settings, profile = load_stack_config(args.profile, args.profile_file)
     if args.vhost and args.target:
         settings = settings.with_vhost(args.vhost)
     if args.cluster:
@@ -196,7 +196,7 @@ def _run_backlog(args: argparse.Namespace) -> int:
     if refused:
         raise BadInput(f"rabbitscale run backlog: {', '.join(refused)} do(es) not apply (a "
                        f"backlog is filled to --queued, then drained)")
-    settings, profile = load_stack_config(None, args.profile_file)
+    settings, profile = load_stack_config(args.profile, args.profile_file)
     replicas = 1
     if args.cluster:
         settings, profile = _on_cluster(settings, profile, args.replicas)
@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scale-to", type=_instances, default=5,
                    help="scale_out: instances after the midpoint")
     r.add_argument("--thresholds", help="TOML file overriding SLO thresholds")
-    _add_profile(r, choose=False)
+    _add_profile(r)
     r.add_argument("--sample-interval", type=_duration, default=1.0)
     r.add_argument("--drain-timeout", type=_duration, default=None,
                    help="default 1m (backlog: 10m)")

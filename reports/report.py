@@ -24,8 +24,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _model_rows(run: RunData) -> list[dict[str, Any]]:
-    """M/M/c prediction of the mean queue wait per queue, from the run's own arrivals and
-    processing times, beside the measured mean queue wait."""
+    """The model's mean queue wait per queue (Allen-Cunneen G/G/c from the run's own arrivals,
+    the profile's service-time distribution and the measured mean processing time) beside the
+    measured wait for a slot; and, for the whole queue wait, that plus the measured transit
+    (publish to delivery: the broker's part, which the model does not predict)."""
     from rabbitscale.capacity import model
     from rabbitscale.harness.config import RabbitSettings
     from rabbitscale.harness.overrides import recorded_profile
@@ -38,6 +40,7 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
         return []
     duration = float(run.summary.get("duration_s") or 0) or 1.0
     instances = int(run.summary.get("instances") or 1)
+    arrival_scv = 1.0 if run.config.get("options", {}).get("arrivals") == "poisson" else 0.0
     rows = []
     latency_ms = run.summary.get("measured", {}).get("latency_ms", {})
     for ep in profile.endpoints:
@@ -50,13 +53,20 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
         conc = model.effective_concurrency(ep.concurrency or 1, ep.prefetch or 1,
                                            ep.partitions if ep.partitioned else None)
         servers = conc * model.active_instances(instances, ep.single_active_consumer)
-        predicted = model.mmc_mean_wait_s(arrival, svc, servers) * 1000
+        service_scv = ep.service_time.scv if ep.service_time else 1.0
+        waiting = model.ggc_mean_wait_s(arrival, svc, servers, arrival_scv, service_scv) * 1000
+        slot = lat.get("slot_wait", {}).get("mean_ms")
         measured = wait.get("mean_ms")
+        transit = max(0.0, measured - slot) if measured is not None and slot is not None \
+            else 0.0
+        predicted = waiting + transit
         error = (f"{(predicted - measured) / measured * 100:+.0f}%"
                  if measured else "n/a")
         rows.append({"queue": ep.queue, "arrival_per_s": round(arrival, 2), "servers": servers,
                      "processing_ms": round(svc * 1000, 2),
                      "utilisation": round(arrival * svc / servers, 4),
+                     "predicted_slot_wait_ms": round(waiting, 3),
+                     "measured_slot_wait_ms": slot, "transit_ms": round(transit, 3),
                      "predicted_wait_ms": round(predicted, 3), "measured_wait_ms": measured,
                      "error": error})
     return rows

@@ -24,7 +24,7 @@ from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness.completions import COMPLETED, FAULTED, SKIPPED, Completion
 
 ORDERED_TYPES = {"SpendUpdateRequested"}  # must be applied in order per key
-METRICS = ("e2e", "queue_wait", "processing", "publish_delay")
+METRICS = ("e2e", "queue_wait", "slot_wait", "processing", "publish_delay")
 
 
 @dataclass
@@ -96,6 +96,7 @@ class Recorder:
             h = q.histograms
             latency.record_s(h["e2e"], r.e2e_s)
             latency.record_s(h["queue_wait"], r.queue_wait_s)
+            latency.record_s(h["slot_wait"], r.slot_wait_s)
             latency.record_s(h["processing"], r.processing_s)
             latency.record_s(h["publish_delay"], r.sent - r.intended)
             self.per_second[(int(r.finished), r.queue)] += 1

@@ -193,7 +193,8 @@ async def test_single_active_consumer_keeps_per_key_order(vhost_settings):
 
 
 async def test_circuit_breaker_trips_at_its_ratio(vhost_settings):
-    # concurrency 1 makes the order of outcomes deterministic: 4 ok + 1 fail = 20% of 5
+    # concurrency 1 makes the order of outcomes deterministic. MassTransit's closed breaker:
+    # 5 ok + 1 fault = 16% of 6 (active after more than 5); the next fault, 2 of 7 = 28%, trips
     profile = apply_overrides(CONDUIT, {"video-generation-events": {
         "concurrency": 1, "retry": "none", "breaker": "1m:20:5:1m"}})
     conn = await _declared(vhost_settings, profile)
@@ -202,15 +203,15 @@ async def test_circuit_breaker_trips_at_its_ratio(vhost_settings):
     done: list[Completion] = []
     inst.completed.add_listener(lambda record: done.append(record))
     async with Publisher(vhost_settings, profile) as pub:
-        for i in range(8):
+        for i in range(10):
             await _raw_publish(pub, "VideoGenerationRequested",
                                messages.video_generation(f"r{i}", "1"), message_id=f"m{i}",
-                               headers={H_FAIL: "always"} if i == 4 else {})
-    await _wait_for(lambda: len(done) == 8)
+                               headers={H_FAIL: "always"} if i in (5, 6) else {})
+    await _wait_for(lambda: len(done) == 10)
     await inst.stop()
     by_id = {r.message_id: r for r in done}
-    assert [by_id[f"m{i}"].status for i in range(8)] == ["completed"] * 4 + ["faulted"] * 4
-    assert all("CircuitBreakerOpen" in by_id[f"m{i}"].reason for i in range(5, 8))
+    assert [by_id[f"m{i}"].status for i in range(10)] == ["completed"] * 5 + ["faulted"] * 5
+    assert all("CircuitBreakerOpen" in by_id[f"m{i}"].reason for i in range(7, 10))
     breaker = inst.endpoints[0].breaker
     assert breaker.trips == 1 and breaker.rejected == 3
     await conn.close()

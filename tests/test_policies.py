@@ -17,17 +17,33 @@ class Clock:
 
 
 def test_breaker_trips_at_its_ratio_after_min_requests():
+    """MassTransit's ClosedBehavior: active only after more than ActiveThreshold attempts,
+    then a fault trips it at faults x 100 / attempts >= TripThreshold."""
     clock = Clock()
     b = CircuitBreaker(BreakerPolicy(60, 15, 10, 300), clock)
     for _ in range(8):
         b.record(True)
-    b.record(False)  # 1 of 9: below min requests
+    b.record(False)  # 1 of 9: not active yet
+    b.record(False)  # 2 of 10: 10 attempts are not more than 10
     assert b.state is BreakerState.CLOSED
-    b.record(True)  # 1 of 10 = 10% < 15%
+    b.record(True)  # 2 of 11, but only a fault trips
     assert b.state is BreakerState.CLOSED
-    b.record(False)  # 2 of 11 = 18% >= 15%
+    b.record(False)  # 3 of 12 = 25% >= 15%
     assert b.state is BreakerState.OPEN and b.trips == 1
     assert not b.allow() and b.rejected == 1
+
+
+def test_breaker_one_early_fault_does_not_trip_the_guides_breaker():
+    """The video endpoint's breaker (5 attempts, 20%): one fault among the first attempts
+    cannot trip it (1 of 6 = 16%), two within the first ten can."""
+    clock = Clock()
+    b = CircuitBreaker(BreakerPolicy(120, 20, 5, 600), clock)
+    b.record(False)
+    for _ in range(5):
+        b.record(True)
+    assert b.state is BreakerState.CLOSED
+    b.record(False)  # 2 of 7 = 28%
+    assert b.state is BreakerState.OPEN
 
 
 def test_breaker_half_open_then_closes_or_reopens():
@@ -35,6 +51,7 @@ def test_breaker_half_open_then_closes_or_reopens():
     b = CircuitBreaker(BreakerPolicy(60, 50, 2, 300), clock)
     b.record(False)
     b.record(False)
+    b.record(False)  # 3 of 3 > 2 attempts
     assert b.state is BreakerState.OPEN
     clock.t = 299
     assert not b.allow()
@@ -50,15 +67,18 @@ def test_breaker_half_open_then_closes_or_reopens():
 
 
 def test_breaker_window_forgets_old_failures():
+    """Counts reset every tracking period (MassTransit's reset timer)."""
     clock = Clock()
     b = CircuitBreaker(BreakerPolicy(60, 50, 4, 300), clock)
-    b.record(False)
-    b.record(False)
+    for ok in (False, False, False, True):
+        b.record(ok)
     clock.t = 61
-    b.record(False)
     b.record(True)
-    b.record(True)
-    assert b.state is BreakerState.CLOSED  # 1 of 3 in window
+    b.record(False)  # 1 of 2 in this period: not active
+    assert b.state is BreakerState.CLOSED
+    for ok in (True, True, True, False):
+        b.record(ok)  # 2 of 6 = 33% < 50%
+    assert b.state is BreakerState.CLOSED
 
 
 def test_rate_limiter_fixed_window():
