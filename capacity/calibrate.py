@@ -23,7 +23,7 @@ from rabbitscale.capacity.plan import endpoint_capacity_per_s
 from rabbitscale.core.errors import BadInput
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.overrides import recorded_profile
-from rabbitscale.harness.tasks import TASK_KINDS, queue_for
+from rabbitscale.harness.tasks import MIX_KINDS, queue_for
 
 
 class CalibrationError(BadInput):
@@ -87,7 +87,7 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
         out.append(Comparison(f"{ep.queue} capacity", capacities[ep.queue], None, "msg/s",
                               f"from fitted service time {svc * 1000:.1f} ms"))
     if fm:
-        task_queues = {k: queue_for(profile, k) for k in TASK_KINDS}
+        task_queues = {k: queue_for(profile, k) for k in MIX_KINDS}
         mix = _mix_from_summary(summary, task_queues)
         total = sum(mix.values()) or 1.0
         predicted = min((capacities[q] / (mix.get(k, 0) / total)

@@ -130,7 +130,8 @@ def slot_time_s(p: PlanInputs, ep: Endpoint) -> float:
 def _arrivals(p: PlanInputs) -> dict[str, float]:
     out = {queue_for(p.profile, kind): p.task_rate_per_s * share
            for kind, share in shares(p.mix).items()}
-    out[queue_for(p.profile, "webhook")] = p.webhook_burst_per_s
+    webhooks = queue_for(p.profile, "webhook")
+    out[webhooks] = out.get(webhooks, 0.0) + p.webhook_burst_per_s
     return out
 
 

@@ -15,6 +15,9 @@ MESSAGE_TYPES = {"video": "VideoGenerationRequested", "image": "ImageGenerationR
 TASK_PATHS = {"video": "/v1/videos/generations/async", "image": "/v1/images/generations/async",
               "spend": "/v1/spend", "webhook": "/v1/webhook"}
 TASK_KINDS = ("video", "image", "spend")  # the async-task stream; webhooks are their own
+# what a --task-mix may name: the tasks, and webhooks sent as one steady stream of the mix
+# (find-max and the validation step a webhook-only stream this way)
+MIX_KINDS = (*TASK_KINDS, "webhook")
 DEFAULT_MIX = {"video": 0.3, "image": 0.3, "spend": 0.4}
 
 
@@ -24,9 +27,9 @@ def parse_task_mix(text: str) -> dict[str, float]:
     for part in str(text).split(","):
         kind, sep, weight = part.partition("=")
         kind = kind.strip()
-        if not sep or kind not in TASK_KINDS:
+        if not sep or kind not in MIX_KINDS:
             raise ConfigError(f"--task-mix: bad entry {part.strip()!r} "
-                              f"(use {'|'.join(TASK_KINDS)}=weight, comma-separated)")
+                              f"(use {'|'.join(MIX_KINDS)}=weight, comma-separated)")
         try:
             value = float(weight)
         except ValueError:

@@ -469,6 +469,17 @@ def _cmd_find_max(args: argparse.Namespace) -> int:
                         out_dir=out)
 
 
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rabbitscale.harness.overrides import load_stack_config
+    from rabbitscale.validation import run_validate
+
+    settings, _ = load_stack_config(None, args.profile_file)
+    out = Path(args.out) if args.out else Path("runs") / "validation"
+    return run_validate(settings, out, args.case or None, args.search)
+
+
 # --- the parser ----------------------------------------------------------------------------
 
 _TASK_RATE = targets.TASKS_PER_MIN / 60
@@ -691,6 +702,19 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--drain-timeout", type=_duration, default=20.0)
     fm.add_argument("--out", help="directory for the step runs (default runs/find-max-SCENARIO)")
     fm.set_defaults(func=_cmd_find_max)
+
+    v = sub.add_parser("validate", help="the capacity model against measurement (real broker)",
+                       description="Exit codes: 0 every case within tolerance (15%%, burst "
+                                   "20%%), 1 a case is not, 2 bad input, 3 broker unreachable.")
+    v.add_argument("--case", action="append", default=[], metavar="NAME",
+                   help="run only this case (repeatable): pooled, lognormal, rate_limited, "
+                        "single_active, retries, burst")
+    v.add_argument("--search", action="store_true",
+                   help="find-max around each prediction (slower) instead of the bracket")
+    v.add_argument("--profile-file", help="a profile file's [rabbitmq] settings (broker, "
+                                          "prefetch defaults); the cases set their endpoints")
+    v.add_argument("--out", help="directory for the runs (default runs/validation)")
+    v.set_defaults(func=_cmd_validate)
     return p
 
 

@@ -335,6 +335,11 @@ class TaskMixin(OpenModelMixin):
         rng = self._rng()
         kinds = list(o.mix)
         kind = rng.choices(kinds, weights=[o.mix[k] for k in kinds])[0]
+        if kind == "webhook":  # a webhook in the task stream: delivered to the run's sink
+            task_id = str(uuid.uuid4())
+            target = o.callbacks.url_for("webhook", task_id, intended) if o.callbacks \
+                else o.webhook_target or "https://example.com/hook"
+            return Task("webhook", 1, task_id, 1000, intended, webhook_url=target)
         sigma = 0.5
         size = int(rng.lognormvariate(math.log(o.payload_bytes) - sigma**2 / 2, sigma))
         task_id = str(uuid.uuid4())

@@ -48,6 +48,12 @@ class Recorder:
     order_violations: int = 0
     queues: dict[str, QueueStats] = field(default_factory=lambda: defaultdict(QueueStats))
     per_second: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    # every finished message (any status) by the second it was sent and finished: the exact
+    # backlog of each queue over time, whatever the broker's statistics interval
+    sent_per_second: dict[tuple[int, str], int] = field(
+        default_factory=lambda: defaultdict(int))
+    done_per_second: dict[tuple[int, str], int] = field(
+        default_factory=lambda: defaultdict(int))
     webhook_arrivals: int = 0
     webhook_duplicates: int = 0
     webhook_e2e: Any = field(default_factory=latency.new_histogram)
@@ -82,6 +88,8 @@ class Recorder:
             return
         self.by_status[r.status] = self.by_status.get(r.status, 0) + 1
         self.spawned += r.spawned
+        self.sent_per_second[(int(r.sent), r.queue)] += 1
+        self.done_per_second[(int(r.finished), r.queue)] += 1
         if r.finished < self.keep_up_deadline:
             self.done_in_time += 1
         q = self.queues[r.queue]
@@ -140,6 +148,21 @@ class Recorder:
     def throughput(self) -> dict[tuple[int, str], int]:
         out = dict(self.per_second)
         out.update({(sec, "webhook-sink"): n for sec, n in self.webhook_per_second.items()})
+        return out
+
+    def peak_backlog(self) -> dict[str, int]:
+        """Per queue: the most messages sent and not yet finished at the end of any second
+        (from the records, so exact: the messages in the queue plus those in consumers)."""
+        out: dict[str, int] = {}
+        for queue in {q for _, q in self.sent_per_second}:
+            seconds = sorted({t for t, q in self.sent_per_second if q == queue}
+                             | {t for t, q in self.done_per_second if q == queue})
+            backlog = peak = 0
+            for t in seconds:
+                backlog += self.sent_per_second.get((t, queue), 0) \
+                    - self.done_per_second.get((t, queue), 0)
+                peak = max(peak, backlog)
+            out[queue] = peak
         return out
 
     def e2e_p99_ms(self) -> float:

@@ -299,4 +299,5 @@ class Run:
             config={"rabbitmq": self.settings.masked(), "profile": self.profile.name,
                     "profile_spec": profile_spec(stack.profile),
                     "options": {k: (str(v) if isinstance(v, Path) else v)
-                                for k, v in asdict(o).items()}})
+                                for k, v in asdict(o).items()}},
+            extra={"peak_backlog": rec.peak_backlog()})
