@@ -460,6 +460,17 @@ class ConsumerInstance:
         return out
 
 
+async def _stop_when_orphaned(stop: asyncio.Event, interval_s: float = 1.0) -> None:
+    """A consumer runs in a session of its own (Ctrl-C reaches the stack, which stops it in
+    order); if the stack dies without stopping it (SIGKILL, a crash), its parent changes and
+    the consumer stops itself, returning its unacked deliveries, instead of running forever."""
+    parent = os.getppid()
+    while not stop.is_set():
+        await asyncio.sleep(interval_s)
+        if os.getppid() != parent:
+            stop.set()
+
+
 async def _run_instance(settings: RabbitSettings, profile: Profile,
                         opts: ConsumerOptions) -> None:
     inst = await ConsumerInstance(settings, profile, opts).start()
@@ -467,8 +478,10 @@ async def _run_instance(settings: RabbitSettings, profile: Profile,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    orphan = asyncio.create_task(_stop_when_orphaned(stop))
     print(f"{opts.instance}: consuming {len(inst.endpoints)} endpoints", flush=True)
     await stop.wait()
+    orphan.cancel()
     await inst.stop()
     totals: dict[str, int] = {}
     for counts in inst.counts().values():

@@ -65,3 +65,36 @@ async def test_stack_delivers_webhooks_and_stops_with_nothing_lost(vhost_setting
     assert fields["lost"] == "0"
     assert proc.returncode == 0
     assert len(re.findall(r"consumer-\d: stopped", text)) == 3
+
+
+def test_consumers_stop_when_the_stack_is_killed(vhost_settings):
+    """A stack killed with SIGKILL cannot stop its consumers (they run in sessions of their
+    own); each notices its parent is gone and stops within seconds instead of running on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "CONDUITLLM__RABBITMQ__HOST": vhost_settings.host,
+           "CONDUITLLM__RABBITMQ__VHOST": vhost_settings.vhost}
+    stack = subprocess.Popen([sys.executable, "-m", "rabbitscale", "stack", "--instances", "2",
+                              "--api-port", "0", "--sink-port", "0"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert stack.stdout is not None
+        for line in stack.stdout:  # the stack says "ready" once both consumers consume
+            if line.startswith("ready"):
+                break
+        children = subprocess.run(["pgrep", "-f", "rabbitscale.harness.consumer"],
+                                  capture_output=True, text=True).stdout.split()
+        mine = [pid for pid in children if f"{stack.pid}" == subprocess.run(
+            ["ps", "-o", "ppid=", "-p", pid], capture_output=True, text=True).stdout.strip()]
+        assert len(mine) == 2
+    finally:
+        stack.send_signal(signal.SIGKILL)
+        stack.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in mine):
+        time.sleep(0.2)
+    assert not any(os.path.exists(f"/proc/{p}") for p in mine), "orphaned consumers run on"
