@@ -37,3 +37,4 @@ bench: install broker
 	$(BIN)/python bench/api_ingest.py
 	$(BIN)/python bench/pacing.py
 	$(BIN)/python bench/replicas.py
+	$(BIN)/python bench/soak.py

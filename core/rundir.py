@@ -20,6 +20,7 @@ CONFIG = "config.json"
 QUEUES_CSV = "broker_queues.csv"
 NODE_CSV = "broker_node.csv"
 THROUGHPUT_CSV = "throughput.csv"
+PROCESSES_CSV = "processes.csv"  # resident memory of the run's processes over time
 HDR_DIR = "hdr"
 LOCUST_HDR_DIR = "locust_hdr"
 LOCUST_CSV_PREFIX = "locust"  # Locust's --csv: locust_stats.csv, locust_stats_history.csv, ...
@@ -29,6 +30,7 @@ LOCUST_LOG = "locust.log"
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
 FIND_MAX = "find_max.json"
+JUNIT_XML = "junit.xml"
 
 REQUIRED = (SUMMARY, QUEUES_CSV, NODE_CSV, THROUGHPUT_CSV)
 SECRET_KEYS = ("password", "secret", "api_key", "token", "credential")
@@ -48,6 +50,7 @@ class RunData:
     throughput: Any
     hdr: dict[str, dict[str, str]]  # queue -> metric -> encoded histogram
     locust_hdr: dict[str, str]
+    processes: Any = None  # pandas.DataFrame of processes.csv (t, process, rss_bytes), if any
 
     @property
     def name(self) -> str:
@@ -97,4 +100,11 @@ def load(path: str | Path) -> RunData:
     locust_hdr = {f.name[:-4]: f.read_text().strip()
                   for f in sorted((p / LOCUST_HDR_DIR).glob("*.hdr"))} \
         if (p / LOCUST_HDR_DIR).is_dir() else {}
-    return RunData(p, summary, mask(config), queues, node, throughput, hdr, locust_hdr)
+    processes = None
+    if (p / PROCESSES_CSV).is_file():
+        try:
+            processes = pd.read_csv(p / PROCESSES_CSV)
+        except (ValueError, pd.errors.ParserError):
+            processes = None  # an unreadable optional series is left out, not fatal
+    return RunData(p, summary, mask(config), queues, node, throughput, hdr, locust_hdr,
+                   processes)

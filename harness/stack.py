@@ -32,6 +32,7 @@ from rabbitscale.core.errors import (
     RunFailed,
     Unavailable,
 )
+from rabbitscale.core.events import EventHook
 from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness import amqp, naming
@@ -41,7 +42,9 @@ from rabbitscale.harness.completions import COMPLETED, Completion, listen
 from rabbitscale.harness.config import RabbitSettings, settings_env
 from rabbitscale.harness.declare import declare
 from rabbitscale.harness.management import Management, ManagementError
+from rabbitscale.harness.metrics import Metrics
 from rabbitscale.harness.overrides import PROFILE_ENV, profile_spec
+from rabbitscale.harness.processes import rss_bytes
 from rabbitscale.harness.profiles import Profile
 from rabbitscale.harness.publisher import Publisher
 from rabbitscale.harness.webhook_sink import Sink, SinkOptions
@@ -62,6 +65,7 @@ class StackOptions:
     log_path: Path | None = None  # consumer output goes here instead of stdout
     demo_s: float = 0.0  # > 0: drive the guide's load script for this long, then stop
     demo_rate_per_s: float = 1000 / 60
+    prometheus_port: int | None = None  # serve /metrics on host:port (0: any free port)
 
 
 @dataclass
@@ -109,6 +113,7 @@ class Stack:
         self._pumps: list[asyncio.Task[None]] = []
         self._summary: dict[str, Any] | None = None
         self._listener: Any = None
+        self.recorded = EventHook()  # fire(record=Completion) for each completion record
 
     async def _serve(self, app: web.Application, port: int, what: str, flag: str) -> str:
         runner = web.AppRunner(app, access_log=None)
@@ -138,6 +143,7 @@ class Stack:
         def on_record(record: Completion) -> None:
             self.ledger.on_record(record)
             state.on_completion(record)
+            self.recorded.fire(record=record)
 
         # a quorum queue of its own: the stack's ledger must survive a cluster node's loss
         self._listener = await listen(await self._conn.channel(), on_record, durable=True,
@@ -150,6 +156,13 @@ class Stack:
                                          "--api-port")
         for i in range(1, self.opts.instances + 1):
             await self._spawn(f"consumer-{i}")
+
+    @property
+    def published(self) -> Any:
+        """The API publisher's event (fire(result=PublishResult)); after ``start``."""
+        if self._publisher is None:
+            raise RuntimeError("Stack.start() was not called")
+        return self._publisher.published
 
     def _on_published(self, result: Any) -> None:
         if result.ok:
@@ -288,8 +301,31 @@ def api_key_hint(keys: VirtualKeys) -> str:
     return f"random secret; key for virtual key 1 in {path} (mode 0600)"
 
 
+async def _watch_processes(stack: Stack, metrics: Metrics, interval_s: float = 5.0) -> None:
+    """Instances and process memory for /metrics, while the stack runs."""
+    while True:
+        metrics.instances.set(len(stack.procs))
+        metrics.on_processes(rss_bytes({"stack": [os.getpid()], **{
+            f"consumer-{i}": [p.pid] for i, p in enumerate(stack.procs, start=1)}}))
+        await asyncio.sleep(interval_s)
+
+
 async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptions) -> int:
     stack = Stack(settings, profile, opts)
+    metrics = server = None
+    if opts.prometheus_port is not None:  # first: a port in use fails before anything starts
+        metrics = Metrics(scenario="stack", run=opts.run_id)
+        server = metrics.serve(opts.prometheus_port, opts.host)
+    try:
+        return await _run_stack(stack, settings, opts, metrics,
+                                server.url if server else "")
+    finally:
+        if server:
+            server.close()
+
+
+async def _run_stack(stack: Stack, settings: RabbitSettings, opts: StackOptions,
+                     metrics: Metrics | None, metrics_url: str) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -299,10 +335,18 @@ async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptio
     except BaseException:
         await stack.stop()
         raise
+    watch = None
+    if metrics:
+        stack.published.add_listener(lambda result: metrics.on_publish(result))
+        stack.recorded.add_listener(lambda record: metrics.on_completion(record))
+        stack.sink.arrived.add_listener(metrics.on_webhook)
+        watch = asyncio.create_task(_watch_processes(stack, metrics))
     print(f"rabbitscale stack: profile {stack.profile.name}, vhost {settings.vhost!r}, "
           f"{opts.instances} consumer instances", flush=True)
     print(f"  api:   {stack.api_url}  (POST /v1/webhook, /v1/videos/generations/async, ...)")
     print(f"  sink:  {stack.sink_url}  (GET /_sink/stats)")
+    if metrics_url:
+        print(f"  metrics: {metrics_url}")
     print(f"  api keys: {api_key_hint(stack.keys)}")
     if (problem := await stack.management_problem()) is not None:
         print(f"  warning: {problem}; /health reports Unhealthy until it answers", flush=True)
@@ -319,6 +363,8 @@ async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptio
     else:
         await stop.wait()
     print("stopping ...", flush=True)
+    if watch:
+        watch.cancel()
     summary = await stack.stop()
     print("stopped: " + " ".join(f"{k}={v}" for k, v in summary.items()
                                  if not isinstance(v, dict)), flush=True)

@@ -114,7 +114,8 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     settings, profile = load_stack_config(args.profile, args.profile_file)
     opts = StackOptions(instances=args.instances, host=args.host, api_port=args.api_port,
                         sink_port=args.sink_port, time_scale=args.time_scale,
-                        demo_s=args.demo, sink=SinkOptions(latency_s=args.sink_latency,
+                        demo_s=args.demo, prometheus_port=args.prometheus_port,
+                        sink=SinkOptions(latency_s=args.sink_latency,
                                                            failure_ratio=args.sink_failure_ratio))
     return asyncio.run(run_stack(settings, profile, opts))
 
@@ -155,9 +156,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         task_mix=format_task_mix(args.task_mix), scale_to=args.scale_to,
         sample_interval_s=args.sample_interval, drain_timeout_s=args.drain_timeout,
         thresholds_file=args.thresholds, vhost=args.vhost, keep_vhost=args.keep_vhost,
-        profile_file=args.profile_file, fault=args.fault, time_scale=args.time_scale)
+        profile_file=args.profile_file, fault=args.fault, time_scale=args.time_scale,
+        prometheus_port=args.prometheus_port, prometheus_linger_s=args.prometheus_linger,
+        junit=Path(args.junit) if args.junit else None)
     if args.target:
         from rabbitscale.scenarios.target import TargetOptions, TargetRun, read_keys
+
+        if args.prometheus_port is not None:
+            raise BadInput("rabbitscale run: --prometheus-port serves the reference stack's "
+                           "figures; a black-box run (--target) does not export them yet")
 
         run = TargetRun(settings, opts, TargetOptions(
             url=args.target, prometheus=args.prometheus, callback_url=args.callback_url,
@@ -191,7 +198,8 @@ def _run_backlog(args: argparse.Namespace) -> int:
     refused = [flag for flag, given in (
         ("--duration", args.duration is not None), ("--workers", args.workers),
         ("--fault", args.fault), ("--target", args.target), ("--users", args.users),
-        ("--transport amqp", args.transport != "http"), ("--thresholds", args.thresholds))
+        ("--transport amqp", args.transport != "http"), ("--thresholds", args.thresholds),
+        ("--prometheus-port", args.prometheus_port is not None))
         if given]
     if refused:
         raise BadInput(f"rabbitscale run backlog: {', '.join(refused)} do(es) not apply (a "
@@ -212,6 +220,7 @@ def _run_backlog(args: argparse.Namespace) -> int:
         sample_interval_s=args.sample_interval,
         drain_timeout_s=args.drain_timeout if args.drain_timeout is not None else 600.0,
         service_time=args.drain_service_time or DRAIN_SERVICE_TIME, replicas=replicas,
+        junit=Path(args.junit) if args.junit else None,
         coefficients=read_calibration(args.calibration)[0] if args.calibration
         else BrokerCoefficients())
     return asyncio.run(BacklogRun(settings, profile, opts).execute())
@@ -349,10 +358,21 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from rabbitscale.core.rundir import REPORT_JSON
     from rabbitscale.reports.report import build
 
     report = build(args.run_dir, args.baseline, args.out, args.tolerance)
     print(f"report: {report.path}")
+    if args.junit:
+        from rabbitscale.reports.junit import write_junit
+
+        doc = json.loads((report.path.parent / REPORT_JSON).read_text())
+        junit = write_junit(args.junit, Path(args.run_dir), doc.get("deltas"),
+                            doc.get("baseline") or "")
+        print(f"junit: {junit}")
     if report.regressions:
         print(f"regressions against the baseline: {', '.join(report.regressions)}")
         return EXIT_CHECK_FAILED
@@ -503,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(s)
     s.add_argument("--host", default="127.0.0.1", help="address the API and sink listen on")
     s.add_argument("--api-port", type=_port, default=5000)
+    s.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
+                   help="serve /metrics (Prometheus text format) on --host:PORT")
     s.add_argument("--sink-port", type=_port, default=5055)
     s.add_argument("--sink-latency", type=_duration, default=0.0, help="e.g. 50ms")
     s.add_argument("--sink-failure-ratio", type=_ratio, default=0.0)
@@ -546,6 +568,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inject a fault mid-run (docs/reliability.md)")
     r.add_argument("--time-scale", type=_bounded(float, 0.0001, 100, "a number"), default=1.0,
                    help="multiply retry delays and breaker windows")
+    r.add_argument("--prometheus-port", type=_port, default=None, metavar="PORT",
+                   help="serve live metrics at http://127.0.0.1:PORT/metrics for the whole run")
+    r.add_argument("--prometheus-linger", type=_duration, default=0.0, metavar="DURATION",
+                   help="keep serving after the verdict (a last scrape sees the checks)")
+    r.add_argument("--junit", metavar="FILE", help="write the SLO checks as JUnit XML")
     r.add_argument("--cluster", action="store_true",
                    help="run against the local cluster (`rabbitscale cluster up`): connections "
                         "spread over its nodes and fail over, the sampler reads every node")
@@ -640,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir")
     rp.add_argument("--baseline", help="another run directory to compare against")
     rp.add_argument("--out", help="HTML file (default RUN_DIR/report.html)")
+    rp.add_argument("--junit", metavar="FILE",
+                    help="write the checks (and, with --baseline, the regression flags) as "
+                         "JUnit XML")
     rp.add_argument("--tolerance", type=_bounded(float, 0.0, 10.0, "a fraction"), default=0.10,
                     help="relative change counted as a regression (default 0.10)")
     rp.set_defaults(func=_cmd_report)

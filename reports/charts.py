@@ -157,6 +157,19 @@ def backlog_disk(node: Any, t0: float, backlog: dict[str, Any]) -> str:
     return _uri(fig)
 
 
+def processes(procs: Any, t0: float) -> str:
+    """Resident memory of each process of the run (soak: a rising line is a leak)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    mib = 2**20
+    for name, g in procs.groupby("process"):
+        style = ":" if str(name).startswith("broker ") else "-"
+        ax.plot(g["t"] - t0, g["rss_bytes"] / mib, linestyle=style, linewidth=1.1, label=name)
+    ax.set(title="Process memory (rss)", xlabel="seconds", ylabel="MiB")
+    _legend(ax, "upper left")
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
 def consumers(queues: Any, t0: float) -> str:
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]

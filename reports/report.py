@@ -108,6 +108,8 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
         ("Processing", charts.percentile_curves(by_metric["processing"], "Processing (HDR)")),
         ("Publish delay", charts.percentile_curves(delays, "Publish delay: actual - intended")),
     ]
+    if run.processes is not None and len(run.processes):
+        chart_list.append(("Process memory", charts.processes(run.processes, t0)))
     backlog = s.get("backlog")
     if backlog:
         fraction = thresholds.get("memory_fraction_max", targets.MEMORY_WARNING_FRACTION)

@@ -25,7 +25,7 @@ from typing import Any
 from rabbitscale.capacity import broker
 from rabbitscale.capacity.plan import endpoint_capacity_per_s
 from rabbitscale.core import rundir, targets
-from rabbitscale.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_FAILED, BadInput
+from rabbitscale.core.errors import BadInput
 from rabbitscale.core.units import format_bytes, parse_size_bytes
 from rabbitscale.harness import amqp, messages, naming
 from rabbitscale.harness.completions import listen
@@ -73,6 +73,7 @@ class BacklogOptions:
     service_time: str = DRAIN_SERVICE_TIME
     settle_s: float = SETTLE_S
     replicas: int = 1  # quorum replicas (run --cluster --replicas)
+    junit: Path | None = None
     coefficients: broker.BrokerCoefficients = field(default_factory=broker.BrokerCoefficients)
 
 
@@ -295,20 +296,8 @@ class BacklogRun:
                 if not self.o.keep_vhost:
                     cleanup.push_async_callback(self._delete_vhost, mgmt)
             result = await self._execute(mgmt, cleanup)
-        output.write(self.run_dir, result, self.recorder)
-        for line in output.render_checks(result):
-            self.say(line)
-        self.say(f"verdict: {result.verdict}   run directory: {self.run_dir}")
-        if not self.o.quiet:
-            from rabbitscale.reports.report import build as build_report
-
-            try:
-                self.say(f"report: {build_report(self.run_dir).path}")
-            except Exception as exc:  # the run's verdict stands even if the page fails
-                self.say(f"report not written: {type(exc).__name__}: {exc}")
-        if any(c.name == "run_error" for c in result.outcome.checks):
-            return EXIT_RUN_FAILED
-        return EXIT_OK if result.verdict == slo.PASS else EXIT_CHECK_FAILED
+        return output.conclude(self.run_dir, result, self.recorder, say=self.say,
+                               quiet=self.o.quiet, junit=self.o.junit)
 
     async def _delete_vhost(self, mgmt: Management) -> None:
         with contextlib.suppress(Exception):

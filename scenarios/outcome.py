@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rabbitscale.scenarios import slo
+from rabbitscale.scenarios import slo, soak
 from rabbitscale.scenarios.schedule import Rates, burst_windows, expected_arrivals, streams
 
 
@@ -44,6 +44,8 @@ class Facts:
     spawned: int = 0  # messages the consumers published themselves (callbacks of tasks)
     error: str = ""  # the run itself failed (Locust crashed, a fault could not be injected)
     drain_timeout_s: float = 0.0
+    # process -> first/last/peak rss and growth per hour (scenarios/soak.py)
+    process_growth: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def judge(f: Facts, t: slo.Thresholds) -> Outcome:
         slo.at_most("lost", led["lost"], t.lost_max,
                     "published = completed + faulted + still queued + lost"),
         slo.at_most("order_violations", f.order_violations, 0),
+        soak.check(f.process_growth, f.duration_s, t),
     ]
     if f.error:
         checks.append(slo.Check("run_error", "none", f.error, slo.FAIL))

@@ -111,3 +111,30 @@ def render_checks(result: RunResult) -> list[str]:
                      + (f"  ({c.detail})" if c.detail else ""))
     lines.append("ledger: " + " ".join(f"{k}={v}" for k, v in result.outcome.ledger.items()))
     return lines
+
+
+def conclude(run_dir: Path, result: RunResult, m: Measurements, *, say: Any,
+             quiet: bool = False, junit: Path | None = None) -> int:
+    """The end of every kind of run, in one place: write the run directory, print the checks
+    and the verdict, the JUnit file when asked, the HTML page unless quiet (find-max steps),
+    and the exit code (4 when the run itself failed, 1 when a check did)."""
+    from rabbitscale.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_FAILED
+
+    write(run_dir, result, m)
+    for line in render_checks(result):
+        say(line)
+    say(f"verdict: {result.verdict}   run directory: {run_dir}")
+    if junit:
+        from rabbitscale.reports.junit import write_junit
+
+        say(f"junit: {write_junit(junit, run_dir)}")
+    if not quiet:
+        from rabbitscale.reports.report import build as build_report
+
+        try:
+            say(f"report: {build_report(run_dir).path}")
+        except Exception as exc:  # the run's verdict stands even if the page fails
+            say(f"report not written: {type(exc).__name__}: {exc}")
+    if any(c.name == "run_error" for c in result.outcome.checks):
+        return EXIT_RUN_FAILED
+    return EXIT_OK if result.verdict == slo.PASS else EXIT_CHECK_FAILED

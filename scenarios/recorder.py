@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rabbitscale.core import latency, targets
+from rabbitscale.core.events import EventHook
 from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness.completions import COMPLETED, FAULTED, SKIPPED, Completion
 
@@ -62,6 +63,7 @@ class Recorder:
     fault_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     completed_after_retry: int = 0
     redelivered: int = 0
+    counted: EventHook = field(default_factory=EventHook)  # fire(record=): each counted once
     _windows: list[tuple[float, float]] = field(default_factory=list)
     _absorbed: list[int] = field(default_factory=list)
     _last_seq: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -90,6 +92,7 @@ class Recorder:
         self.spawned += r.spawned
         self.sent_per_second[(int(r.sent), r.queue)] += 1
         self.done_per_second[(int(r.finished), r.queue)] += 1
+        self.counted.fire(record=r)
         if r.finished < self.keep_up_deadline:
             self.done_in_time += 1
         q = self.queues[r.queue]

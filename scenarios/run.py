@@ -20,20 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from rabbitscale.core import rundir
-from rabbitscale.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_FAILED, BadInput
+from rabbitscale.core.errors import BadInput
 from rabbitscale.harness import amqp, naming
 from rabbitscale.harness.auth import SECRET_ENV
 from rabbitscale.harness.completions import listen
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.management import Management
+from rabbitscale.harness.metrics import Metrics
 from rabbitscale.harness.observe import ManagementSource
 from rabbitscale.harness.overrides import PROFILE_ENV, apply_overrides, profile_spec
 from rabbitscale.harness.profiles import Profile
 from rabbitscale.harness.publisher import Outcome as PublishOutcome
 from rabbitscale.harness.stack import Stack, StackOptions
 from rabbitscale.harness.webhook_sink import SinkOptions
-from rabbitscale.scenarios import load, outcome, output, slo
+from rabbitscale.scenarios import load, outcome, output, slo, soak
 from rabbitscale.scenarios.faults import FAULTS, Fault, FaultContext
+from rabbitscale.scenarios.live import setup_live_metrics
 from rabbitscale.scenarios.load import LoadSpec, LocustProcesses, default_users, start_delay_s
 from rabbitscale.scenarios.recorder import Recorder
 from rabbitscale.scenarios.sampler import Sampler, exact_counter
@@ -66,6 +68,9 @@ class RunOptions:
     quiet: bool = False  # find-max steps: no progress lines, no HTML page
     fault: str | None = None
     time_scale: float = 1.0
+    prometheus_port: int | None = None  # serve /metrics while the run goes (0: any port)
+    prometheus_linger_s: float = 0.0  # keep serving after the verdict, for a last scrape
+    junit: Path | None = None  # the checks as JUnit XML
 
 
 def _free_port() -> int:
@@ -93,6 +98,8 @@ class Run:
                                   + [0.0]) * 1.5,
             **(self.fault.thresholds if self.fault else {})})
         self.recorder = Recorder(run=self.name, burst_max_lag_s=self.thresholds.burst_max_lag_s)
+        self.metrics = Metrics(scenario=o.scenario, run=self.name)
+        self.locust: LocustProcesses | None = None
         self.fault_events: list[dict[str, Any]] = []
         self.fault_ctx: FaultContext | None = None
         self.spec = LoadSpec(
@@ -109,35 +116,32 @@ class Run:
 
     async def execute(self) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        async with contextlib.AsyncExitStack() as cleanup:
-            mgmt = Management(self.settings)
-            cleanup.push_async_callback(mgmt.close)
-            if self.o.vhost is None:
-                await mgmt.create_vhost(self.vhost)
-                if not self.o.keep_vhost:
-                    cleanup.push_async_callback(self._delete_vhost, mgmt)
-            result = await self._execute(mgmt, cleanup)
-        output.write(self.run_dir, result, self.recorder)
-        for line in output.render_checks(result):
-            self.say(line)
-        self.say(f"verdict: {result.verdict}   run directory: {self.run_dir}")
-        if not self.o.quiet:  # find-max steps: the verdict is what counts, skip the page
-            self._write_report()
-        if any(c.name == "run_error" for c in result.outcome.checks):
-            return EXIT_RUN_FAILED
-        return EXIT_OK if result.verdict == slo.PASS else EXIT_CHECK_FAILED
+        server = None
+        if self.o.prometheus_port is not None:  # first: a port in use fails before anything
+            server = self.metrics.serve(self.o.prometheus_port)
+            self.say(f"metrics: {server.url}")
+        try:
+            async with contextlib.AsyncExitStack() as cleanup:
+                mgmt = Management(self.settings)
+                cleanup.push_async_callback(mgmt.close)
+                if self.o.vhost is None:
+                    await mgmt.create_vhost(self.vhost)
+                    if not self.o.keep_vhost:
+                        cleanup.push_async_callback(self._delete_vhost, mgmt)
+                result = await self._execute(mgmt, cleanup)
+            self.metrics.set_outcome(result.outcome.ledger, result.outcome.checks)
+            code = output.conclude(self.run_dir, result, self.recorder, say=self.say,
+                                   quiet=self.o.quiet, junit=self.o.junit)
+            if server and self.o.prometheus_linger_s:
+                await asyncio.sleep(self.o.prometheus_linger_s)
+            return code
+        finally:
+            if server:
+                server.close()
 
     async def _delete_vhost(self, mgmt: Management) -> None:
         with contextlib.suppress(Exception):  # best effort: the run's verdict stands
             await mgmt.delete_vhost(self.vhost)
-
-    def _write_report(self) -> None:
-        from rabbitscale.reports.report import build as build_report
-
-        try:
-            self.say(f"report: {build_report(self.run_dir).path}")
-        except Exception as exc:  # the run's verdict stands even if the page fails
-            self.say(f"report not written: {type(exc).__name__}: {exc}")
 
     async def _execute(self, mgmt: Management, cleanup: contextlib.AsyncExitStack
                        ) -> output.RunResult:
@@ -160,7 +164,8 @@ class Run:
             [ep.queue for ep in stack.profile.endpoints]
             + [ep.error_queue for ep in stack.profile.endpoints], self.run_dir,
             interval_s=o.sample_interval_s, exact=exact_counter(await conn.channel()),
-            age=self.recorder.oldest_age_s)
+            age=self.recorder.oldest_age_s, processes=lambda: self._process_ids(stack))
+        setup_live_metrics(self.metrics, self.recorder, stack, sampler)
         sampler.start()
         cleanup.push_async_callback(sampler.stop)
         self.say(f"run {self.name}: scenario {o.scenario}, {o.duration_s:g}s, "
@@ -172,8 +177,8 @@ class Run:
         self.recorder.track_windows([
             (start_at + w0 - 0.5 / rate, start_at + w1 - 0.5 / rate)
             for w0, w1, rate, _ in outcome.burst_targets(o.scenario, o.rates, o.duration_s)])
-        locust = LocustProcesses(self.spec, self.run_dir, stack.api_url, self._locust_env(
-            stack, start_at))
+        locust = self.locust = LocustProcesses(self.spec, self.run_dir, stack.api_url,
+                                               self._locust_env(stack, start_at))
         cleanup.push_async_callback(locust.close)
         await locust.start()
         error = await self._watch(locust, stack, sampler, start_at, mgmt)
@@ -185,6 +190,16 @@ class Run:
         stack_summary = await stack.stop()
         return self._result(stack, stack_summary, sampler, start_at, load_end, error,
                             amqp_confirmed)
+
+    def _process_ids(self, stack: Stack) -> dict[str, list[int]]:
+        """The run's processes by name, for the soak figures: Locust, this process (API,
+        publisher, recorder, sampler) and each consumer."""
+        out = {"stack": [os.getpid()]}
+        if self.locust:
+            out["generator"] = [p.pid for p in self.locust.procs]
+        for i, proc in enumerate(stack.procs, start=1):
+            out[f"consumer-{i}"] = [proc.pid]
+        return out
 
     def _locust_env(self, stack: Stack, start_at: float) -> dict[str, str]:
         return {**os.environ, load.ENV_API_URL: stack.api_url, SECRET_ENV: stack.keys.secret,
@@ -288,7 +303,8 @@ class Run:
             redelivered=rec.redelivered, completed_after_retry=rec.completed_after_retry,
             faults_by_reason=dict(rec.fault_reasons), webhooks_arrived=rec.webhook_arrivals,
             webhook_duplicates=rec.webhook_duplicates, spawned=rec.spawned, error=error,
-            drain_timeout_s=o.drain_timeout_s)
+            drain_timeout_s=o.drain_timeout_s,
+            process_growth=soak.growth(soak.read(self.run_dir)))
         return output.RunResult(
             name=self.name, scenario=o.scenario, outcome=outcome.judge(facts, self.thresholds),
             started_at=start_at, load_ended_at=load_end, duration_s=o.duration_s,
@@ -300,4 +316,4 @@ class Run:
                     "profile_spec": profile_spec(stack.profile),
                     "options": {k: (str(v) if isinstance(v, Path) else v)
                                 for k, v in asdict(o).items()}},
-            extra={"peak_backlog": rec.peak_backlog()})
+            extra={"peak_backlog": rec.peak_backlog(), "processes": facts.process_growth})

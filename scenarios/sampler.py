@@ -23,11 +23,15 @@ from typing import IO, Any
 
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import RabbitscaleError
+from rabbitscale.core.events import EventHook
 from rabbitscale.harness.amqp import ready_count
 from rabbitscale.harness.observe import NODE_FIELDS, QUEUE_FIELDS, BrokerSource, QueueSample
+from rabbitscale.harness.processes import rss_bytes
 
 QUEUE_COLUMNS = ["t", "queue", *QUEUE_FIELDS, "ready_now", "oldest_age_s", "age_estimated"]
 NODE_COLUMNS = ["t", *NODE_FIELDS]
+PROCESS_COLUMNS = ["t", "process", "rss_bytes"]
+ProcessIds = Callable[[], dict[str, list[int]]]  # name -> pids (generator, stack, consumer-N)
 
 ExactCount = Callable[[str], Awaitable[int | None]]
 AgeFn = Callable[[str, int, float], float | None]  # queue, depth, now -> age in seconds
@@ -57,8 +61,8 @@ def estimated_age_s(depth: int, sample: QueueSample) -> float | None:
 class Sampler:
     def __init__(self, source: BrokerSource, vhost: str, queues: list[str], run_dir: Path, *,
                  interval_s: float = 1.0, exact: ExactCount | None = None,
-                 age: AgeFn | None = None, main_queue: Callable[[str], bool] | None = None
-                 ) -> None:
+                 age: AgeFn | None = None, main_queue: Callable[[str], bool] | None = None,
+                 processes: ProcessIds | None = None) -> None:
         self.source = source
         self.vhost = vhost
         self.queues = queues
@@ -82,6 +86,11 @@ class Sampler:
         run_dir.mkdir(parents=True, exist_ok=True)
         self._q = self._writer(run_dir / rundir.QUEUES_CSV, QUEUE_COLUMNS)
         self._n = self._writer(run_dir / rundir.NODE_CSV, NODE_COLUMNS)
+        self.processes = processes
+        self._p = self._writer(run_dir / rundir.PROCESSES_CSV, PROCESS_COLUMNS) \
+            if processes else None
+        # fire(vhost=, queues=[QueueSample], nodes=[NodeSample], rss={name: bytes}) per sample
+        self.sampled = EventHook()
         self._stopped = False
 
     def _writer(self, path: Path, columns: list[str]) -> Any:
@@ -151,6 +160,19 @@ class Sampler:
                 self._peak_mem = max(self._peak_mem, n.memory_fraction)
             self._alarm = self._alarm or bool(n.mem_alarm)
         self._last_nodes = nodes
+        rss: dict[str, int] = {}
+        if self.processes and self._p:
+            rss = rss_bytes(self.processes())
+            for name, value in rss.items():
+                self._p.writerow({"t": now, "process": name, "rss_bytes": value})
+            for n in nodes:  # the broker's own figure, where the source has it
+                broker = n.rss if n.rss is not None else n.mem_used
+                if broker is not None:
+                    self._p.writerow({"t": now, "process": f"broker {n.node}",
+                                      "rss_bytes": broker})
+        self.sampled.fire(vhost=self.vhost, queues=[by_name.get(q, QueueSample(q))
+                                                    for q in self.queues],
+                          nodes=nodes, rss=rss)
         for f in self._files:
             f.flush()
 

@@ -30,6 +30,8 @@ class Thresholds:
     memory_fraction_max: float = targets.MEMORY_WARNING_FRACTION  # of the high watermark
     error_rate_max: float = 0.0  # faulted / finished; runs set it to the configured failure rate
     lost_max: int = 0
+    rss_growth_max_mb_per_hour: float = 50.0  # any process of ours (soak)
+    soak_min_duration_s: float = 600.0  # shorter runs cannot tell growth from warm-up
 
 
 def load_thresholds(path: str | Path | None, **overrides: Any) -> Thresholds:

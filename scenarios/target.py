@@ -24,9 +24,6 @@ from urllib.parse import urlsplit
 
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import (
-    EXIT_CHECK_FAILED,
-    EXIT_OK,
-    EXIT_RUN_FAILED,
     BadInput,
     Unavailable,
 )
@@ -172,20 +169,8 @@ class TargetRun:
         async with contextlib.AsyncExitStack() as cleanup:
             source = await self._source(cleanup)
             result = await self._execute(source, cleanup)
-        output.write(self.run_dir, result, self.ledger)
-        for line in output.render_checks(result):
-            self.say(line)
-        self.say(f"verdict: {result.verdict}   run directory: {self.run_dir}")
-        if not self.o.quiet:
-            from rabbitscale.reports.report import build as build_report
-
-            try:
-                self.say(f"report: {build_report(self.run_dir).path}")
-            except Exception as exc:  # the run's verdict stands even if the page fails
-                self.say(f"report not written: {type(exc).__name__}: {exc}")
-        if any(c.name == "run_error" for c in result.outcome.checks):
-            return EXIT_RUN_FAILED
-        return EXIT_OK if result.verdict == slo.PASS else EXIT_CHECK_FAILED
+        return output.conclude(self.run_dir, result, self.ledger, say=self.say,
+                               quiet=self.o.quiet, junit=self.o.junit)
 
     async def _execute(self, source: BrokerSource, cleanup: contextlib.AsyncExitStack
                        ) -> output.RunResult:

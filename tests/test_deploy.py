@@ -29,7 +29,9 @@ def _compose() -> dict:
 
 def test_compose_services_and_images():
     doc = _compose()
-    assert set(doc["services"]) == {"rabbitmq", "stack"}
+    assert set(doc["services"]) == {"rabbitmq", "stack", "prometheus", "grafana"}
+    for name in ("prometheus", "grafana"):  # only with --profile monitoring
+        assert doc["services"][name]["profiles"] == ["monitoring"]
     rmq = doc["services"]["rabbitmq"]
     assert rmq["image"] == "rabbitmq:3.13-management"
     assert "./deploy/rabbitmq.conf:/etc/rabbitmq/rabbitmq.conf:ro" in rmq["volumes"]

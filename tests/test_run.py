@@ -45,8 +45,15 @@ def test_sustained_tasks_smoke(tmp_path):
                  "throughput.csv", "ledger.json", "hdr", "locust_hdr"):
         assert (tmp_path / "run" / name).exists(), name
     lat = s["measured"]["latency_ms"]["spend-update-events"]
-    assert set(lat) == {"e2e", "queue_wait", "processing", "publish_delay"}
+    assert set(lat) == {"e2e", "queue_wait", "slot_wait", "processing", "publish_delay"}
     assert lat["e2e"]["p99_ms"] >= lat["e2e"]["p50_ms"] > 0
+    assert lat["slot_wait"]["mean_ms"] <= lat["queue_wait"]["mean_ms"]
+    # soak figures: every process of the run sampled; 20 s is too short to judge growth
+    procs = set(s["processes"])
+    assert {"generator", "stack", "consumer-1", "consumer-2", "consumer-3"} <= procs
+    assert any(p.startswith("broker ") for p in procs)
+    soak = next(c for c in s["checks"] if c["name"] == "rss_growth_mb_per_hour")
+    assert soak["verdict"] == "SKIP" and "soak_min_duration_s" in soak["detail"]
     assert "guest" not in (tmp_path / "run" / "config.json").read_text().split('"password"')[1][:12]
 
 

@@ -1,0 +1,111 @@
+"""JUnit XML of a run: one test case per SLO check (and, against a baseline, per compared
+metric), so a CI system shows which target failed without anyone reading a terminal.
+
+The Ant/Surefire format that Jenkins, GitLab CI and GitHub's test-report actions read
+(tests/fixtures/junit/junit-10.xsd checks it): a failed check is a ``<failure>`` whose message
+says target and measured value, a check that could not be made is ``<skipped>``, a WARN passes
+with its detail in ``<system-out>``; the run's verdict and targets are suite properties.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from rabbitscale.core import rundir
+from rabbitscale.core.errors import BadInput
+
+
+def _seconds(value: float) -> str:
+    return f"{max(0.0, value):.3f}"
+
+
+def _suite(name: str, cases: list[ET.Element], props: dict[str, Any], timestamp: float,
+           duration_s: float) -> ET.Element:
+    failures = sum(c.find("failure") is not None for c in cases)
+    skipped = sum(c.find("skipped") is not None for c in cases)
+    suite = ET.Element("testsuite", {
+        "name": name, "tests": str(len(cases)), "failures": str(failures), "errors": "0",
+        "skipped": str(skipped), "time": _seconds(duration_s),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)),
+        "hostname": socket.gethostname()})
+    properties = ET.SubElement(suite, "properties")
+    for key, value in props.items():
+        ET.SubElement(properties, "property", {"name": key, "value": str(value)})
+    suite.extend(cases)
+    return suite
+
+
+def check_case(classname: str, check: dict[str, Any]) -> ET.Element:
+    case = ET.Element("testcase", {"classname": classname, "name": check["name"],
+                                   "time": "0"})
+    text = (f"target {check['target']}, measured {check['measured']}, verdict "
+            f"{check['verdict']}" + (f": {check['detail']}" if check.get("detail") else ""))
+    if check["verdict"] == "FAIL":
+        failure = ET.SubElement(case, "failure", {
+            "type": "SLO", "message": f"{check['name']}: measured {check['measured']}, "
+                                      f"target {check['target']}"})
+        failure.text = text
+    elif check["verdict"] == "SKIP":
+        ET.SubElement(case, "skipped", {"message": check.get("detail") or "not measured"})
+    ET.SubElement(case, "system-out").text = text
+    return case
+
+
+def delta_case(classname: str, delta: dict[str, Any]) -> ET.Element:
+    case = ET.Element("testcase", {"classname": classname, "name": delta["metric"],
+                                   "time": "0"})
+    text = (f"baseline {delta['baseline']}, current {delta['current']}, change "
+            f"{delta.get('change_pct')}% ({delta.get('better')} is better)")
+    if delta.get("regression"):
+        ET.SubElement(case, "failure", {"type": "regression",
+                                        "message": f"{delta['metric']}: {text}"}).text = text
+    ET.SubElement(case, "system-out").text = text
+    return case
+
+
+def build(run_dir: str | Path, deltas: list[dict[str, Any]] | None = None,
+          baseline: str = "") -> ET.ElementTree:
+    p = Path(run_dir)
+    try:
+        s = json.loads((p / rundir.SUMMARY).read_text())
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{p}: no readable summary.json for the JUnit report: {exc}") from None
+    run, scenario = str(s.get("run", p.name)), str(s.get("scenario", "run"))
+    started = float(s.get("started_at") or time.time())
+    duration = float(s.get("duration_s") or 0)
+    props = {"run": run, "scenario": scenario, "verdict": s.get("verdict"),
+             "instances": s.get("instances"), **{
+                 f"target.{k}": v for k, v in (s.get("targets") or {}).items()
+                 if not isinstance(v, dict | list)}}
+    suites = ET.Element("testsuites", {"name": f"rabbitscale {run}"})
+    checks = [check_case(f"rabbitscale.slo.{scenario}", c) for c in s.get("checks", [])]
+    suites.append(_suite(f"rabbitscale.{scenario}.{run}", checks, props, started, duration))
+    if deltas is not None:
+        cases = [delta_case(f"rabbitscale.baseline.{scenario}", d) for d in deltas]
+        suites.append(_suite(f"rabbitscale.baseline.{run}", cases,
+                             {"run": run, "baseline": baseline}, started, 0.0))
+    all_cases = suites.iter("testcase")
+    cases_list = list(all_cases)
+    suites.set("tests", str(len(cases_list)))
+    suites.set("failures", str(sum(c.find("failure") is not None for c in cases_list)))
+    suites.set("errors", "0")
+    suites.set("time", _seconds(duration))
+    ET.indent(suites)
+    return ET.ElementTree(suites)
+
+
+def write_junit(path: str | Path, run_dir: str | Path,
+                deltas: list[dict[str, Any]] | None = None, baseline: str = "") -> Path:
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        build(run_dir, deltas, baseline).write(out, encoding="UTF-8", xml_declaration=True)
+    except OSError as exc:
+        raise BadInput(f"{out}: cannot write the JUnit report: {exc.strerror or exc}") \
+            from None
+    return out
