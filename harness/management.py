@@ -9,6 +9,7 @@ black-box runs and doctor use one, so they cannot change a broker they only obse
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import quote
 
@@ -139,3 +140,15 @@ class Management:
 
     async def delete_vhost(self, vhost: str) -> None:
         await self.request("DELETE", f"/vhosts/{self.q(vhost)}", ok=(200, 204, 404))
+
+    async def own_vhost(self, vhost: str, cleanup: contextlib.AsyncExitStack, *,
+                        keep: bool = False) -> None:
+        """A vhost of a run's own: created now and, unless ``keep``, deleted when ``cleanup``
+        closes (best effort: a run's verdict does not depend on its deletion)."""
+        await self.create_vhost(vhost)
+        if not keep:
+            async def delete() -> None:
+                with contextlib.suppress(Exception):
+                    await self.delete_vhost(vhost)
+
+            cleanup.push_async_callback(delete)

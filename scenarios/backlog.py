@@ -292,16 +292,10 @@ class BacklogRun:
             mgmt = Management(self.settings)
             cleanup.push_async_callback(mgmt.close)
             if self.o.vhost is None:
-                await mgmt.create_vhost(self.vhost)
-                if not self.o.keep_vhost:
-                    cleanup.push_async_callback(self._delete_vhost, mgmt)
+                await mgmt.own_vhost(self.vhost, cleanup, keep=self.o.keep_vhost)
             result = await self._execute(mgmt, cleanup)
         return output.conclude(self.run_dir, result, self.recorder, say=self.say,
                                quiet=self.o.quiet, junit=self.o.junit)
-
-    async def _delete_vhost(self, mgmt: Management) -> None:
-        with contextlib.suppress(Exception):
-            await mgmt.delete_vhost(self.vhost)
 
     async def _execute(self, mgmt: Management, cleanup: contextlib.AsyncExitStack
                        ) -> output.RunResult:

@@ -24,6 +24,7 @@ from typing import Any
 import gevent
 from locust import User, events
 from locust.contrib.fasthttp import FastHttpUser
+from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from rabbitscale.core import latency
@@ -310,8 +311,9 @@ class OpenModelMixin:
         while True:
             slot = stream.pacer.next_slot()
             if slot is None:
-                gevent.sleep(3600)  # schedule over; Locust's run time ends the test
-                continue
+                # schedule over: stop this user now, so that when the run time ends Locust
+                # has nothing to wait --stop-timeout for
+                raise StopUser()
             wait = slot - time.time()
             if wait > 0:
                 gevent.sleep(wait)

@@ -74,6 +74,24 @@ def burst_targets(scenario: str, rates: Rates, duration_s: float
             for w0, w1, rate in burst_windows(duration_s, rates.burst_rates)]
 
 
+def load_checks(scenario: str, rates: Rates, duration_s: float, attempted: int,
+                burst_absorbed: tuple[int, ...], t: slo.Thresholds, how: str) -> list[slo.Check]:
+    """The load's own checks, the same for every kind of run: arrivals against the schedule,
+    and each burst's webhooks ``how`` (delivered, called back) within the maximum lag."""
+    expected = scheduled(scenario, rates, duration_s)
+    checks = [slo.at_least("achieved_rate_ratio", attempted / max(1.0, expected),
+                           t.rate_ratio_min,
+                           f"{attempted} arrivals of {expected:.0f} scheduled "
+                           f"({attempted / duration_s * 60:.0f}/min)")]
+    for i, ((_, _, rate, want), got) in enumerate(zip(
+            burst_targets(scenario, rates, duration_s), burst_absorbed, strict=False)):
+        checks.append(slo.at_least(
+            f"burst_{i + 1}_absorbed", got / max(1.0, want), t.burst_ratio_min,
+            f"{got} of {want:.0f} webhooks at {rate:g}/s {how} within "
+            f"{t.burst_max_lag_s:g}s"))
+    return checks
+
+
 def ledger(f: Facts) -> dict[str, Any]:
     """published (+ spawned by consumers) = completed + faulted + skipped + still queued + lost.
     A publish reported failed that the broker had in fact taken shows up as
@@ -97,16 +115,8 @@ def judge(f: Facts, t: slo.Thresholds) -> Outcome:
     expected = scheduled(f.scenario, f.rates, f.duration_s)
     attempted = f.published + f.rejected + f.unconfirmed
     finished = f.completed + f.faulted + f.skipped
-    checks = [slo.at_least("achieved_rate_ratio", attempted / max(1.0, expected),
-                           t.rate_ratio_min,
-                           f"{attempted} arrivals of {expected:.0f} scheduled "
-                           f"({attempted / f.duration_s * 60:.0f}/min)")]
-    for i, ((_, _, rate, want), got) in enumerate(zip(
-            burst_targets(f.scenario, f.rates, f.duration_s), f.burst_absorbed, strict=False)):
-        checks.append(slo.at_least(
-            f"burst_{i + 1}_absorbed", got / max(1.0, want), t.burst_ratio_min,
-            f"{got} of {want:.0f} webhooks at {rate:g}/s delivered within "
-            f"{t.burst_max_lag_s:g}s"))
+    checks = load_checks(f.scenario, f.rates, f.duration_s, attempted, f.burst_absorbed, t,
+                         "delivered")
     checks += [
         slo.depth_check("peak_queue_depth", f.peak_depth, t),
         slo.at_most("max_message_age_s", f.max_age_s, t.message_age_max_s),
@@ -188,16 +198,8 @@ def judge_target(f: TargetFacts, t: slo.Thresholds) -> Outcome:
     led = target_ledger(f)
     expected = scheduled(f.scenario, f.rates, f.duration_s)
     attempted = sum(f.requests.values())
-    checks = [slo.at_least("achieved_rate_ratio", attempted / max(1.0, expected),
-                           t.rate_ratio_min,
-                           f"{attempted} arrivals of {expected:.0f} scheduled "
-                           f"({attempted / f.duration_s * 60:.0f}/min)")]
-    for i, ((_, _, rate, want), got) in enumerate(zip(
-            burst_targets(f.scenario, f.rates, f.duration_s), f.burst_absorbed, strict=False)):
-        checks.append(slo.at_least(
-            f"burst_{i + 1}_absorbed", got / max(1.0, want), t.burst_ratio_min,
-            f"{got} of {want:.0f} webhooks at {rate:g}/s called back within "
-            f"{t.burst_max_lag_s:g}s"))
+    checks = load_checks(f.scenario, f.rates, f.duration_s, attempted, f.burst_absorbed, t,
+                         "called back")
     checks += [
         slo.depth_check("peak_queue_depth", f.peak_depth, t),
         slo.at_most("max_message_age_s", f.max_age_s, t.message_age_max_s,

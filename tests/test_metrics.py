@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -196,6 +197,7 @@ def test_prometheus_scrapes_a_run_and_agrees_with_its_summary(tmp_path):
              "30s", "--out", str(out), "--prometheus-port", str(metrics_port),
              "--prometheus-linger", "4s"],
             capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        ended = time.time()  # the last scrapes came in the linger just before this
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr
         s = json.loads((out / "summary.json").read_text())
         start, duration = float(s["started_at"]), float(s["duration_s"])
@@ -206,15 +208,17 @@ def test_prometheus_scrapes_a_run_and_agrees_with_its_summary(tmp_path):
         want = s["measured"]["achieved_rate_per_min"] / 60
         assert rate == pytest.approx(want, rel=0.15), (rate, want)
         # the run's total arrivals and the final SLO checks, from the last scrape
-        total = _query(base, 'sum(rabbitscale_arrivals_total{kind!="webhook"})')
+        # (queried inside the linger: once the target is gone its series are marked stale)
+        last = ended - 2
+        total = _query(base, 'sum(rabbitscale_arrivals_total{kind!="webhook"})', last)
         assert float(total[0]["value"][1]) == s["measured"]["arrivals"]
         checks = {r["metric"]["check"]: float(r["value"][1])
-                  for r in _query(base, "rabbitscale_slo_check")}
+                  for r in _query(base, "rabbitscale_slo_check", last)}
         assert checks and all(v == 1.0 for v in checks.values()), checks
         # e2e p50 of all queues from the histogram, against the HDR figure: Prometheus
         # interpolates within the bucket that holds the true value
         result = _query(base, "histogram_quantile(0.5, sum by (le) "
-                              "(rabbitscale_e2e_seconds_bucket))")
+                              "(rabbitscale_e2e_seconds_bucket))", last)
         p50 = float(result[0]["value"][1])
         hdr = [v["e2e"]["p50_ms"] / 1000 for q, v in s["measured"]["latency_ms"].items()
                if "e2e" in v and q != "webhook-sink"]

@@ -11,9 +11,16 @@ import os
 
 import pytest
 
-from rabbitscale.find_max import BROKE, HELD
+from rabbitscale.find_max import BROKE, HELD, Search, run_attempt
 from rabbitscale.harness.config import load_settings
-from rabbitscale.validation import CASES, burst_case, capacity_case, render
+from rabbitscale.validation import (
+    CASES,
+    base_options,
+    bracket_rates,
+    burst_case,
+    capacity_case,
+    render,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -42,11 +49,14 @@ def test_burst_backlog_within_20_percent(tmp_path):
 
 def test_a_wrong_model_fails_the_same_test(tmp_path):
     """The pooled case judged with a model that ignores concurrency (one message at a time
-    per instance: half the real capacity): the system still holds at that model's upper
-    bound, so the validation reports the model as wrong."""
+    per instance: half the real capacity): the system holds at that model's upper bound
+    P/0.85, which the bracket requires to break, so the validation calls the model wrong.
+    (One step: the upper end is what fails.)"""
     case = CASES[0]
     settings = _settings()
     wrong = case.predicted_per_s(settings) / 2
-    result = asyncio.run(capacity_case(settings, case, tmp_path, predicted=wrong))
-    print(render([result]))
-    assert not result.within and result.bracket == (HELD, HELD)
+    _, high = bracket_rates(wrong)
+    search = Search(run_attempt(settings, case.profile(), base_options(case), tmp_path, 0.97,
+                                print, [0]))
+    step = asyncio.run(search.attempt(high))
+    assert step.outcome == HELD, step  # the bracket needs BROKE here: the model fails
