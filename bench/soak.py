@@ -27,6 +27,8 @@ def main() -> int:
     done = subprocess.run([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
                            "--profile", "realistic", "--duration", f"{args.minutes * 60:g}s",
                            "--instances", str(args.instances), "--out", str(out)])
+    if not (out / "summary.json").exists():  # the run said why, in one line
+        return done.returncode or 1
     summary = json.loads((out / "summary.json").read_text())
     print(f"\nsoak of {args.minutes:g} min, verdict {summary['verdict']} ({out})")
     print(f"{'process':28s} {'first MB':>9s} {'last MB':>9s} {'peak MB':>9s} "

@@ -8,11 +8,23 @@ directory is a ``RunDirError`` with one line that says what is missing, never a 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rabbitscale.core.errors import BadInput
+
+RUNS_DIR = Path("runs")  # where a run goes without --out
+
+
+def place(out: Path | None, prefix: str) -> tuple[str, Path]:
+    """A run's name and directory: --out as given, else ``runs/PREFIX-YYYYmmdd-HHMMSS``."""
+    if out is not None:
+        return out.name, out
+    name = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return name, RUNS_DIR / name
+
 
 SUMMARY = "summary.json"
 LEDGER = "ledger.json"

@@ -22,6 +22,9 @@ from rabbitscale.core.errors import BadInput
 
 ENV_PREFIX = "CONDUITLLM__RABBITMQ__"
 WEBHOOK_PREFETCH_ENV = "CONDUITLLM__WEBHOOKPREFETCHCOUNT"
+# RabbitMQ's collect_statistics_interval default: the management API's queue and node figures
+# (mem_alarm included) are up to this old, so a state shorter than this can be missed entirely.
+STATS_INTERVAL_S = 5.0
 CLUSTER_ENV = "RABBITSCALE_CLUSTER_NODES"  # host:port,host:port (ConduitLLM has no such key)
 
 

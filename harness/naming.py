@@ -5,10 +5,18 @@ Every other module asks here, so a queue or exchange name is spelled in one plac
 
 from __future__ import annotations
 
+import uuid
+
 NAMESPACE = "ConduitLLM.Core.Events"
 COMPLETIONS_EXCHANGE = "rabbitscale.completions"  # the stack's completion records
 RECORDER_QUEUE = "rabbitscale.recorder"  # a run's durable queue on that exchange
+RUN_VHOST_PREFIX = "rabbitscale-run-"  # a run's own vhost, deleted at its end
 STACK_LISTENER_PREFIX = "rabbitscale.stack."  # a stack's own record queue (+ run id and pid)
+
+
+def run_vhost() -> str:
+    """A fresh vhost for one run, so runs, tests and benchmarks never share messages."""
+    return f"{RUN_VHOST_PREFIX}{uuid.uuid4().hex[:8]}"
 
 
 def message_urn(type_name: str, namespace: str = NAMESPACE) -> str:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from rabbitscale.core import targets
+from rabbitscale.core import rundir, targets
 from rabbitscale.core.errors import (
     EXIT_CHECK_FAILED,
     EXIT_INTERRUPTED,
@@ -484,7 +484,7 @@ def _cmd_find_max(args: argparse.Namespace) -> int:
                                   targets.WEBHOOK_BURSTS_PER_S),
                       payload=args.payload_size, drain_timeout_s=args.drain_timeout,
                       profile_file=args.profile_file, task_mix=format_task_mix(args.task_mix))
-    out = Path(args.out) if args.out else Path("runs") / f"find-max-{args.scenario}"
+    out = Path(args.out) if args.out else rundir.RUNS_DIR / f"find-max-{args.scenario}"
     return run_find_max(settings, profile, base, start=args.start, mix=args.task_mix,
                         out_dir=out)
 
@@ -496,7 +496,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from rabbitscale.validation import run_validate
 
     settings, _ = load_stack_config(None, args.profile_file)
-    out = Path(args.out) if args.out else Path("runs") / "validation"
+    out = Path(args.out) if args.out else rundir.RUNS_DIR / "validation"
     return run_validate(settings, out, args.case or None, args.search)
 
 

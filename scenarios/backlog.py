@@ -17,7 +17,6 @@ import contextlib
 import csv
 import math
 import time
-import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -271,9 +270,8 @@ def model_checks(f: BacklogFacts) -> list[slo.Check]:
 class BacklogRun:
     def __init__(self, settings: RabbitSettings, profile: Profile, o: BacklogOptions) -> None:
         self.o = o
-        self.name = o.out.name if o.out else f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.run_dir = o.out or Path("runs") / self.name
-        self.vhost = o.vhost or f"rabbitscale-run-{uuid.uuid4().hex[:8]}"
+        self.name, self.run_dir = rundir.place(o.out, NAME)
+        self.vhost = o.vhost or naming.run_vhost()
         self.settings = settings.with_vhost(self.vhost)
         self.profile = with_service_time(profile, o.service_time).resolved(self.settings)
         self.plan = fill_plan(self.profile, o.task_mix, o.queued)

@@ -216,6 +216,7 @@ class Stream:
 
 _HISTOGRAMS: dict[str, Any] = {}
 _MERGED: dict[str, Any] = {}
+_WORKERS_SEEN: dict[str, dict[str, Any]] = {}  # master: every worker that ever reported
 
 
 def record(name: str, seconds: float) -> None:
@@ -255,6 +256,7 @@ def _ship(client_id: str, data: dict[str, Any]) -> None:
 
 @events.worker_report.add_listener
 def _receive(client_id: str, data: dict[str, Any]) -> None:
+    _WORKERS_SEEN.setdefault(client_id, {"reports": 0})["reports"] += 1
     for name, encoded in data.get("rabbitscale_hdr", {}).items():
         _merge_into(name, encoded)
 
@@ -280,8 +282,16 @@ def _dump(environment: Any, **_: Any) -> None:
         summary[name] = latency.summary_ms(h)
     (out / HDR_SUMMARY).write_text(json.dumps(summary, indent=2))
     if isinstance(runner, MasterRunner):
-        workers = [{"id": c.id, "index": runner.get_worker_index(c.id), "state": c.state,
-                    "user_count": c.user_count} for c in runner.clients.values()]
+        # A worker that quit cleanly is already gone from runner.clients when this runs: the
+        # reports it sent are the record; one still listed keeps its state ("missing"...).
+        ids = list(dict.fromkeys([*_WORKERS_SEEN, *runner.clients]))
+        workers = []
+        for cid in ids:
+            client = runner.clients.get(cid)
+            workers.append({"id": cid, "index": runner.get_worker_index(cid),
+                            "state": client.state if client is not None else "quit",
+                            "user_count": client.user_count if client is not None else None,
+                            "reports": _WORKERS_SEEN.get(cid, {}).get("reports", 0)})
         (Path(run_dir) / WORKERS_FILE).write_text(json.dumps(workers, indent=2))
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,9 +81,8 @@ def _free_port() -> int:
 class Run:
     def __init__(self, settings: RabbitSettings, profile: Profile, o: RunOptions) -> None:
         self.o = o
-        self.name = o.out.name if o.out else f"{o.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.run_dir = o.out or Path("runs") / self.name
-        self.vhost = o.vhost or f"rabbitscale-run-{uuid.uuid4().hex[:8]}"
+        self.name, self.run_dir = rundir.place(o.out, o.scenario)
+        self.vhost = o.vhost or naming.run_vhost()
         self.settings = settings.with_vhost(self.vhost)
         self.fault: Fault | None = FAULTS[o.fault]() if o.fault else None
         if self.fault and self.fault.needs_cluster and not settings.cluster_nodes:

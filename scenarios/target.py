@@ -27,7 +27,7 @@ from rabbitscale.core.errors import (
     BadInput,
     Unavailable,
 )
-from rabbitscale.harness.config import RabbitSettings
+from rabbitscale.harness.config import STATS_INTERVAL_S, RabbitSettings
 from rabbitscale.harness.management import Management, ManagementError
 from rabbitscale.harness.observe import BrokerSource, ManagementSource
 from rabbitscale.harness.prometheus import PrometheusSource
@@ -51,7 +51,6 @@ from rabbitscale.scenarios.run import RunOptions
 from rabbitscale.scenarios.sampler import Sampler
 
 SIDE_QUEUES = ("_error", "_skipped")
-STATS_INTERVAL_S = 5.0  # RabbitMQ's collect_statistics_interval default
 KIND_BY_PATH = {path: kind for kind, path in TASK_PATHS.items()}
 
 
@@ -122,8 +121,7 @@ class TargetRun:
         self.api_keys = api_keys
         self.settings = settings
         self.vhost = settings.vhost
-        self.name = o.out.name if o.out else f"{o.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.run_dir = o.out or Path("runs") / self.name
+        self.name, self.run_dir = rundir.place(o.out, o.scenario)
         self.thresholds = slo.load_thresholds(o.thresholds_file)
         self.ledger = CallbackLedger(burst_max_lag_s=self.thresholds.burst_max_lag_s)
         self.secret = new_secret()
