@@ -74,14 +74,7 @@ async def snapshot(mgmt: Management, vhost: str, prometheus: Any = None) -> Snap
     from rabbitscale.harness.management import ManagementError
 
     q = mgmt.q(vhost)
-    try:
-        await mgmt.request("GET", f"/vhosts/{q}")
-    except ManagementError as exc:
-        if "HTTP 404" in str(exc):
-            from rabbitscale.core.errors import BadInput
-
-            raise BadInput(f"--vhost: the broker has no vhost {vhost!r}") from None
-        raise
+    await mgmt.require_vhost(vhost)
     operator: list[dict[str, Any]] = []
     try:  # needs the policymaker or administrator tag; absent is not an error
         operator = await mgmt.request("GET", f"/operator-policies/{q}") or []

@@ -35,8 +35,11 @@ class ApiState:
     keys: VirtualKeys
     management: Management
     thresholds: DepthThresholds = DepthThresholds()
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # oldest first
     max_tasks: int = 200_000
+    # A poller has this long to read a task's outcome; older entries go, so the stack's memory
+    # levels off in a long run (a count bound alone grew ~650 B a task for hours: bench/soak.py).
+    retention_s: float = 600.0
 
     def on_completion(self, record: Completion) -> None:
         task = self.tasks.get(record.task_id)
@@ -47,9 +50,14 @@ class ApiState:
                 task["error"] = record.reason
 
     def new_task(self, task_id: str, status: str, kind: str) -> dict[str, Any]:
-        if len(self.tasks) >= self.max_tasks:  # bounded: a long load run must not grow memory
-            self.tasks.pop(next(iter(self.tasks)))
-        task = {"task_id": task_id, "status": status, "type": kind, "created_at": time.time()}
+        now = time.time()
+        while self.tasks:  # bounded in count and age: a long load run must not grow memory
+            oldest = next(iter(self.tasks.values()))
+            if len(self.tasks) < self.max_tasks and oldest["created_at"] > now - self.retention_s:
+                break
+            del self.tasks[oldest["task_id"]]
+        task = {"task_id": task_id, "status": status, "type": kind, "created_at": now}
+        self.tasks.pop(task_id, None)  # a reused id moves to the end: the order stays by age
         self.tasks[task_id] = task
         return task
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from rabbitscale.core.errors import RunFailed, Unavailable
+from rabbitscale.core.errors import BadInput, RunFailed, Unavailable
 from rabbitscale.harness.config import ENV_PREFIX, RabbitSettings
 
 
@@ -97,6 +97,15 @@ class Management:
     @staticmethod
     def q(name: str) -> str:
         return quote(name, safe="")
+
+    async def require_vhost(self, vhost: str, flag: str = "--vhost") -> None:
+        """GET the vhost: a missing one is bad input naming ``flag``, not an HTTP error."""
+        try:
+            await self.request("GET", f"/vhosts/{self.q(vhost)}")
+        except ManagementError as exc:
+            if "HTTP 404" in str(exc):
+                raise BadInput(f"{flag}: the broker has no vhost {vhost!r}") from None
+            raise
 
     async def overview(self) -> dict[str, Any]:
         return await self.request("GET", "/overview")

@@ -53,6 +53,26 @@ class RunResult:
         return self.outcome.verdict
 
 
+PROGRESS_EVERY_S = 5  # the terminal's progress line, every this many seconds of the schedule
+
+
+class Progress:
+    """The progress line a run prints while the load goes: count, rate since the last line,
+    depth and p99 end-to-end latency."""
+
+    def __init__(self, say: Any, counted: str) -> None:
+        self.say, self.counted = say, counted
+        self.last_count, self.last_t = 0, 0.0
+
+    def tick(self, now: float, start_at: float, count: int, depth: int, p99_ms: float) -> None:
+        if not (start_at and now > start_at and int(now - start_at) % PROGRESS_EVERY_S == 0):
+            return
+        rate = (count - self.last_count) / max(1e-6, now - (self.last_t or start_at))
+        self.last_count, self.last_t = count, now
+        self.say(f"  {now - start_at:5.0f}s  {self.counted} {count:6d}  {rate:6.1f}/s  "
+                 f"depth {depth:5d}  e2e p99 {p99_ms:7.1f} ms")
+
+
 def latency_summaries(m: Measurements) -> dict[str, dict[str, Any]]:
     return {name: {metric: latency.summary_ms(h) for metric, h in metrics.items()}
             for name, metrics in sorted(m.histograms().items())}

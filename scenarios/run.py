@@ -209,7 +209,7 @@ class Run:
         if self.fault:
             self.fault_ctx = FaultContext(stack, mgmt, self.name, self.say)
             fault_task = asyncio.create_task(self._run_fault(start_at))
-        last_count, last_t = 0, time.time()
+        progress = output.Progress(self.say, "completed")
         try:
             while locust.running:
                 await asyncio.sleep(1.0)
@@ -220,13 +220,8 @@ class Run:
                         self.say(f"  scale out: started {await stack.add_instance()}")
                 if now > deadline:
                     return "Locust did not finish in time"
-                if int(now - start_at) % 5 == 0 and now > start_at:
-                    count = self.recorder.finished
-                    rate = (count - last_count) / max(1e-6, now - last_t)
-                    last_count, last_t = count, now
-                    self.say(f"  {now - start_at:5.0f}s  completed {count:6d}  {rate:6.1f}/s  "
-                             f"depth {sampler.current_depth():5d}  "
-                             f"e2e p99 {self.recorder.e2e_p99_ms():7.1f} ms")
+                progress.tick(now, start_at, self.recorder.finished, sampler.current_depth(),
+                              self.recorder.e2e_p99_ms())
             error = await locust.wait()
             if fault_task:
                 await fault_task

@@ -28,7 +28,7 @@ from rabbitscale.core.errors import (
     Unavailable,
 )
 from rabbitscale.harness.config import STATS_INTERVAL_S, RabbitSettings
-from rabbitscale.harness.management import Management, ManagementError
+from rabbitscale.harness.management import Management
 from rabbitscale.harness.observe import BrokerSource, ManagementSource
 from rabbitscale.harness.prometheus import PrometheusSource
 from rabbitscale.harness.tasks import TASK_PATHS
@@ -153,12 +153,7 @@ class TargetRun:
             return prom
         mgmt = Management(self.settings, read_only=True)
         cleanup.push_async_callback(mgmt.close)
-        try:
-            await mgmt.request("GET", f"/vhosts/{mgmt.q(self.vhost)}")
-        except ManagementError as exc:
-            if "HTTP 404" in str(exc):
-                raise BadInput(f"--vhost: the broker has no vhost {self.vhost!r}") from None
-            raise
+        await mgmt.require_vhost(self.vhost)
         return ManagementSource(mgmt)
 
     async def execute(self) -> int:
@@ -261,19 +256,14 @@ class TargetRun:
         return time.time()
 
     async def _watch(self, locust: LocustProcesses, sampler: Sampler, start_at: float) -> str:
-        last_count, last_t = 0, time.time()
+        progress = output.Progress(self.say, "callbacks")
         while locust.running:
             await asyncio.sleep(1.0)
             now = time.time()
             if start_at and now > start_at + self.o.duration_s + 120:
                 return "Locust did not finish in time"
-            if start_at and now > start_at and int(now - start_at) % 5 == 0:
-                count = self.ledger.unique
-                rate = (count - last_count) / max(1e-6, now - last_t)
-                last_count, last_t = count, now
-                self.say(f"  {now - start_at:5.0f}s  callbacks {count:6d}  {rate:6.1f}/s  "
-                         f"depth {sampler.current_depth():5d}  "
-                         f"e2e p99 {self.ledger.e2e_p99_ms():7.1f} ms")
+            progress.tick(now, start_at, self.ledger.unique, sampler.current_depth(),
+                          self.ledger.e2e_p99_ms())
         return await locust.wait()
 
     async def _drain(self, owed: int, sampler: Sampler) -> None:
