@@ -53,3 +53,13 @@ def test_thresholds_file(tmp_path):
         with pytest.raises(ConfigError, match=match):
             slo.load_thresholds(f)
     assert slo.verdict([slo.at_least("a", 1, 1), slo.at_most("b", 2, 1)]) == slo.FAIL
+
+
+def test_recent_ids_window_is_bounded_and_sees_duplicates():
+    from rabbitscale.core.recent import RecentIds
+
+    window = RecentIds(capacity=3)
+    assert [window.seen(k) for k in ("a", "b", "a", "c", "d")] == [False, False, True, False,
+                                                                   False]
+    assert len(window) == 3  # a, b, c, d seen: "a" is the oldest and gone
+    assert not window.seen("a") and window.seen("d")
