@@ -32,12 +32,14 @@ def read(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
     return dict(out)
 
 
-def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
-    """Least-squares growth in bytes per hour after the warm-up; None with too few points."""
+def slope_per_hour(points: list[tuple[float, float]],
+                   skip_fraction: float = WARMUP_FRACTION) -> float | None:
+    """Least-squares growth in bytes per hour after the first ``skip_fraction`` of the run
+    (the warm-up); None with too few points."""
     if len(points) < 5:
         return None
     t0, t1 = points[0][0], points[-1][0]
-    kept = [(t, v) for t, v in points if t >= t0 + (t1 - t0) * WARMUP_FRACTION]
+    kept = [(t, v) for t, v in points if t >= t0 + (t1 - t0) * skip_fraction]
     if len(kept) < 5:
         return None
     mt = sum(t for t, _ in kept) / len(kept)
