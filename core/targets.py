@@ -23,3 +23,7 @@ DISK_FREE_LIMIT_RELATIVE = 2.0  # disk_free_limit.relative in the guide's rabbit
 LINK_BPS = 100e6  # "Network: 100+ Mbps for high throughput"
 LINK_WARNING_FRACTION = 0.7  # of the link: a burst needs room above the sustained load
 BURST_MAX_LAG_S = 5.0  # a burst webhook counts as absorbed if delivered this soon (ours)
+
+# rabbitscale's own claim for its capacity model (rabbitscale/validation.py holds it to them)
+MODEL_TOLERANCE = 0.15  # |predicted - measured| / measured maximum rate
+BURST_BACKLOG_TOLERANCE = 0.20  # |predicted - measured| / measured peak backlog of a burst

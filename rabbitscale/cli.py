@@ -734,8 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
     fm.set_defaults(func=_cmd_find_max)
 
     v = sub.add_parser("validate", help="the capacity model against measurement (real broker)",
-                       description="Exit codes: 0 every case within tolerance (15%%, burst "
-                                   "20%%), 1 a case is not, 2 bad input, 3 broker unreachable.")
+                       description="Exit codes: 0 every case within tolerance "
+                                   f"({targets.MODEL_TOLERANCE:.0%}, burst "
+                                   f"{targets.BURST_BACKLOG_TOLERANCE:.0%}), 1 a case is not, "
+                                   "2 bad input, 3 broker unreachable.")
     v.add_argument("--case", action="append", default=[], metavar="NAME",
                    help="run only this case (repeatable): pooled, lognormal, rate_limited, "
                         "single_active, retries, burst")

@@ -29,7 +29,7 @@ from rabbitscale.capacity.plan import (
     predicted_max_per_s,
     slot_time_s,
 )
-from rabbitscale.core import rundir
+from rabbitscale.core import rundir, targets
 from rabbitscale.core.errors import BadInput
 from rabbitscale.find_max import BROKE, HELD, Search, run_attempt
 from rabbitscale.harness.config import RabbitSettings
@@ -39,8 +39,8 @@ from rabbitscale.harness.tasks import parse_task_mix
 from rabbitscale.scenarios.run import Run, RunOptions
 from rabbitscale.scenarios.schedule import Rates, burst_windows
 
-TOLERANCE = 0.15  # |P - M| / M for the capacity cases
-BURST_TOLERANCE = 0.20  # |predicted - measured| / measured for the burst backlog
+TOLERANCE = targets.MODEL_TOLERANCE  # |P - M| / M for the capacity cases
+BURST_TOLERANCE = targets.BURST_BACKLOG_TOLERANCE  # |predicted - measured| / measured
 STEP_S = 8.0  # 15% over capacity leaves 13% unfinished: far below the 97% a step needs
 
 
