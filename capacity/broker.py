@@ -40,7 +40,9 @@ class BrokerCoefficients:
     # fills; our runs at ~5,400 msg/s never showed more than one WAL held, faster ones may
     rollover_overlap: float = 0.5
     index_bytes_per_message: float = 200.0  # quorum_ets + queue process per queued message
-    segment_overhead_bytes: float = 700.0  # on disk per message beyond its bytes on the wire
+    # on disk per message beyond its bytes on the wire, from the disk a node settled at after
+    # filling 100,000 x 10 KB: 490 B and 400 B in two runs
+    segment_overhead_bytes: float = 450.0
     baseline_bytes: float = 161e6  # a fresh node's memory (rss) before any message
     publish_ceiling_bytes_per_s: float = 70e6  # confirmed, 1 replica, 10 KB (bench/replicas.py)
     replica_ceiling_factor: float = 0.52  # ceiling 3 replicas / 1, one machine (ditto)
@@ -102,12 +104,21 @@ def node_memory_bytes(messages: float, message_bytes: float,
             + connections * 100e3 + channels * 40e3)
 
 
+def stored_bytes(messages: float, message_bytes: float, replicas_on_disk: int = 1,
+                 c: BrokerCoefficients = DEFAULT) -> float:
+    """Disk the backlog holds once written: every message once, in a segment file or in the
+    WAL not yet rolled over, for every replica that shares this disk. What a node settles at
+    when the fill is over, whatever the moment of the last rollover."""
+    return messages * (message_bytes + c.segment_overhead_bytes) * replicas_on_disk
+
+
 def disk_bytes(messages: float, message_bytes: float, replicas_on_disk: int = 1,
                wal_max_bytes: float = WAL_MAX_BYTES, c: BrokerCoefficients = DEFAULT) -> float:
     """Disk the backlog needs at its peak, for every replica that shares this disk (a local
     cluster puts all of them on one). Until the WAL first rolls over everything is in the WAL;
-    after that, segments for every message plus the WAL being flushed beside them."""
-    stored = messages * (message_bytes + c.segment_overhead_bytes)
+    after that, segments for every message plus, while a rollover is flushed, the whole WAL
+    beside them (a transient: a run's peak shows anything from none of it to all of it)."""
+    stored = stored_bytes(messages, message_bytes, 1, c)
     if messages * message_bytes <= wal_max_bytes:
         return stored * replicas_on_disk
     return (stored + wal_max_bytes) * replicas_on_disk
@@ -129,18 +140,19 @@ def publish_ceiling_per_s(message_bytes: float, replicas: int = 1,
 
 
 def fit(peak_growth_bytes: float, messages: float, message_bytes: float,
-        peak_disk_bytes: float | None, wal_max_bytes: float = WAL_MAX_BYTES,
+        stored_disk_bytes: float | None, wal_max_bytes: float = WAL_MAX_BYTES,
         base: BrokerCoefficients = DEFAULT, baseline_bytes: float | None = None,
         publish_rate_per_s: float | None = None) -> BrokerCoefficients:
     """Coefficients that reproduce a measured backlog: the allocation overhead from the peak
-    memory growth, the segment overhead from the peak disk (both the peak the model takes)."""
+    memory growth (the peak the model bounds), the segment overhead from the disk the node
+    settled at after the fill (the peak depends on when the last WAL rolled over)."""
     held = bodies_in_memory_bytes(messages, message_bytes, wal_max_bytes, base)
     alloc = base.alloc_overhead
     if held > 0:
         alloc = max(1.0, (peak_growth_bytes - messages * base.index_bytes_per_message) / held)
     segment = base.segment_overhead_bytes
-    if peak_disk_bytes and messages:
-        segment = max(0.0, (peak_disk_bytes - wal_max_bytes) / messages - message_bytes)
+    if stored_disk_bytes and messages:
+        segment = max(0.0, stored_disk_bytes / messages - message_bytes)
     values = {**asdict(base), "alloc_overhead": round(alloc, 4),
               "segment_overhead_bytes": round(segment, 1),
               "source": "calibrated from a backlog run"}

@@ -128,10 +128,10 @@ def fit_broker(backlog: dict[str, Any]) -> tuple[broker.BrokerCoefficients,
         raise CalibrationError("the backlog run sampled no node: nothing to fit the broker "
                                "model to")
     worst = max(nodes.values(), key=lambda n: n["memory_growth_bytes"])
-    disk = max(nodes.values(), key=lambda n: n["disk_growth_bytes"])
+    disk = max(nodes.values(), key=lambda n: n.get("disk_settled_bytes", 0.0))
     n, size = float(backlog["queued"]), float(backlog["message_bytes"])
     fill = backlog.get("fill", {}).get("rate_per_s")
-    measured_disk = disk["disk_growth_bytes"] if disk["disk_growth_bytes"] > 0 else None
+    measured_disk = disk.get("disk_settled_bytes") or None  # settled after the fill
     base = broker.BrokerCoefficients()
     fitted = broker.fit(worst["memory_growth_bytes"], n, size, measured_disk, base=base,
                         baseline_bytes=worst["baseline_memory_bytes"],
@@ -144,9 +144,10 @@ def fit_broker(backlog: dict[str, Any]) -> tuple[broker.BrokerCoefficients,
                    broker.memory_growth_bytes(n, size, c=fitted),
                    worst["memory_growth_bytes"], "bytes",
                    f"allocation overhead {fitted.alloc_overhead:g}"),
-        Comparison("broker disk (default model)", broker.disk_bytes(n, size, c=base),
-                   measured_disk, "bytes", disk.get("disk_source", "")),
-        Comparison("broker disk (fitted)", broker.disk_bytes(n, size, c=fitted),
+        Comparison("broker disk once written (default model)",
+                   broker.stored_bytes(n, size, c=base), measured_disk, "bytes",
+                   f"settled after the fill, {disk.get('disk_source', '')}"),
+        Comparison("broker disk once written (fitted)", broker.stored_bytes(n, size, c=fitted),
                    measured_disk, "bytes",
                    f"segment overhead {fitted.segment_overhead_bytes:g} B/message"),
         Comparison("broker publish ceiling", broker.publish_ceiling_per_s(size, c=base),

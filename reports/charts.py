@@ -148,7 +148,11 @@ def backlog_disk(node: Any, t0: float, backlog: dict[str, Any]) -> str:
             ax.plot(g["t"] - t0, (g["disk_free"].iloc[0] - g["disk_free"]) / mib,
                     linewidth=1.2, label=f"disk free drop {name}")
     ax.axhline(predicted / mib, color="purple", linestyle="-.", linewidth=1,
-               label=f"model: {predicted / mib:,.0f} MiB")
+               label=f"model peak (a WAL being flushed): {predicted / mib:,.0f} MiB")
+    stored = backlog["model"].get("stored_bytes")
+    if stored:
+        ax.axhline(float(stored) / mib, color="purple", linestyle=":", linewidth=1,
+                   label=f"model once written: {float(stored) / mib:,.0f} MiB")
     _phases(ax, backlog.get("phases", {}), t0)
     ax.set(title="Broker disk with a backlog, against the model", xlabel="seconds",
            ylabel="MiB")
