@@ -13,6 +13,10 @@ The model takes the peak the node can reach, not a sample:
     disk          = N x (message + segment overhead) (+ a WAL once it has rolled over)
                     x replicas on this disk
 
+The first term of disk is what a node settles at once a fill is over (every message once, in a
+segment or in the WAL not yet rolled); the WAL on top is the peak while a rollover is flushed,
+which a run catches or not depending on when its last rollover fell.
+
 Every default below is a measurement made by this project (docs/benchmarks.md, "Broker
 memory and disk for a backlog"): RabbitMQ 3.10.8, Erlang/OTP 25, a fresh node on a 2-core,
 24 GiB VM; `rabbitscale plan --calibrate RUN` fits them again from any backlog run and

@@ -3,7 +3,8 @@ measured run and print predicted vs measured with the error in %.
 
 Fitted: the service time per queue (the measured mean processing time) and, from a backlog run
 (`rabbitscale run backlog`), the broker model's coefficients (capacity/broker.py): allocation
-overhead from the peak memory growth, segment overhead from the peak disk, the node's baseline
+overhead from the peak memory growth, segment overhead from the disk the node settled at after
+the fill, the node's baseline
 and the publish ceiling. DIR is a run directory or a find-max directory (find_max.json plus one
 run per step); with find-max data the maximum sustainable rate is compared too. ``--out FILE``
 writes the fitted figures; ``plan --calibration FILE`` and ``run backlog --calibration FILE``
