@@ -7,6 +7,7 @@ Sizes follow SI/IEC strictly (10KB = 10,000 bytes, 10KiB = 10,240) because the g
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from rabbitscale.core.errors import BadInput
 
@@ -26,24 +27,40 @@ class UnitError(BadInput):
     """A value could not be read in the unit it claims; the message is one line."""
 
 
-def parse_size_bytes(text: str | int | float) -> int:
-    """'10KB' -> 10000, '10KiB' -> 10240, '1.5MB' -> 1500000, 512 -> 512."""
+def _plain(text: str | int | float, what: str) -> float | None:
+    """A number given as a number (no unit): itself, never negative; None for text."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         if text < 0:
-            raise UnitError(f"size must not be negative, got {text}")
-        return int(text)
-    m = re.fullmatch(_NUMBER + r"\s*([a-zA-Z]*)", str(text).strip())
-    if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise UnitError(f"not a size: {text!r} (use e.g. 10KB, 10KiB, 1MB, 512)")
-    return int(round(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]))
+            raise UnitError(f"{what} must not be negative, got {text}")
+        return float(text)
+    return None
+
+
+def _scaled(text: str | int | float, units: Mapping[str, float], unit_chars: str, what: str,
+            examples: str) -> float:
+    """'<number><unit>' with the unit one of ``units`` (case-insensitive), scaled by it."""
+    plain = _plain(text, what)
+    if plain is not None:
+        return plain
+    m = re.fullmatch(_NUMBER + rf"\s*([{unit_chars}]*)", str(text).strip())
+    if not m or m.group(2).lower() not in units:
+        raise UnitError(f"not a {what}: {text!r} (use e.g. {examples})")
+    return float(m.group(1)) * units[m.group(2).lower()]
+
+
+def parse_size_bytes(text: str | int | float) -> int:
+    """'10KB' -> 10000, '10KiB' -> 10240, '1.5MB' -> 1500000, 512 -> 512."""
+    plain = _plain(text, "size")
+    if plain is not None:
+        return int(plain)
+    return int(round(_scaled(text, _SIZE_UNITS, "a-zA-Z", "size", "10KB, 10KiB, 1MB, 512")))
 
 
 def parse_duration_s(text: str | int | float) -> float:
     """'5m' -> 300.0, '60ms' -> 0.06, '2min' -> 120.0, '1h30m' -> 5400.0, 10 -> 10.0."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise UnitError(f"duration must not be negative, got {text}")
-        return float(text)
+    plain = _plain(text, "duration")
+    if plain is not None:
+        return plain
     s = str(text).strip().lower()
     parts = re.findall(_NUMBER + r"\s*(us|ms|min|s|m|h|)", s)
     if not s or not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
@@ -53,10 +70,9 @@ def parse_duration_s(text: str | int | float) -> float:
 
 def parse_rate_per_s(text: str | int | float) -> float:
     """'1000/min' -> 16.67, '100/s' -> 100.0, '17' -> 17.0 (per second)."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise UnitError(f"rate must not be negative, got {text}")
-        return float(text)
+    plain = _plain(text, "rate")
+    if plain is not None:
+        return plain
     m = re.fullmatch(_NUMBER + r"\s*(?:/\s*([a-zA-Z]+))?", str(text).strip())
     if not m or (m.group(2) and m.group(2).lower() not in _RATE_UNITS):
         raise UnitError(f"not a rate: {text!r} (use e.g. 1000/min, 100/s)")
@@ -71,14 +87,7 @@ _BITRATE_UNITS = {"bps": 1, "kbps": 10**3, "mbps": 10**6, "gbps": 10**9,
 def parse_bitrate_bps(text: str | int | float) -> float:
     """'100Mbps' -> 1e8, '1Gbit/s' -> 1e9, 5e7 -> 5e7 (bits per second, SI, as links are
     sold)."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise UnitError(f"link speed must not be negative, got {text}")
-        return float(text)
-    m = re.fullmatch(_NUMBER + r"\s*([a-zA-Z/]*)", str(text).strip())
-    if not m or m.group(2).lower() not in _BITRATE_UNITS:
-        raise UnitError(f"not a link speed: {text!r} (use e.g. 100Mbps, 1Gbps, 10Gbit/s)")
-    return float(m.group(1)) * _BITRATE_UNITS[m.group(2).lower()]
+    return _scaled(text, _BITRATE_UNITS, "a-zA-Z/", "link speed", "100Mbps, 1Gbps, 10Gbit/s")
 
 
 def format_bps(n: float) -> str:
