@@ -150,6 +150,17 @@ class Management:
     async def delete_vhost(self, vhost: str) -> None:
         await self.request("DELETE", f"/vhosts/{self.q(vhost)}", ok=(200, 204, 404))
 
+    @classmethod
+    async def for_run(cls, settings: RabbitSettings, cleanup: contextlib.AsyncExitStack, *,
+                      own_vhost: bool, keep: bool = False) -> Management:
+        """A run's client, closed with ``cleanup``; with ``own_vhost`` the settings' vhost is
+        the run's own (created now, deleted at the close unless ``keep``)."""
+        mgmt = cls(settings)
+        cleanup.push_async_callback(mgmt.close)
+        if own_vhost:
+            await mgmt.own_vhost(settings.vhost, cleanup, keep=keep)
+        return mgmt
+
     async def own_vhost(self, vhost: str, cleanup: contextlib.AsyncExitStack, *,
                         keep: bool = False) -> None:
         """A vhost of a run's own: created now and, unless ``keep``, deleted when ``cleanup``

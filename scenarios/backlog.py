@@ -300,10 +300,9 @@ class BacklogRun:
     async def execute(self) -> int:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         async with contextlib.AsyncExitStack() as cleanup:
-            mgmt = Management(self.settings)
-            cleanup.push_async_callback(mgmt.close)
-            if self.o.vhost is None:
-                await mgmt.own_vhost(self.vhost, cleanup, keep=self.o.keep_vhost)
+            mgmt = await Management.for_run(self.settings, cleanup,
+                                            own_vhost=self.o.vhost is None,
+                                            keep=self.o.keep_vhost)
             result = await self._execute(mgmt, cleanup)
         return output.conclude(self.run_dir, result, self.recorder, say=self.say,
                                quiet=self.o.quiet, junit=self.o.junit)

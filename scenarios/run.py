@@ -120,10 +120,9 @@ class Run:
             self.say(f"metrics: {server.url}")
         try:
             async with contextlib.AsyncExitStack() as cleanup:
-                mgmt = Management(self.settings)
-                cleanup.push_async_callback(mgmt.close)
-                if self.o.vhost is None:
-                    await mgmt.own_vhost(self.vhost, cleanup, keep=self.o.keep_vhost)
+                mgmt = await Management.for_run(self.settings, cleanup,
+                                                own_vhost=self.o.vhost is None,
+                                                keep=self.o.keep_vhost)
                 result = await self._execute(mgmt, cleanup)
             self.metrics.set_outcome(result.outcome.ledger, result.outcome.checks)
             code = output.conclude(self.run_dir, result, self.recorder, say=self.say,
