@@ -54,11 +54,6 @@ class Completion:
         return self.started - self.sent
 
     @property
-    def transit_s(self) -> float:
-        """Publish to delivery: the broker and the network (0 in records without it)."""
-        return max(0.0, self.delivered - self.sent) if self.delivered else 0.0
-
-    @property
     def slot_wait_s(self) -> float:
         """Delivered, waiting for a free consumer slot (concurrency, partition, rate limit):
         what a queueing model predicts."""
