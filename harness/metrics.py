@@ -22,13 +22,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from rabbitscale.core import targets
 from rabbitscale.core.errors import BadInput, PortInUse
+from rabbitscale.harness.tasks import MESSAGE_TYPES
 
 # seconds: fine below 1 s (queue wait, processing), then the guide's 5 s and 300 s bounds
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                      targets.BURST_MAX_LAG_S, 10.0, 30.0, 60.0, 120.0,
                      targets.MESSAGE_AGE_MAX_S, 600.0)
-KINDS = {"VideoGenerationRequested": "video", "ImageGenerationRequested": "image",
-         "SpendUpdateRequested": "spend", "WebhookDeliveryRequested": "webhook"}
+KINDS = {message_type: kind for kind, message_type in MESSAGE_TYPES.items()}
 
 
 def kind_of(message_type: str) -> str:
