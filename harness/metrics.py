@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from rabbitscale.core import targets
 from rabbitscale.core.errors import BadInput, PortInUse
+from rabbitscale.core.verdicts import FAIL, SKIP
 from rabbitscale.harness.tasks import MESSAGE_TYPES
 
 # seconds: fine below 1 s (queue wait, processing), then the guide's 5 s and 300 s bounds
@@ -159,8 +160,8 @@ class Metrics:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 self.ledger.labels(name).set(value)
         for c in checks:
-            if c.verdict != "SKIP":
-                self.check.labels(c.name).set(0 if c.verdict == "FAIL" else 1)
+            if c.verdict != SKIP:
+                self.check.labels(c.name).set(0 if c.verdict == FAIL else 1)
 
     # --- serving --------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from rabbitscale.capacity.plan import predicted_max_per_s
 from rabbitscale.core import rundir
+from rabbitscale.core.verdicts import FAIL
 from rabbitscale.harness.config import RabbitSettings
 from rabbitscale.harness.profiles import Profile
 from rabbitscale.scenarios.run import Run, RunOptions
@@ -149,7 +150,7 @@ def run_attempt(settings: RabbitSettings, profile: Profile, base: RunOptions, ou
         assert opts.out is not None
         summary = json.loads((opts.out / rundir.SUMMARY).read_text())
         keep = float(summary["measured"].get("keep_up_ratio", 0))
-        failed = tuple(c["name"] for c in summary["checks"] if c["verdict"] == "FAIL")
+        failed = tuple(c["name"] for c in summary["checks"] if c["verdict"] == FAIL)
         if LOAD_CHECK in failed:
             outcome = INCONCLUSIVE
         elif rc == 0 and keep >= keep_up_min:

@@ -18,6 +18,7 @@ from typing import Any
 
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import BadInput
+from rabbitscale.core.verdicts import FAIL, SKIP
 
 
 def _seconds(value: float) -> str:
@@ -45,12 +46,12 @@ def check_case(classname: str, check: dict[str, Any]) -> ET.Element:
                                    "time": "0"})
     text = (f"target {check['target']}, measured {check['measured']}, verdict "
             f"{check['verdict']}" + (f": {check['detail']}" if check.get("detail") else ""))
-    if check["verdict"] == "FAIL":
+    if check["verdict"] == FAIL:
         failure = ET.SubElement(case, "failure", {
             "type": "SLO", "message": f"{check['name']}: measured {check['measured']}, "
                                       f"target {check['target']}"})
         failure.text = text
-    elif check["verdict"] == "SKIP":
+    elif check["verdict"] == SKIP:
         ET.SubElement(case, "skipped", {"message": check.get("detail") or "not measured"})
     ET.SubElement(case, "system-out").text = text
     return case

@@ -17,6 +17,7 @@ import jinja2
 
 from rabbitscale.core import targets
 from rabbitscale.core.rundir import REPORT_HTML, REPORT_JSON, RunData, load
+from rabbitscale.core.verdicts import FAIL
 from rabbitscale.reports import charts
 from rabbitscale.reports.compare import DEFAULT_TOLERANCE, compare
 
@@ -121,7 +122,7 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        run=run, s=s, failed=[c["name"] for c in s["checks"] if c["verdict"] == "FAIL"],
+        run=run, s=s, failed=[c["name"] for c in s["checks"] if c["verdict"] == FAIL],
         latency=s.get("measured", {}).get("latency_ms", {}), charts=chart_list,
         model=model_rows, backlog=backlog,
         deltas=[d.as_dict() for d in deltas] if deltas is not None else None,
