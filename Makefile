@@ -2,8 +2,13 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PYTEST := $(BIN)/pytest -q
+# written by scripts/ensure_broker.sh when it started the compose file's broker
+BROKER_ENV := .rabbitscale-broker.env
+WITH_BROKER := set -a; [ -f $(BROKER_ENV) ] && . ./$(BROKER_ENV); set +a;
+E2E := $(PYTEST) tests/e2e -m "not exclusive" -n 2 --dist loadgroup && $(PYTEST) tests/e2e -m exclusive
 
-.PHONY: demo test test-fast install broker lint bench
+.PHONY: demo test test-unit test-broker test-e2e install setup broker lint bench
 
 $(BIN)/rabbitscale: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,20 +18,36 @@ $(BIN)/rabbitscale: pyproject.toml
 
 install: $(BIN)/rabbitscale
 
+# the tools some tests use (chromium, prometheus, wrk, iptables) and the broker
+setup:
+	@scripts/setup.sh
+
 broker:
 	@scripts/ensure_broker.sh
 
 demo: install broker
-	$(BIN)/rabbitscale run sustained_tasks --duration 60s --instances 3 --profile realistic
+	@$(WITH_BROKER) $(BIN)/rabbitscale run sustained_tasks --duration 60s --instances 3 --profile realistic
 
-test: install broker
-	$(BIN)/pytest -q
+# every tier, cheapest first (docs/ci.md has what each takes)
+test: install setup
+	$(PYTEST) tests/unit
+	@$(WITH_BROKER) $(PYTEST) tests/broker
+	@$(WITH_BROKER) $(E2E)
 
-# iteration: everything but the slow broker runs (fault runs, find-max, backlog, cluster)
-test-fast: install broker
-	$(BIN)/pytest -q -m "not slow"
+# no broker, no network: the model, units, parsers, wire format, reports from fixtures
+test-unit: install
+	$(PYTEST) tests/unit
 
-# style, the layer contract (pyproject's import-linter layers) and types
+# the real broker, a vhost per test
+test-broker: install setup
+	@$(WITH_BROKER) $(PYTEST) tests/broker
+
+# whole runs: scenarios, faults, clusters, backlog, validation; two at a time (each in a
+# vhost or on nodes of its own), then alone the few that change the broker for every client
+test-e2e: install setup
+	@$(WITH_BROKER) $(E2E)
+
+# style, the layer contracts (pyproject's import-linter contracts) and types
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache

@@ -32,16 +32,16 @@ from pathlib import Path
 import aio_pika
 from aiohttp import web
 
-from rabbitscale.harness import amqp
+from rabbitscale.broker import amqp
+from rabbitscale.broker.declare import declare
+from rabbitscale.broker.management import Management
+from rabbitscale.broker.publisher import Publisher
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import VirtualKeys
-from rabbitscale.harness.config import RabbitSettings, load_settings
-from rabbitscale.harness.declare import declare
-from rabbitscale.harness.management import Management
-from rabbitscale.harness.naming import type_exchange
-from rabbitscale.harness.overrides import apply_overrides
-from rabbitscale.harness.profiles import CONDUIT
-from rabbitscale.harness.publisher import Publisher
+from rabbitscale.topology.naming import type_exchange
+from rabbitscale.topology.overrides import apply_overrides
+from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.settings import RabbitSettings, load_settings
 
 SECRET = "bench-secret"
 # no x-max-length: a round at several thousand requests/s would reach 50,000 and be nacked

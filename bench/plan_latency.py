@@ -29,8 +29,8 @@ def main() -> int:
     py = sys.executable
     cases = [
         ("python -c pass", [py, "-c", "pass"]),
-        ("rabbitscale plan", [py, "-m", "rabbitscale.cli", "plan"]),
-        ("rabbitscale plan --json", [py, "-m", "rabbitscale.cli", "plan", "--json"]),
+        ("rabbitscale plan", [py, "-m", "rabbitscale", "plan"]),
+        ("rabbitscale plan --json", [py, "-m", "rabbitscale", "plan", "--json"]),
         ("import harness.stack (aio-pika, aiohttp)", [py, "-c", "import harness.stack"]),
     ]
     base = None

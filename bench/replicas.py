@@ -1,5 +1,5 @@
 """The broker's confirmed-publish ceiling with 1 and with 3 quorum replicas, side by side in
-one run, on a local 3-node cluster of this machine's RabbitMQ (`harness/cluster.py`).
+one run, on a local 3-node cluster of this machine's RabbitMQ (`broker/cluster.py`).
 
 Each round publishes the same number of 10 KB persistent messages with publisher confirms
 (IN_FLIGHT outstanding) to a fresh quorum queue with ``x-quorum-initial-group-size`` 1, then to
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import aio_pika
 
+from rabbitscale.broker import cluster
 from rabbitscale.core.units import parse_size_bytes
-from rabbitscale.harness import cluster
 
 IN_FLIGHT = 500
 PORT_OFFSET = 600  # a cluster of its own: never a developer's or the tests'

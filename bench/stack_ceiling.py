@@ -25,15 +25,15 @@ from typing import Any
 import aio_pika
 import orjson
 
-from rabbitscale.harness import messages
-from rabbitscale.harness.config import RabbitSettings, load_settings
+from rabbitscale.broker.declare import declare
+from rabbitscale.broker.management import Management
+from rabbitscale.broker.publisher import Publisher
 from rabbitscale.harness.consumer import ConsumerInstance
-from rabbitscale.harness.declare import declare
-from rabbitscale.harness.envelope import build_envelope, measurement_headers
-from rabbitscale.harness.management import Management
-from rabbitscale.harness.overrides import apply_overrides
-from rabbitscale.harness.profiles import CONDUIT
-from rabbitscale.harness.publisher import Publisher
+from rabbitscale.topology import messages
+from rabbitscale.topology.envelope import build_envelope, measurement_headers
+from rabbitscale.topology.overrides import apply_overrides
+from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.settings import RabbitSettings, load_settings
 
 QUEUE = "video-generation-events"
 TARGET = {1: 0.6, 2: 0.7}  # issue 9: two-process ratio >= 0.7

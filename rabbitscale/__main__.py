@@ -2,6 +2,6 @@
 
 import sys
 
-from rabbitscale.cli import main
+from rabbitscale.cli.main import main
 
 sys.exit(main())

@@ -2,7 +2,8 @@
 # Make sure a RabbitMQ broker with the management API answers, and say what was done.
 # 1. AMQP_URL (or 127.0.0.1:5672) answers -> use it.
 # 2. else a local rabbitmq-server is installed -> start it (detached).
-# 3. else a Docker engine is available -> `docker compose up -d rabbitmq`.
+# 3. else a Docker engine is available -> `docker compose up -d rabbitmq`, with a password of
+#    its own, and .rabbitscale-broker.env (AMQP_URL) for `make demo` and `make test`.
 # 4. else print exactly what to run and fail.
 # The management and prometheus plugins are enabled on a local node when they are not already
 # (black-box runs and doctor read either).
@@ -31,8 +32,17 @@ elif command -v rabbitmq-server >/dev/null 2>&1; then
   wait_for "$host" "$port" 90 || { echo "broker: rabbitmq-server did not come up on $host:$port"; exit 1; }
 elif docker info >/dev/null 2>&1; then
   echo "broker: nothing on $host:$port; starting the compose file's rabbitmq service"
-  docker compose up -d rabbitmq
-  wait_for "$host" "$port" 120 || { echo "broker: the rabbitmq container did not come up"; exit 1; }
+  # compose refuses to start without both secrets (no defaults on purpose): give this local
+  # broker its own, and tell the make targets how to reach it (user conduit, the compose file's)
+  export RABBITMQ_PASSWORD="${RABBITMQ_PASSWORD:-$(python3 -c 'import secrets; print(secrets.token_hex(12))')}"
+  export RABBITSCALE_API_SECRET="${RABBITSCALE_API_SECRET:-$(python3 -c 'import secrets; print(secrets.token_hex(12))')}"
+  docker compose up -d rabbitmq || { echo "broker: docker compose up -d rabbitmq failed"; exit 1; }
+  umask 077
+  printf 'AMQP_URL=amqp://conduit:%s@127.0.0.1:5672/\n' "$RABBITMQ_PASSWORD" > .rabbitscale-broker.env
+  echo "broker: AMQP_URL for it written to .rabbitscale-broker.env (mode 0600)"
+  wait_s="${RABBITSCALE_BROKER_WAIT_S:-120}"
+  wait_for "$host" "$port" "$wait_s" || { echo "broker: the rabbitmq container did not come up"; exit 1; }
+  wait_for "$host" "$mgmt_port" "$wait_s" || { echo "broker: its management API did not come up"; exit 1; }
 else
   echo "broker: nothing answers on $host:$port and neither rabbitmq-server nor Docker is here."
   echo "  run one of:  sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached"

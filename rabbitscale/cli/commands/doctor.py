@@ -1,0 +1,48 @@
+"""`rabbitscale doctor`: a read-only audit of a live broker against the profile and the guide."""
+
+from __future__ import annotations
+
+import argparse
+
+from rabbitscale.cli import options
+from rabbitscale.cli.args import Parser
+
+
+def parser(argv: list[str]) -> Parser:
+    p = Parser(prog="rabbitscale doctor",
+               parents=[options.profile(), options.container_memory(None)],
+               description="Reads the management API (and --prometheus) and never writes: "
+                           "topology and effective arguments, consumers and prefetch, depth "
+                           "and drain time, node limits, versions, the plan on live figures."
+                           "\n\nExit codes: 0 no FAIL, 1 a FAIL, 2 bad input, 3 broker "
+                           "unreachable or not authorised.")
+    p.add_argument("--vhost", help="the vhost the system uses (default: the configuration's)")
+    p.add_argument("--prometheus", action="append", default=[], metavar="URL",
+                   help="also read rabbitmq_prometheus (one per node), e.g. when the "
+                        "management metrics collector is off")
+    p.add_argument("--json", action="store_true", help="the findings as JSON")
+    p.add_argument("--verbose", action="store_true", help="show OK and INFO rows too")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from rabbitscale.capacity.doctor import diagnose, read_broker, render, verdict
+    from rabbitscale.core.verdicts import FAIL
+    from rabbitscale.topology.overrides import load_stack_config
+
+    settings, profile = load_stack_config(args.profile, args.profile_file)
+    if args.vhost:
+        settings = settings.with_vhost(args.vhost)
+    snap = asyncio.run(read_broker(settings, args.prometheus))
+    findings = diagnose(snap, profile, settings,
+                        container_memory_bytes=args.container_memory)
+    if args.json:
+        print(json.dumps({"vhost": settings.vhost, "profile": profile.name,
+                          "verdict": verdict(findings),
+                          "findings": [f.as_dict() for f in findings]}, indent=2, default=str))
+    else:
+        print(render(findings, settings.vhost, profile.name, verbose=args.verbose))
+    return 1 if verdict(findings) == FAIL else 0

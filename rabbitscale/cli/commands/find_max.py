@@ -1,0 +1,53 @@
+"""`rabbitscale find-max`: the highest arrival rate the stack sustains, beside the model's."""
+
+from __future__ import annotations
+
+import argparse
+
+from rabbitscale.cli import args as a
+from rabbitscale.cli import options
+from rabbitscale.cli.args import Parser
+from rabbitscale.scenarios.registry import STEPPABLE
+
+
+def parser(argv: list[str]) -> Parser:
+    p = Parser(prog="rabbitscale find-max",
+               parents=[options.instances(), options.profile(choose=False),
+                        options.load(tasks=False, webhooks=False, users=False)],
+               description="Step the task arrival rate from 70% of the model's prediction "
+                           "(x1.2 a step) until a step breaks, then bisect to 5%; each step a "
+                           "full run in its own vhost.\n\nExit codes: 0 a maximum was found, "
+                           "1 no step held, 2 bad input, 3 broker unreachable.")
+    p.add_argument("scenario", choices=STEPPABLE, metavar="SCENARIO",
+                   help="one of: " + ", ".join(STEPPABLE))
+    p.add_argument("--start", type=a.rate, default=None, metavar="RATE",
+                   help="first rate (default: 70%% of the model's prediction)")
+    p.add_argument("--step-duration", type=a.duration, default="15s", metavar="DURATION",
+                   help="load time of each step")
+    p.add_argument("--drain-timeout", type=a.duration, default="20s", metavar="DURATION",
+                   help="how long each step may drain")
+    p.add_argument("--out", metavar="DIR",
+                   help="directory for the step runs (default: runs/find-max-SCENARIO)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rabbitscale.core import rundir, targets
+    from rabbitscale.runner.find_max import run_find_max
+    from rabbitscale.runner.run import RunOptions
+    from rabbitscale.scenarios.schedule import Rates
+    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.tasks import format_task_mix
+
+    settings, profile = load_stack_config(None, args.profile_file)
+    base = RunOptions(scenario=args.scenario, duration_s=args.step_duration,
+                      instances=args.instances,
+                      rates=Rates(1.0, targets.WEBHOOK_BASELINE_PER_S,
+                                  targets.WEBHOOK_BURSTS_PER_S),
+                      payload=args.payload_size, drain_timeout_s=args.drain_timeout,
+                      profile_file=args.profile_file, task_mix=format_task_mix(args.task_mix))
+    out = Path(args.out) if args.out else rundir.RUNS_DIR / f"find-max-{args.scenario}"
+    return run_find_max(settings, profile, base, start=args.start, mix=args.task_mix,
+                        out_dir=out)

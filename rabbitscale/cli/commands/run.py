@@ -1,0 +1,264 @@
+"""`rabbitscale run`: three modes, each with a parser of its own, so that argparse itself
+refuses what does not apply:
+
+- ``run SCENARIO``: the reference stack in a vhost of its own, driven and judged;
+- ``run backlog``: the broker holding a backlog (fill, hold, drain) against the broker model;
+- ``run SCENARIO --target URL``: a deployed system, loaded from outside (black-box).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rabbitscale.cli import args as a
+from rabbitscale.cli import options
+from rabbitscale.cli.args import Parser
+from rabbitscale.core import targets
+from rabbitscale.scenarios.registry import BACKLOG, SCENARIOS
+
+EXITS = ("Exit codes: 0 every check passed, 1 a check failed, 2 bad input, 3 the broker "
+         "(or target) unreachable, 4 the run itself failed.")
+BLACK_BOX_ONLY = ("--target", "--api-key", "--prometheus", "--callback-url", "--poll",
+                  "--expect-workers", "--master-port")
+STACK_ONLY = ("--instances", "--transport", "--scale-to", "--keep-vhost", "--fault",
+              "--time-scale", "--prometheus-port", "--prometheus-linger", "--cluster",
+              "--replicas")
+BACKLOG_ONLY = ("--queued", "--drain-service-time", "--calibration")
+DEFAULT_DURATION = "1m"
+
+
+def _mode(argv: list[str]) -> str:
+    positional = next((t for t in argv if not t.startswith("-")), None)
+    if positional == BACKLOG:
+        return "backlog"
+    if any(t == "--target" or t.startswith("--target=") for t in argv):
+        return "target"
+    return "stack"
+
+
+def parser(argv: list[str]) -> Parser:
+    return {"backlog": backlog_parser, "target": target_parser,
+            "stack": stack_parser}[_mode(argv)]()
+
+
+def _elsewhere(flags: tuple[str, ...], where: str) -> dict[str, str]:
+    return dict.fromkeys(flags, where)
+
+
+def _scenario_list() -> str:
+    return "\n".join(f"  {s.name:<16} {s.summary}" for s in SCENARIOS.values())
+
+
+def _timing(p: Parser, drain_default: str) -> None:
+    g = p.add_argument_group("timing")
+    g.add_argument("--duration", type=a.duration, default=DEFAULT_DURATION,
+                   metavar="DURATION", help="how long the load runs, e.g. 2m")
+    g.add_argument("--drain-timeout", type=a.duration, default=drain_default,
+                   metavar="DURATION", help="how long to wait for the queues to drain after "
+                                            "the load")
+    g.add_argument("--workers", type=a.bounded(int, 0, 64, "a whole number"), default=0,
+                   help="local Locust worker processes (distributed mode); 0 = one process")
+    g.add_argument("--thresholds", metavar="FILE", help="TOML file overriding SLO thresholds")
+
+
+def stack_parser() -> Parser:
+    p = Parser(prog="rabbitscale run",
+               usage="rabbitscale run SCENARIO [OPTIONS]   (also: run backlog, "
+                     "run SCENARIO --target URL)",
+               parents=[options.instances(), options.profile(), options.load(),
+                        options.run_output(), options.cluster()],
+               elsewhere={**_elsewhere(BLACK_BOX_ONLY, "applies to black-box runs: "
+                                                        "run SCENARIO --target URL"),
+                          **_elsewhere(BACKLOG_ONLY, "applies to `run backlog`")},
+               description=f"Start the reference stack in a fresh vhost, drive SCENARIO with "
+                           f"Locust, sample the broker, write a run directory and judge the "
+                           f"run.\n\nscenarios:\n{_scenario_list()}\n\n"
+                           f"`rabbitscale run backlog --help` and `rabbitscale run SCENARIO "
+                           f"--target URL --help` show the other two modes.\n\n{EXITS}")
+    p.add_argument("scenario", choices=list(SCENARIOS), metavar="SCENARIO",
+                   help="one of: " + ", ".join(SCENARIOS))
+    _timing(p, "1m")
+    from rabbitscale.runner.faults import FAULTS
+
+    g = p.add_argument_group("the reference stack")
+    g.add_argument("--transport", choices=["http", "amqp"], default="http",
+                   help="through the stack's API, or straight to the broker")
+    g.add_argument("--scale-to", type=a.instances, default=5,
+                   help="scale_out: instances after the midpoint")
+    g.add_argument("--keep-vhost", action="store_true", help="keep the run's vhost afterwards")
+    g.add_argument("--fault", choices=sorted(FAULTS), metavar="FAULT",
+                   help="inject a fault mid-run (docs/reliability.md): "
+                        + ", ".join(sorted(FAULTS)))
+    g.add_argument("--time-scale", type=a.time_scale, default=1.0, metavar="FACTOR",
+                   help="multiply retry delays and breaker windows")
+    g = p.add_argument_group("live metrics")
+    g.add_argument("--prometheus-port", type=a.port, default=None, metavar="PORT",
+                   help="serve live metrics at http://127.0.0.1:PORT/metrics for the whole run")
+    g.add_argument("--prometheus-linger", type=a.duration, default="0s", metavar="DURATION",
+                   help="keep serving after the verdict (a last scrape sees the checks)")
+    p.set_defaults(func=run_stack_mode)
+    return p
+
+
+def backlog_parser() -> Parser:
+    from rabbitscale.runner.backlog import DEFAULT_MIX, DRAIN_SERVICE_TIME
+
+    p = Parser(prog="rabbitscale run backlog", usage="rabbitscale run backlog [OPTIONS]",
+               parents=[options.instances(), options.profile(),
+                        options.load(tasks=False, webhooks=False, users=False),
+                        options.run_output(), options.cluster()],
+               elsewhere={**_elsewhere(BLACK_BOX_ONLY, "applies to black-box runs: "
+                                                        "run SCENARIO --target URL"),
+                          **_elsewhere(("--duration", "--workers", "--fault", "--transport",
+                                        "--thresholds", "--prometheus-port", "--users"),
+                                       "does not apply: a backlog is filled to --queued, "
+                                       "then drained")},
+               description="The broker holding a backlog: publish with confirms (consumers "
+                           "paused) until the queues hold --queued messages, hold, then drain; "
+                           "memory and disk against the broker model.\n\n" + EXITS)
+    p.add_argument("scenario", choices=[BACKLOG], metavar="backlog")
+    p.set_defaults(task_mix=DEFAULT_MIX)
+    g = p.add_argument_group("backlog")
+    g.add_argument("--queued", type=a.bounded(int, 1, 10**8, "a whole number"),
+                   default=targets.QUEUED_MESSAGES,
+                   help="messages to hold (the guide's 100,000 total queued messages)")
+    g.add_argument("--drain-timeout", type=a.duration, default="10m", metavar="DURATION",
+                   help="how long the drain may take")
+    g.add_argument("--drain-service-time", default=DRAIN_SERVICE_TIME, metavar="SPEC",
+                   help="simulated work per message while draining, where the profile sets "
+                        "none")
+    g.add_argument("--calibration", metavar="FILE",
+                   help="broker model coefficients from `rabbitscale plan --calibrate RUN "
+                        "--out FILE` (default: the measured ones, docs/benchmarks.md)")
+    g.add_argument("--keep-vhost", action="store_true", help="keep the run's vhost afterwards")
+    p.set_defaults(func=run_backlog_mode)
+    return p
+
+
+def target_parser() -> Parser:
+    p = Parser(prog="rabbitscale run", usage="rabbitscale run SCENARIO --target URL [OPTIONS]",
+               parents=[options.profile(), options.load(), options.run_output()],
+               elsewhere={**_elsewhere(STACK_ONLY, "acts on the reference stack, which a "
+                                                    "black-box run does not start"),
+                          **_elsewhere(BACKLOG_ONLY, "applies to `run backlog`")},
+               description="Load a deployed system from outside: Locust drives its API with "
+                           "your keys, every task carries a callback URL of its own, and the "
+                           "broker is only observed (read-only) in --vhost.\n\n" + EXITS)
+    p.add_argument("scenario", choices=[s.name for s in SCENARIOS.values()
+                                        if not s.scales_out], metavar="SCENARIO")
+    _timing(p, "1m")
+    g = p.add_argument_group("the system under test")
+    g.add_argument("--target", metavar="URL", required=True,
+                   help="the API of a system rabbitscale did not start")
+    g.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="bearer key for the target (repeatable); or set "
+                        "RABBITSCALE_TARGET_API_KEYS=k1,k2 to keep keys off the command line")
+    g.add_argument("--prometheus", action="append", default=[], metavar="URL",
+                   help="read the broker from rabbitmq_prometheus (http://host:15692), one per "
+                        "node, instead of the management API")
+    g.add_argument("--callback-url", metavar="URL",
+                   help="where the target can reach rabbitscale's callback receiver (default: "
+                        "a free port on 127.0.0.1)")
+    g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
+                   help="follow video/image tasks with GET /v1/tasks/{id} every INTERVAL "
+                        "instead of a callback (0: callbacks)")
+    g = p.add_argument_group("load generators on other machines")
+    g.add_argument("--expect-workers", type=a.bounded(int, 0, 256, "a whole number"),
+                   default=0, help="wait for N workers joining with `rabbitscale worker`")
+    g.add_argument("--master-port", type=a.port, default=5557,
+                   help="port the Locust master listens on for workers")
+    p.set_defaults(func=run_target_mode)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args.func(args))
+
+
+def _options(args: argparse.Namespace, **extra: Any) -> Any:
+    from rabbitscale.runner.run import RunOptions
+    from rabbitscale.scenarios.schedule import Rates
+    from rabbitscale.topology.tasks import format_task_mix
+
+    if args.duration < 5:
+        raise _bad("--duration must be at least 5s")
+    return RunOptions(
+        scenario=args.scenario, duration_s=args.duration,
+        workers=args.workers, out=Path(args.out) if args.out else None,
+        rates=Rates(args.task_rate, args.webhook_rate, args.burst_rates),
+        payload=args.payload_size, users=args.users, task_mix=format_task_mix(args.task_mix),
+        sample_interval_s=args.sample_interval, drain_timeout_s=args.drain_timeout,
+        thresholds_file=args.thresholds, vhost=args.vhost, profile_file=args.profile_file,
+        junit=Path(args.junit) if args.junit else None, **extra)
+
+
+def _bad(message: str) -> Exception:
+    from rabbitscale.core.errors import BadInput
+
+    return BadInput(f"rabbitscale run: {message}")
+
+
+def run_stack_mode(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rabbitscale.runner.run import Run
+    from rabbitscale.topology.overrides import load_stack_config
+
+    settings, profile = load_stack_config(args.profile, args.profile_file)
+    if args.cluster:
+        from rabbitscale.broker.cluster import on_local_cluster
+
+        settings, profile, _ = on_local_cluster(settings, profile, args.replicas)
+    elif args.replicas:
+        raise _bad("--replicas needs --cluster")
+    opts = _options(args, instances=args.instances, transport=args.transport,
+                    scale_to=args.scale_to, keep_vhost=args.keep_vhost, fault=args.fault,
+                    time_scale=args.time_scale, prometheus_port=args.prometheus_port,
+                    prometheus_linger_s=args.prometheus_linger)
+    return asyncio.run(Run(settings, profile, opts).execute())
+
+
+def run_target_mode(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rabbitscale.runner.target import TargetOptions, TargetRun, read_keys
+    from rabbitscale.topology.overrides import load_stack_config
+
+    settings, _ = load_stack_config(args.profile, args.profile_file)
+    if args.vhost:
+        settings = settings.with_vhost(args.vhost)
+    target = TargetOptions(url=args.target, prometheus=args.prometheus,
+                           callback_url=args.callback_url, poll_interval_s=args.poll,
+                           expect_workers=args.expect_workers, master_port=args.master_port)
+    return asyncio.run(TargetRun(settings, _options(args), target,
+                                 read_keys(args.api_key)).execute())
+
+
+def run_backlog_mode(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rabbitscale.capacity.broker import BrokerCoefficients
+    from rabbitscale.capacity.calibrate import read_calibration
+    from rabbitscale.runner.backlog import BacklogOptions, BacklogRun
+    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.tasks import format_task_mix
+
+    settings, profile = load_stack_config(args.profile, args.profile_file)
+    replicas = 1
+    if args.cluster:
+        from rabbitscale.broker.cluster import on_local_cluster
+
+        settings, profile, replicas = on_local_cluster(settings, profile, args.replicas)
+    elif args.replicas:
+        raise _bad("--replicas needs --cluster")
+    opts = BacklogOptions(
+        queued=args.queued, payload=args.payload_size, task_mix=format_task_mix(args.task_mix),
+        instances=args.instances, out=Path(args.out) if args.out else None,
+        vhost=args.vhost, keep_vhost=args.keep_vhost, sample_interval_s=args.sample_interval,
+        drain_timeout_s=args.drain_timeout, service_time=args.drain_service_time,
+        replicas=replicas, junit=Path(args.junit) if args.junit else None,
+        coefficients=read_calibration(args.calibration)[0] if args.calibration
+        else BrokerCoefficients())
+    return asyncio.run(BacklogRun(settings, profile, opts).execute())

@@ -1,0 +1,43 @@
+"""`rabbitscale validate`: the capacity model against measurement on the real broker."""
+
+from __future__ import annotations
+
+import argparse
+
+from rabbitscale.cli.args import Parser
+from rabbitscale.core import targets
+
+
+def parser(argv: list[str]) -> Parser:
+    from rabbitscale.runner.validation import BURST_CASE, CASES
+
+    names = [c.name for c in (*CASES, BURST_CASE)]
+    p = Parser(prog="rabbitscale validate",
+               description="Cases chosen so that a wrong model fails: the model must hold at "
+                           f"P/{1 + targets.MODEL_TOLERANCE:g} and break at "
+                           f"P/{1 - targets.MODEL_TOLERANCE:g}.\n\nExit codes: 0 every case "
+                           f"within tolerance ({targets.MODEL_TOLERANCE:.0%}, burst "
+                           f"{targets.BURST_BACKLOG_TOLERANCE:.0%}), 1 a case is not, 2 bad "
+                           f"input, 3 broker unreachable.")
+    p.add_argument("--case", action="append", default=[], choices=names, metavar="NAME",
+                   help="run only this case (repeatable): " + ", ".join(names))
+    p.add_argument("--search", action="store_true",
+                   help="find-max around each prediction (slower) instead of the bracket")
+    p.add_argument("--profile-file", metavar="FILE",
+                   help="a profile file's [rabbitmq] settings (broker, prefetch defaults); "
+                        "the cases set their endpoints")
+    p.add_argument("--out", metavar="DIR", help="directory for the runs "
+                                                "(default: runs/validation)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rabbitscale.core import rundir
+    from rabbitscale.runner.validation import run_validate
+    from rabbitscale.topology.overrides import load_stack_config
+
+    settings, _ = load_stack_config(None, args.profile_file)
+    out = Path(args.out) if args.out else rundir.RUNS_DIR / "validation"
+    return run_validate(settings, out, args.case or None, args.search)

@@ -1,0 +1,315 @@
+"""The stack's HTTP API: the gateway's async-task endpoints, the guide's /v1/webhook, /health.
+
+Every request is authenticated with a virtual key (401 otherwise), every body validated (400
+for malformed JSON, 422 for a well-formed body with wrong fields), and every enqueue is a
+confirmed publish whose outcome decides the status: 202 when the broker confirmed, 503 when
+it rejected (queue full), was blocked by an alarm or did not confirm. Nothing is accepted that
+was not confirmed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from rabbitscale.broker.management import Management
+from rabbitscale.broker.publisher import Outcome, Publisher
+from rabbitscale.core.headers import X_INTENDED
+from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.harness.completions import Completion
+from rabbitscale.harness.health import DepthThresholds, rabbitmq_comprehensive, report
+from rabbitscale.topology import messages
+from rabbitscale.topology.envelope import new_id
+
+MAX_BODY = 2 * 2**20  # PayloadJson may be up to 1 MB
+
+
+@dataclass
+class ApiState:
+    publisher: Publisher
+    keys: VirtualKeys
+    management: Management
+    thresholds: DepthThresholds = DepthThresholds()
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # oldest first
+    max_tasks: int = 200_000
+    # A poller has this long to read a task's outcome; older entries go, so the stack's memory
+    # levels off in a long run (a count bound alone grew ~650 B a task for hours: bench/soak.py).
+    retention_s: float = 600.0
+
+    def on_completion(self, record: Completion) -> None:
+        task = self.tasks.get(record.task_id)
+        if task is not None:
+            task["status"] = "completed" if record.status == "completed" else "failed"
+            task["completed_at"] = record.finished
+            if record.reason:
+                task["error"] = record.reason
+
+    def new_task(self, task_id: str, status: str, kind: str) -> dict[str, Any]:
+        now = time.time()
+        while self.tasks:  # bounded in count and age: a long load run must not grow memory
+            oldest = next(iter(self.tasks.values()))
+            if len(self.tasks) < self.max_tasks and oldest["created_at"] > now - self.retention_s:
+                break
+            del self.tasks[oldest["task_id"]]
+        task = {"task_id": task_id, "status": status, "type": kind, "created_at": now}
+        self.tasks.pop(task_id, None)  # a reused id moves to the end: the order stays by age
+        self.tasks[task_id] = task
+        return task
+
+
+STATE = web.AppKey("state", ApiState)
+VIRTUAL_KEY_ID = web.RequestKey("virtual_key_id", int)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return orjson.dumps(data).decode()
+
+
+def _error(status: int, message: str, kind: str) -> web.Response:
+    return _json({"error": {"message": message, "type": kind}}, status=status)
+
+
+class Invalid(Exception):
+    """A field failed validation (422)."""
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
+           required: bool = False, default: Any = None) -> Any:
+    if name not in body or body[name] is None:
+        if required:
+            raise Invalid(f"'{name}' is required")
+        return default
+    value = body[name]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise Invalid(f"'{name}' must be of type {names}")
+    return value
+
+
+def _url(body: dict[str, Any], name: str, required: bool) -> str | None:
+    value = _field(body, name, str, required=required)
+    if value is not None and (not value.startswith(("http://", "https://")) or
+                              len(value) > 2048 or len(value) < 8):
+        raise Invalid(f"'{name}' must be an http(s) URL")
+    return value
+
+
+def _headers(body: dict[str, Any], name: str) -> dict[str, str] | None:
+    value = _field(body, name, dict)
+    if value is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                     for k, v in value.items()):
+        raise Invalid(f"'{name}' must map strings to strings")
+    return value
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def authenticated(handler: Handler) -> Handler:
+    """Bearer virtual-key auth (401) and the JSON error shape (400/413/422) around a /v1
+    handler; a wrapper rather than an aiohttp middleware, which every request would pay for."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, key = auth.partition(" ")
+        key_id = request.app[STATE].keys.verify(key.strip()) \
+            if scheme.lower() == "bearer" else None
+        if key_id is None:
+            return _error(401, "missing or invalid virtual key", "authentication_error")
+        request[VIRTUAL_KEY_ID] = key_id
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 413:
+                return _error(413, f"body larger than {MAX_BODY} bytes", "invalid_request_error")
+            if exc.status >= 400:
+                return _error(exc.status, exc.reason, "invalid_request_error")
+            raise
+        except Invalid as exc:
+            return _error(422, str(exc), "invalid_request_error")
+
+    return wrapped
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw)  # strict JSON: NaN and Infinity are refused too
+    except orjson.JSONDecodeError:
+        raise web.HTTPBadRequest(reason="body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    return body
+
+
+def _intended(request: web.Request) -> float | None:
+    """The load generator's intended send time, so latency is coordinated-omission safe."""
+    raw = request.headers.get(X_INTENDED)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Invalid(f"header {X_INTENDED} must be epoch seconds") from None
+    if not 0 < value < 1e11:
+        raise Invalid(f"header {X_INTENDED} must be epoch seconds")
+    return value
+
+
+async def _enqueue(request: web.Request, message_type: str, message: dict[str, Any],
+                   key: str) -> web.Response | None:
+    """Publish; None when confirmed, else the error response to return."""
+    state = request.app[STATE]
+    result = await state.publisher.publish(message_type, message, key=key,
+                                           intended_time=_intended(request))
+    if result.ok:
+        return None
+    status = {Outcome.REJECTED: "queue full (reject-publish)",
+              Outcome.BLOCKED: "broker memory or disk alarm",
+              Outcome.TIMEOUT: "broker did not confirm in time"}.get(result.outcome,
+                                                                    result.error)
+    resp = _error(503, f"not enqueued: {status}", "service_unavailable")
+    resp.headers["Retry-After"] = "1"
+    return resp
+
+
+async def create_video(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    prompt = _field(body, "prompt", str, required=True)
+    if not prompt.strip():
+        raise Invalid("'prompt' must not be empty")
+    model = _field(body, "model", str, default="sim-video")
+    duration = _field(body, "duration", int, default=6)
+    if not 1 <= duration <= 60:
+        raise Invalid("'duration' must be between 1 and 60")
+    size = _field(body, "size", str, default="1280x720")
+    webhook_url = _url(body, "webhook_url", required=False)
+    webhook_headers = _headers(body, "webhook_headers")
+    task_id = new_id()
+    vk = request[VIRTUAL_KEY_ID]
+    msg = messages.video_generation(task_id, str(vk), prompt=prompt, size_bytes=0,
+                                    webhook_url=webhook_url, webhook_headers=webhook_headers)
+    msg["model"] = model
+    msg["parameters"].update({"duration": duration, "size": size})
+    if (err := await _enqueue(request, "VideoGenerationRequested", msg, str(vk))) is not None:
+        return err
+    request.app[STATE].new_task(task_id, "pending", "video")
+    return _json({
+        "task_id": task_id, "status": "pending", "check_status_url": f"/v1/tasks/{task_id}",
+        "created_at": int(time.time()), "estimated_completion_time": None,
+    }, status=202)
+
+
+async def create_image(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    prompt = _field(body, "prompt", str, required=True)
+    if not prompt.strip():
+        raise Invalid("'prompt' must not be empty")
+    n = _field(body, "n", int, default=1)
+    if not 1 <= n <= 10:
+        raise Invalid("'n' must be between 1 and 10")
+    model = _field(body, "model", str, default="sim-image")
+    size = _field(body, "size", str, default="1024x1024")
+    webhook_url = _url(body, "webhook_url", required=False)
+    webhook_headers = _headers(body, "webhook_headers")
+    task_id = new_id()
+    vk = request[VIRTUAL_KEY_ID]
+    msg = messages.image_generation(task_id, vk, prompt=prompt, size_bytes=0,
+                                    webhook_url=webhook_url, webhook_headers=webhook_headers)
+    msg["request"].update({"model": model, "n": n, "size": size})
+    if (err := await _enqueue(request, "ImageGenerationRequested", msg, str(vk))) is not None:
+        return err
+    request.app[STATE].new_task(task_id, "queued", "image")
+    return _json({
+        "task_id": task_id, "status": "queued", "check_status_url": f"/v1/tasks/{task_id}",
+        "created_at": int(time.time()),
+    }, status=202)
+
+
+async def enqueue_webhook(request: web.Request) -> web.Response:
+    """The guide's load-test endpoint: enqueue one WebhookDeliveryRequested."""
+    body = await _json_body(request)
+    url = _url(body, "url", required=True)
+    event = _field(body, "event", str, default="TaskCompleted")
+    payload = _field(body, "payload", (dict, list, str, int, float))
+    task_id = _field(body, "task_id", str) or new_id()
+    if len(task_id) > 200:
+        raise Invalid("'task_id' is longer than 200 characters")
+    headers = _headers(body, "headers") or {}
+    msg = messages.webhook_delivery(
+        task_id, str(url), event_type=event,
+        payload=payload if payload is not None else {"event": event}, headers=headers)
+    if (err := await _enqueue(request, "WebhookDeliveryRequested", msg, task_id)) is not None:
+        return err
+    return _json({"task_id": task_id, "status": "queued"}, status=202)
+
+
+async def enqueue_spend(request: web.Request) -> web.Response:
+    """Spend update for the caller's virtual key; applied in order per key."""
+    body = await _json_body(request)
+    amount = _field(body, "amount", (int, float), required=True)
+    if not -1e9 < amount < 1e9:
+        raise Invalid("'amount' is out of range")
+    vk = request[VIRTUAL_KEY_ID]
+    request_id = new_id()
+    msg = messages.spend_update(vk, amount, request_id)
+    if (err := await _enqueue(request, "SpendUpdateRequested", msg, str(vk))) is not None:
+        return err
+    return _json({"request_id": request_id, "status": "queued"}, status=202)
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task = request.app[STATE].tasks.get(request.match_info["task_id"])
+    if task is None:
+        return _error(404, "task not found", "not_found")
+    return _json(task)
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    t0 = time.perf_counter()
+    connected = bool(state.publisher.stats.connections) and not state.publisher.is_blocked
+    check = await rabbitmq_comprehensive(
+        state.management, [ep.queue for ep in state.publisher.profile.endpoints],
+        bus_connected=connected, thresholds=state.thresholds)
+    doc = report([check], time.perf_counter() - t0)
+    return _json(doc, status=503 if doc["status"] == "Unhealthy" else 200)
+
+
+def create_app(state: ApiState) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[STATE] = state
+    app.router.add_post("/v1/videos/generations/async", authenticated(create_video))
+    app.router.add_post("/v1/images/generations/async", authenticated(create_image))
+    app.router.add_post("/v1/webhook", authenticated(enqueue_webhook))
+    app.router.add_post("/v1/spend", authenticated(enqueue_spend))
+    app.router.add_get("/v1/tasks/{task_id}", authenticated(get_task))
+    app.router.add_get("/health", health)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_route("*", "/{tail:.*}", unrouted)  # last: every answer stays JSON
+    return app
+
+
+async def unrouted(request: web.Request) -> web.Response:
+    """404 for unknown paths, 405 for a known path with another method."""
+    known = {r.resource.canonical for r in request.app.router.routes()
+             if r.resource is not None and r.handler is not unrouted}
+    if request.path in known:
+        return _error(405, f"{request.method} is not allowed on {request.path}",
+                      "invalid_request_error")
+    return _error(404, "no such endpoint", "not_found")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from rabbitscale.harness.openapi import DOCUMENT
+
+    return _json(DOCUMENT)

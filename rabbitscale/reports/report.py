@@ -1,0 +1,140 @@
+"""`rabbitscale report runs/NAME [--baseline runs/OTHER] [--out FILE.html]`.
+
+One self-contained HTML page: verdict banner, targets vs measured, charts over time, HDR
+percentile curves, the capacity model beside the measurement, the configuration (credentials
+masked) and, with a baseline, deltas with regression flags. Beside it, `report.json` holds the
+model comparison and the deltas in stable field names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from rabbitscale.core import targets
+from rabbitscale.core.rundir import REPORT_HTML, REPORT_JSON, RunData, load
+from rabbitscale.core.verdicts import FAIL
+from rabbitscale.reports import charts
+from rabbitscale.reports.compare import DEFAULT_TOLERANCE, compare
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _model_rows(run: RunData) -> list[dict[str, Any]]:
+    """The model's mean queue wait per queue (Allen-Cunneen G/G/c from the run's own arrivals,
+    the profile's service-time distribution and the measured mean processing time) beside the
+    measured wait for a slot; and, for the whole queue wait, that plus the measured transit
+    (publish to delivery: the broker's part, which the model does not predict)."""
+    from rabbitscale.capacity import model
+    from rabbitscale.topology.overrides import recorded_profile
+    from rabbitscale.topology.settings import RabbitSettings
+
+    cfg = run.config.get("rabbitmq", {})
+    settings = RabbitSettings.from_masked(cfg)
+    try:
+        profile = recorded_profile(run.config).resolved(settings)
+    except ValueError:
+        return []
+    duration = float(run.summary.get("duration_s") or 0) or 1.0
+    instances = int(run.summary.get("instances") or 1)
+    arrival_scv = 1.0 if run.config.get("options", {}).get("arrivals") == "poisson" else 0.0
+    rows = []
+    latency_ms = run.summary.get("measured", {}).get("latency_ms", {})
+    for ep in profile.endpoints:
+        lat = latency_ms.get(ep.queue, {})
+        proc, wait = lat.get("processing", {}), lat.get("queue_wait", {})
+        if not proc.get("count"):
+            continue
+        arrival = proc["count"] / duration
+        svc = max(proc["mean_ms"] / 1000, 1e-6)
+        conc = model.effective_concurrency(ep.concurrency or 1, ep.prefetch or 1,
+                                           ep.partitions if ep.partitioned else None)
+        servers = conc * model.active_instances(instances, ep.single_active_consumer)
+        service_scv = ep.service_time.scv if ep.service_time else 1.0
+        waiting = model.ggc_mean_wait_s(arrival, svc, servers, arrival_scv, service_scv) * 1000
+        slot = lat.get("slot_wait", {}).get("mean_ms")
+        measured = wait.get("mean_ms")
+        transit = max(0.0, measured - slot) if measured is not None and slot is not None \
+            else 0.0
+        predicted = waiting + transit
+        error = (f"{(predicted - measured) / measured * 100:+.0f}%"
+                 if measured else "n/a")
+        rows.append({"queue": ep.queue, "arrival_per_s": round(arrival, 2), "servers": servers,
+                     "processing_ms": round(svc * 1000, 2),
+                     "utilisation": round(arrival * svc / servers, 4),
+                     "predicted_slot_wait_ms": round(waiting, 3),
+                     "measured_slot_wait_ms": slot, "transit_ms": round(transit, 3),
+                     "predicted_wait_ms": round(predicted, 3), "measured_wait_ms": measured,
+                     "error": error})
+    return rows
+
+
+@dataclass(frozen=True)
+class Report:
+    path: Path
+    regressions: list[str]
+
+
+def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
+          out: str | Path | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Report:
+    run = load(run_dir)
+    base = load(baseline_dir) if baseline_dir else None
+    s = run.summary
+    thresholds = s.get("targets", {}).get("thresholds", {})
+    t0 = float(s.get("started_at") or (run.queues["t"].min() if len(run.queues) else 0))
+    hdr = {q: charts.decode_all(m) for q, m in run.hdr.items()}
+    by_metric = {metric: {q: hs[metric] for q, hs in hdr.items() if metric in hs}
+                 for metric in ("e2e", "queue_wait", "processing", "publish_delay")}
+    delays = dict(by_metric["publish_delay"])
+    delays.update({f"locust {k}": v for k, v in charts.decode_all(run.locust_hdr).items()
+                   if k.endswith("send_delay")})
+    chart_list = [
+        ("Throughput per queue", charts.throughput(run.throughput, t0)),
+        ("Queue depth", charts.depth(run.queues, t0,
+                                     thresholds.get("depth_warning", targets.DEPTH_WARNING),
+                                     thresholds.get("depth_critical", targets.DEPTH_CRITICAL))),
+        ("Oldest message age", charts.message_age(run.queues, t0,
+                                                  thresholds.get("message_age_max_s",
+                                                                 targets.MESSAGE_AGE_MAX_S))),
+        ("Node memory", charts.memory(run.node, t0, thresholds.get(
+            "memory_fraction_max", targets.MEMORY_WARNING_FRACTION))),
+        ("Consumers", charts.consumers(run.queues, t0)),
+        ("End-to-end latency", charts.percentile_curves(by_metric["e2e"],
+                                                        "End-to-end latency (HDR)")),
+        ("Queue wait", charts.percentile_curves(by_metric["queue_wait"], "Queue wait (HDR)")),
+        ("Processing", charts.percentile_curves(by_metric["processing"], "Processing (HDR)")),
+        ("Publish delay", charts.percentile_curves(delays, "Publish delay: actual - intended")),
+    ]
+    if run.processes is not None and len(run.processes):
+        chart_list.append(("Process memory", charts.processes(run.processes, t0)))
+    backlog = s.get("backlog")
+    if backlog:
+        fraction = thresholds.get("memory_fraction_max", targets.MEMORY_WARNING_FRACTION)
+        chart_list[:0] = [("Broker memory vs model", charts.backlog_memory(run.node, t0,
+                                                                           backlog, fraction)),
+                          ("Broker disk vs model", charts.backlog_disk(run.node, t0, backlog))]
+    model_rows = _model_rows(run)
+    deltas = compare(s, base.summary, tolerance) if base else None
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    html = env.get_template("report.html.j2").render(
+        run=run, s=s, failed=[c["name"] for c in s["checks"] if c["verdict"] == FAIL],
+        latency=s.get("measured", {}).get("latency_ms", {}), charts=chart_list,
+        model=model_rows, backlog=backlog,
+        deltas=[d.as_dict() for d in deltas] if deltas is not None else None,
+        baseline_name=base.name if base else "", tolerance_pct=round(tolerance * 100),
+        config_json=json.dumps(run.config, indent=2))
+    out_path = Path(out) if out else run.path / REPORT_HTML
+    out_path.write_text(html, encoding="utf-8")
+    regressions = [d.metric for d in deltas if d.regression] if deltas else []
+    (out_path.parent / REPORT_JSON).write_text(json.dumps({
+        "run": run.name, "verdict": s["verdict"], "model_vs_measured": model_rows,
+        "baseline": base.name if base else None,
+        "deltas": [d.as_dict() for d in deltas] if deltas is not None else None,
+        "regressions": regressions,
+    }, indent=2))
+    return Report(out_path, regressions)

@@ -1,0 +1,223 @@
+"""`rabbitscale find-max SCENARIO`: the highest arrival rate the stack sustains, found by
+stepping the rate (as PerfTest's rate-vs-latency runs do) until a step breaks, then bisecting
+between the last rate that held and the first that broke. Each step is a full
+`rabbitscale run` in its own vhost; the model's prediction is printed beside the result.
+
+A step holds when every SLO check passes and the consumers kept up: at least ``keep_up_min``
+of the arrivals were finished (by their completion records' own timestamps) by the end of the
+schedule + 0.5 s. A step whose load generator could not produce the rate (arrivals below the
+schedule) proves nothing about the system: it is inconclusive and ends the search. A break is
+repeated before it counts (the majority of up to three runs decides), so one transient failure
+does not fix the upper bound; a result with no break is reported as a lower bound; a break
+below a rate that held is reported as non-monotonic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rabbitscale.capacity.plan import predicted_max_per_s
+from rabbitscale.core import rundir
+from rabbitscale.core.verdicts import FAIL
+from rabbitscale.runner.run import Run, RunOptions
+from rabbitscale.scenarios.schedule import Rates
+from rabbitscale.topology.profiles import Profile
+from rabbitscale.topology.settings import RabbitSettings
+
+HELD, BROKE, INCONCLUSIVE = "holds", "breaks", "inconclusive"
+LOAD_CHECK = "achieved_rate_ratio"  # the load generator's own check, not the system's
+
+
+@dataclass(frozen=True)
+class Step:
+    rate_per_s: float
+    outcome: str  # holds | breaks | inconclusive
+    verdict: str
+    keep_up_ratio: float
+    run_dir: str
+    failed_checks: tuple[str, ...] = ()
+
+    @property
+    def held(self) -> bool:
+        return self.outcome == HELD
+
+
+Attempt = Callable[[float], Awaitable[Step]]
+
+
+@dataclass
+class Search:
+    """The search over rates, apart from how a step is run (so it is tested with fakes)."""
+
+    attempt: Attempt
+    factor: float = 1.2
+    resolution: float = 0.05  # stop bisecting when (high - low) / low is this small
+    max_steps: int = 16
+    steps: list[Step] = field(default_factory=list)
+    decisions: list[tuple[float, str]] = field(default_factory=list)  # rate, majority outcome
+    stopped: str = ""
+
+    async def _run(self, rate: float) -> Step:
+        step = await self.attempt(rate)
+        self.steps.append(step)
+        return step
+
+    async def decide(self, rate: float, confirm: str) -> str:
+        """The outcome at ``rate``; an outcome equal to ``confirm`` is repeated and the
+        majority of up to three runs decides. Inconclusive ends the decision at once."""
+        outcome = await self._decide(rate, confirm)
+        self.decisions.append((rate, outcome))
+        return outcome
+
+    async def _decide(self, rate: float, confirm: str) -> str:
+        first = await self._run(rate)
+        if first.outcome != confirm or first.outcome == INCONCLUSIVE:
+            return first.outcome
+        if len(self.steps) >= self.max_steps:
+            return first.outcome
+        second = await self._run(rate)
+        if second.outcome in (first.outcome, INCONCLUSIVE) or len(self.steps) >= self.max_steps:
+            return second.outcome
+        return (await self._run(rate)).outcome
+
+    async def find(self, start: float) -> tuple[float | None, float | None]:
+        """(highest rate that held, lowest that broke): up from ``start`` until a break (down
+        if ``start`` itself breaks), then bisection to ``resolution``."""
+        low: float | None = None
+        high: float | None = None
+        rate = start
+        while len(self.steps) < self.max_steps:
+            outcome = await self.decide(rate, confirm=BROKE)
+            if outcome == INCONCLUSIVE:
+                self.stopped = f"the load generator could not produce {rate:.2f}/s"
+                return low, high
+            if outcome == HELD:
+                low = rate
+                if high is not None:
+                    break
+                rate *= self.factor
+            else:
+                high = rate
+                if low is not None:
+                    break
+                rate /= self.factor
+        if low is None or high is None:
+            self.stopped = self.stopped or "step limit reached"
+            return low, high
+        while (high - low) / low > self.resolution and len(self.steps) < self.max_steps:
+            mid = math.sqrt(low * high)
+            outcome = await self.decide(mid, confirm=BROKE)
+            if outcome == INCONCLUSIVE:
+                self.stopped = f"the load generator could not produce {mid:.2f}/s"
+                break
+            if outcome == HELD:
+                low = mid
+            else:
+                high = mid
+        return low, high
+
+    async def bracket(self, low: float, high: float) -> tuple[str, str]:
+        """Outcomes at ``low`` (expected to hold) and ``high`` (expected to break), each
+        surprise repeated: a model within the bracket holds at low and breaks at high."""
+        return (await self.decide(low, confirm=BROKE), await self.decide(high, confirm=HELD))
+
+    def non_monotonic(self) -> list[tuple[float, float]]:
+        """(broke, held) pairs of decided rates where a rate broke below one that held: noise
+        or a system whose capacity changed during the search; the result is in doubt."""
+        held = [r for r, o in self.decisions if o == HELD]
+        broke = [r for r, o in self.decisions if o == BROKE]
+        return sorted({(b, h) for b in broke for h in held if b < h})
+
+
+def run_attempt(settings: RabbitSettings, profile: Profile, base: RunOptions, out_dir: Path,
+                keep_up_min: float, say: Any, counter: list[int]) -> Attempt:
+    """A step: one quiet `rabbitscale run` at ``rate`` in a vhost of its own."""
+
+    async def attempt(rate: float) -> Step:
+        counter[0] += 1
+        i = counter[0]
+        opts = dataclasses.replace(
+            base, out=out_dir / f"step{i:02d}-{rate:.2f}per_s", quiet=True,
+            rates=Rates(rate, base.rates.webhook_rate, base.rates.burst_rates))
+        rc = await Run(settings, profile, opts).execute()
+        assert opts.out is not None
+        summary = json.loads((opts.out / rundir.SUMMARY).read_text())
+        keep = float(summary["measured"].get("keep_up_ratio", 0))
+        failed = tuple(c["name"] for c in summary["checks"] if c["verdict"] == FAIL)
+        if LOAD_CHECK in failed:
+            outcome = INCONCLUSIVE
+        elif rc == 0 and keep >= keep_up_min:
+            outcome = HELD
+        else:
+            outcome = BROKE
+        step = Step(rate, outcome, summary["verdict"], keep, str(opts.out), failed)
+        say(f"  step {i:2d}: {rate * 60:8.1f}/min ({rate:6.2f}/s)  verdict {step.verdict}"
+            f"  kept up {keep:6.1%}  -> {outcome}"
+            + (f"  ({', '.join(failed)})" if failed else ""))
+        return step
+
+    return attempt
+
+
+async def find_max(settings: RabbitSettings, profile: Profile, base: RunOptions, *,
+                   start_per_s: float, factor: float = 1.2, resolution: float = 0.05,
+                   max_steps: int = 16, keep_up_min: float = 0.97, out_dir: Path,
+                   say: Any = print) -> tuple[float | None, float | None, Search]:
+    """``base`` is the run whose task rate is varied: (highest rate that held, lowest that
+    broke, the search with its steps and why it stopped)."""
+    search = Search(run_attempt(settings, profile, base, out_dir, keep_up_min, say, [0]),
+                    factor=factor, resolution=resolution, max_steps=max_steps)
+    low, high = await search.find(start_per_s)
+    return low, high, search
+
+
+def summarize(search: Search, low: float | None, high: float | None,
+              predicted: float) -> dict[str, Any]:
+    """find_max.json: the measured maximum, whether it is bounded, and the model beside it."""
+    return {
+        "predicted_max_per_s": None if math.isinf(predicted) else predicted,
+        "measured_max_per_s": low, "upper_bound_per_s": high,
+        "bounded": low is not None and high is not None,
+        "error_pct": (predicted - low) / low * 100 if low and high and
+        not math.isinf(predicted) else None,
+        "non_monotonic": search.non_monotonic(), "stopped": search.stopped,
+        "steps": [dataclasses.asdict(s) | {"held": s.held} for s in search.steps],
+        "decisions": [{"rate_per_s": r, "outcome": o} for r, o in search.decisions],
+    }
+
+
+def run_find_max(settings: RabbitSettings, profile: Profile, base: RunOptions, *,
+                 start: float | None, mix: dict[str, float], out_dir: Path,
+                 keep_up_min: float = 0.97, resolution: float = 0.05) -> int:
+    predicted = predicted_max_per_s(settings, profile, base.instances, mix)
+    start_rate = start if start else max(0.5, predicted * 0.7) if not math.isinf(predicted) \
+        else 10.0
+    print(f"find-max {base.scenario}: model predicts {predicted * 60:.1f}/min "
+          f"({predicted:.2f}/s); stepping from {start_rate:.2f}/s, {base.duration_s:g}s steps, "
+          f"resolution {resolution:.0%}")
+    low, high, search = asyncio.run(find_max(
+        settings, profile, base, start_per_s=start_rate, resolution=resolution,
+        keep_up_min=keep_up_min, out_dir=out_dir))
+    result = {"scenario": base.scenario, **summarize(search, low, high, predicted)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / rundir.FIND_MAX).write_text(json.dumps(result, indent=2))
+    for b, h in result["non_monotonic"]:
+        print(f"warning: {b:.2f}/s broke although {h:.2f}/s held: the result is in doubt")
+    if low is None:
+        print(f"no step held{': ' + search.stopped if search.stopped else ''}: lower --start")
+        return 1
+    if high is None:
+        print(f"at least {low * 60:.1f}/min ({low:.2f}/s): no step broke, a lower bound "
+              f"({search.stopped}); raise --start  ({out_dir / rundir.FIND_MAX})")
+        return 0
+    print(f"maximum sustainable: {low * 60:.1f}/min ({low:.2f}/s), breaks at {high:.2f}/s; "
+          f"model {predicted:.2f}/s, error {result['error_pct']:+.1f}%  "
+          f"({out_dir / rundir.FIND_MAX})")
+    return 0

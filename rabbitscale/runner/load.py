@@ -1,0 +1,171 @@
+"""The load generator's processes: Locust headless, alone or as a master with local workers.
+
+Locust reads every rabbitscale setting as an ordinary Locust option (scenarios/contract.py), so
+the master passes them to its workers with each spawn message; nothing but the scenario file
+and the master's address has to reach a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from rabbitscale.core import rundir
+from rabbitscale.scenarios import contract
+from rabbitscale.scenarios.registry import Scenario
+from rabbitscale.scenarios.schedule import Rates
+
+START_DELAY_S = 3.0  # time for Locust (and its workers) to start before the first slot
+WORKER_START_DELAY_S = 2.0  # and for workers to connect to the master
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    scenario: Scenario
+    duration_s: float
+    rates: Rates
+    payload: str
+    transport: str
+    task_mix: str
+    users: int
+    workers: int = 0  # local worker processes
+    expect_workers: int = 0  # workers joining from other machines (rabbitscale worker)
+    master_port: int = 5557
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.workers or self.expect_workers)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers + self.expect_workers
+
+
+def start_delay_s(spec: LoadSpec) -> float:
+    return START_DELAY_S + (WORKER_START_DELAY_S if spec.distributed else 0.0)
+
+
+def commands(spec: LoadSpec, run_dir: Path, host: str) -> list[list[str]]:
+    """Locust's command lines: [single] or [master, local worker, ...]."""
+    # Locust's run time covers the start delay and the last replies; the schedule itself
+    # (scenarios/schedule.py) spans exactly [start_at, start_at + duration).
+    run_time = math.ceil(spec.duration_s + start_delay_s(spec) + 2)
+    locustfile = str(spec.scenario.locustfile)
+    base = [sys.executable, "-m", "locust", "-f", locustfile,
+            "--host", host, "--headless", "--run-time", f"{run_time}s",
+            "--users", str(spec.users), "--spawn-rate", str(spec.users),
+            "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
+            contract.TASK_RATE.flag, f"{spec.rates.task_rate}/s",
+            contract.WEBHOOK_RATE.flag, f"{spec.rates.webhook_rate}/s",
+            contract.BURST_RATES.flag, ",".join(f"{r}/s" for r in spec.rates.burst_rates),
+            contract.PAYLOAD_SIZE.flag, spec.payload, contract.TRANSPORT.flag, spec.transport,
+            contract.TASK_MIX.flag, spec.task_mix,
+            contract.SCHEDULE_TIME.flag, f"{spec.duration_s}",
+            "--csv", str(run_dir / rundir.LOCUST_CSV_PREFIX)]
+    if not spec.distributed:
+        return [base]
+    master = base + ["--master", "--expect-workers", str(spec.worker_count),
+                     "--master-bind-port", str(spec.master_port)]
+    worker = [sys.executable, "-m", "locust", "-f", locustfile, "--worker",
+              "--master-port", str(spec.master_port), "--loglevel", "WARNING"]
+    return [master] + [worker] * spec.workers
+
+
+class LocustProcesses:
+    """Starts the processes, and always reaps them (``close``), whatever happened."""
+
+    def __init__(self, spec: LoadSpec, run_dir: Path, host: str, env: dict[str, str]) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.host = host
+        self.env = env
+        self.procs: list[asyncio.subprocess.Process] = []
+        self._log: IO[str] | None = None
+
+    async def start(self) -> None:
+        self._log = (self.run_dir / rundir.LOCUST_LOG).open("w", encoding="utf-8")
+        for cmd in commands(self.spec, self.run_dir, self.host):
+            self.procs.append(await asyncio.create_subprocess_exec(
+                *cmd, env=self.env, stdout=self._log, stderr=asyncio.subprocess.STDOUT))
+
+    @property
+    def running(self) -> bool:
+        return bool(self.procs) and self.procs[0].returncode is None
+
+    async def wait(self) -> str:
+        """Wait for all processes; an error text when Locust itself failed, else ''."""
+        await asyncio.gather(*(p.wait() for p in self.procs))
+        rc = self.procs[0].returncode if self.procs else None
+        log = self.run_dir / rundir.LOCUST_LOG
+        if rc not in (0, 1):  # Locust: 1 = some requests failed, which the checks judge
+            return f"Locust exited with code {rc} (see {log})"
+        crashed = self.user_exceptions()
+        if crashed:
+            return f"Locust users raised {crashed} exception(s) (see {log})"
+        return ""
+
+    def user_exceptions(self) -> int:
+        """Exceptions raised in user code (a broken scenario), from Locust's CSV."""
+        path = self.run_dir / f"{rundir.LOCUST_CSV_PREFIX}_exceptions.csv"
+        if not path.exists():
+            return 0
+        with path.open(newline="") as f:
+            return sum(int(row.get("Count") or 0) for row in csv.DictReader(f))
+
+    async def close(self) -> None:
+        for p in self.procs:
+            if p.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                await p.wait()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+def master_address(text: str, default_port: int = 5557) -> tuple[str, int]:
+    """HOST[:PORT] of a Locust master, or a one-line BadInput."""
+    from rabbitscale.core.errors import BadInput
+
+    host, _, port_text = text.rpartition(":") if ":" in text else (text, "", str(default_port))
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536 or not host:
+            raise ValueError
+    except ValueError:
+        raise BadInput(f"--master: expected HOST[:PORT], got {text!r}") from None
+    return host, port
+
+
+def run_worker(host: str, port: int, wait_s: float) -> None:
+    """A Locust worker for a master on another machine: the scenario file, its options, the
+    keys and the schedule all come from the master. Waits up to ``wait_s`` for the master."""
+    import socket
+    import subprocess
+    import time
+
+    from rabbitscale.core.errors import Unavailable
+
+    deadline = time.monotonic() + wait_s
+    while True:  # a worker may well start before its master
+        try:
+            with socket.create_connection((host, port), timeout=5):
+                break
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"cannot reach the Locust master at {host}:{port} (waited "
+                                  f"{wait_s:g}s): {exc.strerror or exc}; start `rabbitscale "
+                                  f"run ... --expect-workers N` there") from None
+            time.sleep(0.5)
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", "-", "--worker",
+                           "--master-host", host, "--master-port", str(port),
+                           "--loglevel", "WARNING"], stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Unavailable(f"the Locust worker stopped: {last}")

@@ -1,0 +1,311 @@
+"""``rabbitscale run SCENARIO``: the stack, the recorder, the broker sampler and Locust
+headless, in one vhost of their own, then a run directory and a verdict.
+
+The orchestration only: what to start, in which order, and that everything started is stopped
+on every path (``contextlib.AsyncExitStack``). The verdict is computed by runner/outcome.py
+from plain facts and written by runner/output.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rabbitscale.broker import amqp
+from rabbitscale.broker.management import Management
+from rabbitscale.broker.observe import ManagementSource
+from rabbitscale.broker.publisher import Outcome as PublishOutcome
+from rabbitscale.core import rundir
+from rabbitscale.core.errors import BadInput
+from rabbitscale.harness.completions import listen
+from rabbitscale.harness.metrics import Metrics
+from rabbitscale.harness.stack import Stack, StackOptions
+from rabbitscale.harness.webhook_sink import SinkOptions
+from rabbitscale.runner import outcome, output, slo, soak
+from rabbitscale.runner.faults import FAULTS, Fault, FaultContext
+from rabbitscale.runner.live import setup_live_metrics
+from rabbitscale.runner.load import LoadSpec, LocustProcesses, start_delay_s
+from rabbitscale.runner.recorder import Recorder
+from rabbitscale.runner.sampler import Sampler, exact_counter
+from rabbitscale.scenarios import contract, registry
+from rabbitscale.scenarios.schedule import Rates
+from rabbitscale.topology import naming
+from rabbitscale.topology.overrides import PROFILE_ENV, apply_overrides, profile_spec
+from rabbitscale.topology.profiles import Profile
+from rabbitscale.topology.settings import RabbitSettings
+
+KEEP_UP_GRACE_S = 0.5  # arrivals finished this long after the schedule still count as kept up
+UNCONFIRMED = (PublishOutcome.TIMEOUT, PublishOutcome.BLOCKED, PublishOutcome.FAILED,
+               PublishOutcome.UNROUTABLE)
+
+
+@dataclass
+class RunOptions:
+    scenario: str
+    duration_s: float = 60.0
+    instances: int = 3
+    workers: int = 0
+    out: Path | None = None
+    rates: Rates = field(default_factory=lambda: Rates(1000 / 60, 10.0, (50.0, 100.0)))
+    payload: str = "10KB"
+    task_mix: str = "video=0.3,image=0.3,spend=0.4"
+    transport: str = "http"
+    users: int | None = None
+    scale_to: int = 5
+    sample_interval_s: float = 1.0
+    drain_timeout_s: float = 60.0
+    thresholds_file: str | None = None
+    vhost: str | None = None
+    keep_vhost: bool = False
+    profile_file: str | None = None
+    quiet: bool = False  # find-max steps: no progress lines, no HTML page
+    fault: str | None = None
+    time_scale: float = 1.0
+    prometheus_port: int | None = None  # serve /metrics while the run goes (0: any port)
+    prometheus_linger_s: float = 0.0  # keep serving after the verdict, for a last scrape
+    junit: Path | None = None  # the checks as JUnit XML
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Run:
+    def __init__(self, settings: RabbitSettings, profile: Profile, o: RunOptions) -> None:
+        self.o = o
+        self.name, self.run_dir = rundir.place(o.out, o.scenario)
+        self.vhost = o.vhost or naming.run_vhost()
+        self.settings = settings.with_vhost(self.vhost)
+        self.fault: Fault | None = FAULTS[o.fault]() if o.fault else None
+        if self.fault and self.fault.needs_cluster and not settings.cluster_nodes:
+            raise BadInput(f"--fault {o.fault} stops a cluster node: run it with --cluster "
+                           f"against `rabbitscale cluster up --nodes 3`")
+        overrides = dict(self.fault.profile_overrides) if self.fault else {}
+        self.profile = apply_overrides(profile, overrides, f"fault {o.fault}") if overrides \
+            else profile
+        self.thresholds = slo.load_thresholds(o.thresholds_file, **{
+            "error_rate_max": max([ep.failure_probability for ep in profile.endpoints]
+                                  + [0.0]) * 1.5,
+            **(self.fault.thresholds if self.fault else {})})
+        self.recorder = Recorder(run=self.name, burst_max_lag_s=self.thresholds.burst_max_lag_s)
+        self.metrics = Metrics(scenario=o.scenario, run=self.name)
+        self.locust: LocustProcesses | None = None
+        self.fault_events: list[dict[str, Any]] = []
+        self.fault_ctx: FaultContext | None = None
+        self.scenario = registry.get(o.scenario)
+        self.spec = LoadSpec(
+            scenario=self.scenario, duration_s=o.duration_s, rates=o.rates, payload=o.payload,
+            transport=o.transport, task_mix=o.task_mix,
+            users=o.users or self.scenario.users(o.rates), workers=o.workers,
+            master_port=_free_port() if o.workers else 5557)
+
+    def say(self, text: str) -> None:
+        if not self.o.quiet:
+            print(text, flush=True)
+
+    # --- the run ---------------------------------------------------------------------------
+
+    async def execute(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        server = None
+        if self.o.prometheus_port is not None:  # first: a port in use fails before anything
+            server = self.metrics.serve(self.o.prometheus_port)
+            self.say(f"metrics: {server.url}")
+        try:
+            async with contextlib.AsyncExitStack() as cleanup:
+                mgmt = await Management.for_run(self.settings, cleanup,
+                                                own_vhost=self.o.vhost is None,
+                                                keep=self.o.keep_vhost)
+                result = await self._execute(mgmt, cleanup)
+            self.metrics.set_outcome(result.outcome.ledger, result.outcome.checks)
+            code = output.conclude(self.run_dir, result, self.recorder, say=self.say,
+                                   quiet=self.o.quiet, junit=self.o.junit)
+            if server and self.o.prometheus_linger_s:
+                await asyncio.sleep(self.o.prometheus_linger_s)
+            return code
+        finally:
+            if server:
+                server.close()
+
+    async def _execute(self, mgmt: Management, cleanup: contextlib.AsyncExitStack
+                       ) -> output.RunResult:
+        o, fault = self.o, self.fault
+        stack = Stack(self.settings, self.profile, StackOptions(
+            instances=o.instances, api_port=0, sink_port=0, run_id=self.name,
+            log_path=self.run_dir / rundir.STACK_LOG,
+            time_scale=fault.time_scale if fault and fault.time_scale != 1.0 else o.time_scale,
+            sink=SinkOptions(latency_s=fault.sink_latency_s if fault else 0.0,
+                             failure_ratio=fault.sink_failure_ratio if fault else 0.0)))
+        cleanup.push_async_callback(stack.stop)
+        await stack.start()
+        conn = await amqp.connect(self.settings, "rabbitscale-recorder")
+        cleanup.push_async_callback(conn.close)
+        await listen(await conn.channel(), self.recorder.on_record, expires_s=3600,
+                     queue_name=naming.RECORDER_QUEUE, durable=True)
+        stack.sink.arrived.add_listener(self.recorder.on_arrival)
+        sampler = Sampler(
+            ManagementSource(mgmt), self.vhost,
+            [ep.queue for ep in stack.profile.endpoints]
+            + [ep.error_queue for ep in stack.profile.endpoints], self.run_dir,
+            interval_s=o.sample_interval_s, exact=exact_counter(await conn.channel()),
+            age=self.recorder.oldest_age_s, processes=lambda: self._process_ids(stack))
+        setup_live_metrics(self.metrics, self.recorder, stack, sampler)
+        sampler.start()
+        cleanup.push_async_callback(sampler.stop)
+        self.say(f"run {self.name}: scenario {o.scenario}, {o.duration_s:g}s, "
+                 f"{o.instances} instances, {o.workers or 1} Locust process(es), "
+                 f"vhost {self.vhost}, out {self.run_dir}")
+        start_at = time.time() + start_delay_s(self.spec)
+        self.recorder.keep_up_deadline = start_at + o.duration_s + KEEP_UP_GRACE_S
+        # burst slots sit on the windows' edges: shift by half a slot to count each edge once
+        self.recorder.track_windows([
+            (start_at + w0 - 0.5 / rate, start_at + w1 - 0.5 / rate)
+            for w0, w1, rate, _ in outcome.burst_targets(o.scenario, o.rates, o.duration_s)])
+        locust = self.locust = LocustProcesses(self.spec, self.run_dir, stack.api_url,
+                                               self._locust_env(stack, start_at))
+        cleanup.push_async_callback(locust.close)
+        await locust.start()
+        error = await self._watch(locust, stack, sampler, start_at, mgmt)
+        await locust.close()
+        load_end = time.time()
+        amqp_confirmed = self._amqp_confirmed()
+        await self._drain(stack, amqp_confirmed)
+        await sampler.stop()
+        stack_summary = await stack.stop()
+        return self._result(stack, stack_summary, sampler, start_at, load_end, error,
+                            amqp_confirmed)
+
+    def _process_ids(self, stack: Stack) -> dict[str, list[int]]:
+        """The run's processes by name, for the soak figures: Locust, this process (API,
+        publisher, recorder, sampler) and each consumer."""
+        out = {"stack": [os.getpid()]}
+        if self.locust:
+            out["generator"] = [p.pid for p in self.locust.procs]
+        for i, proc in enumerate(stack.procs, start=1):
+            out[f"consumer-{i}"] = [proc.pid]
+        return out
+
+    def _locust_env(self, stack: Stack, start_at: float) -> dict[str, str]:
+        return {**os.environ, contract.ENV_API_URL: stack.api_url,
+                contract.API_SECRET.env: stack.keys.secret,
+                contract.WEBHOOK_TARGET.env: stack.sink_url + "/hook",
+                contract.ENV_RUN_DIR: str(self.run_dir), contract.RUN_NAME.env: self.name,
+                contract.START_AT.env: f"{start_at:.3f}",
+                PROFILE_ENV: json.dumps(profile_spec(stack.profile)),
+                "CONDUITLLM__RABBITMQ__VHOST": self.vhost}
+
+    async def _watch(self, locust: LocustProcesses, stack: Stack, sampler: Sampler,
+                     start_at: float, mgmt: Management) -> str:
+        deadline = start_at + self.o.duration_s + 60
+        scaled = not self.scenario.scales_out
+        fault_task: asyncio.Task[None] | None = None
+        if self.fault:
+            self.fault_ctx = FaultContext(stack, mgmt, self.name, self.say)
+            fault_task = asyncio.create_task(self._run_fault(start_at))
+        progress = output.Progress(self.say, "completed")
+        try:
+            while locust.running:
+                await asyncio.sleep(1.0)
+                now = time.time()
+                if not scaled and now >= start_at + self.o.duration_s / 2:
+                    scaled = True
+                    for _ in range(self.o.instances, self.o.scale_to):
+                        self.say(f"  scale out: started {await stack.add_instance()}")
+                if now > deadline:
+                    return "Locust did not finish in time"
+                progress.tick(now, start_at, self.recorder.finished, sampler.current_depth(),
+                              self.recorder.e2e_p99_ms())
+            error = await locust.wait()
+            if fault_task:
+                await fault_task
+            return error
+        finally:
+            if fault_task and not fault_task.done():
+                fault_task.cancel()
+
+    async def _run_fault(self, start_at: float) -> None:
+        assert self.fault and self.fault_ctx
+        await asyncio.sleep(max(0.0, start_at + self.o.duration_s * self.fault.at_fraction
+                                - time.time()))
+        for step, action in (("inject", self.fault.inject), ("recover", self.fault.recover)):
+            try:
+                text = await action(self.fault_ctx)
+            except Exception as exc:  # reported in the run, judged by the checks
+                text = f"failed: {type(exc).__name__}: {exc}"
+            self.fault_events.append({"t": round(time.time() - start_at, 2), "step": step,
+                                      "what": text})
+            self.say(f"  fault {self.fault.name}: {step}: {text}")
+            if step == "inject":
+                await asyncio.sleep(self.fault.recover_after_s)
+
+    async def _drain(self, stack: Stack, amqp_confirmed: int) -> None:
+        """Wait until every confirmed message has a completion record (or the timeout)."""
+        deadline = time.time() + self.o.drain_timeout_s
+        extra = self.fault_ctx.extra_published if self.fault_ctx else 0
+        while time.time() < deadline:
+            owed = stack.ledger.confirmed + amqp_confirmed + extra + self.recorder.spawned
+            if self.recorder.finished >= owed:
+                return
+            await asyncio.sleep(0.2)
+
+    def _amqp_confirmed(self) -> int:
+        """Publishes the Locust AMQP users had confirmed (their request successes)."""
+        import csv
+
+        path = self.run_dir / rundir.LOCUST_STATS_CSV
+        if self.o.transport != "amqp" or not path.exists():
+            return 0
+        with path.open() as f:
+            return sum(int(r["Request Count"]) - int(r["Failure Count"])
+                       for r in csv.DictReader(f) if r["Type"] == "AMQP")
+
+    # --- the facts, once, at the end ---------------------------------------------------------
+
+    def _result(self, stack: Stack, stack_summary: dict[str, Any], sampler: Sampler,
+                start_at: float, load_end: float, error: str,
+                amqp_confirmed: int) -> output.RunResult:
+        o, rec = self.o, self.recorder
+        counts = rec.counts()
+        extra = self.fault_ctx.extra_published if self.fault_ctx else 0
+        publisher = stack_summary.get("publisher", {})
+        facts = outcome.Facts(
+            scenario=o.scenario, duration_s=o.duration_s, rates=o.rates,
+            published=stack_summary["published"] + amqp_confirmed + extra,
+            rejected=stack_summary["rejected"],
+            unconfirmed=sum(int(publisher.get(k.value, 0)) for k in UNCONFIRMED),
+            still_queued=stack_summary["still_queued"],
+            completed=counts["completed"], faulted=counts["faulted"],
+            skipped=counts["skipped"], duplicates=counts["duplicates"],
+            done_in_time=rec.done_in_time, burst_absorbed=tuple(rec.absorbed()),
+            peak_depth=sampler.peak_depth(), max_age_s=sampler.max_age_s(),
+            peak_memory_fraction=sampler.peak_memory_fraction(),
+            # the management API shows an alarm only at its next statistics interval (5 s):
+            # a short one is seen by the publisher as connection.blocked
+            memory_alarm=sampler.memory_alarm() or bool(publisher.get("blocked_events")),
+            order_violations=rec.order_violations,
+            redelivered=rec.redelivered, completed_after_retry=rec.completed_after_retry,
+            faults_by_reason=dict(rec.fault_reasons), webhooks_arrived=rec.webhook_arrivals,
+            webhook_duplicates=rec.webhook_duplicates, spawned=rec.spawned, error=error,
+            drain_timeout_s=o.drain_timeout_s,
+            process_growth=soak.growth(soak.read(self.run_dir)))
+        return output.RunResult(
+            name=self.name, scenario=o.scenario, outcome=outcome.judge(facts, self.thresholds),
+            started_at=start_at, load_ended_at=load_end, duration_s=o.duration_s,
+            instances=o.instances, workers=o.workers, transport=o.transport, rates=o.rates,
+            thresholds=self.thresholds, peak_depth=facts.peak_depth, publisher=publisher,
+            fault={"name": self.fault.name, "description": self.fault.description,
+                   "events": self.fault_events} if self.fault else None,
+            config={"rabbitmq": self.settings.masked(), "profile": self.profile.name,
+                    "profile_spec": profile_spec(stack.profile),
+                    "options": {k: (str(v) if isinstance(v, Path) else v)
+                                for k, v in asdict(o).items()}},
+            extra={"peak_backlog": rec.peak_backlog(), "processes": facts.process_growth})

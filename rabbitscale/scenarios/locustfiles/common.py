@@ -1,0 +1,361 @@
+"""Locust glue shared by the scenario files: options, open-model streams, users, and the
+per-worker HDR histograms that the master merges.
+
+Every rabbitscale setting is an ordinary Locust option, so it comes from locust.conf, the
+command line or an environment variable (``--task-rate 1000/min``, ``LOCUST_TASK_RATE``), and
+a Locust master hands them to its workers with each spawn message: a worker started on
+another machine (``rabbitscale worker``) needs nothing but the master's address; its keys,
+the schedule's start and the callback plan arrive from the master.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import events
+from locust.contrib.fasthttp import FastHttpUser
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+
+from rabbitscale.core import latency, rundir
+from rabbitscale.core.units import parse_rate_per_s, parse_size_bytes
+from rabbitscale.harness.auth import VirtualKeys
+from rabbitscale.scenarios import contract, registry
+from rabbitscale.scenarios.callback_urls import CallbackPlan
+from rabbitscale.scenarios.drivers import Task, TaskDriver
+from rabbitscale.scenarios.locustfiles.drivers import AmqpDriver, HttpDriver
+from rabbitscale.scenarios.pacing import Pacer, RateFn
+from rabbitscale.scenarios.schedule import Rates
+from rabbitscale.topology.tasks import parse_task_mix
+
+START_LEAD_S = 2.0  # workers receive the start with the spawn message: leave them time
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    """Register the options of the run's contract (scenarios/contract.py) with Locust."""
+    group = parser.add_argument_group("rabbitscale")
+    for o in (*contract.LOAD_OPTIONS, *contract.RUN_OPTIONS):
+        kw: dict[str, Any] = {"default": o.default, "env_var": o.env, "help": o.help}
+        if o.kind is not str:
+            kw["type"] = o.kind
+        if o.choices:
+            kw["choices"] = list(o.choices)
+        if o.secret:
+            kw["is_secret"] = True
+        if o.hidden:  # set by `rabbitscale run`: kept out of Locust's web UI
+            parser.add_argument(o.flag, include_in_web_ui=False, **kw)
+        else:
+            group.add_argument(o.flag, **kw)
+
+
+@dataclass(frozen=True)
+class Options:
+    task_rate: float
+    webhook_rate: float
+    burst_rates: tuple[float, ...]
+    mix: dict[str, float]
+    payload_bytes: int
+    virtual_keys: int
+    transport: str
+    poisson: bool
+    start_at: float
+    keyring: Callable[[int], str] | None  # HTTP transport only
+    webhook_target: str
+    callbacks: CallbackPlan | None
+    poll_interval_s: float
+
+
+def _keyring(o: Any) -> Callable[[int], str]:
+    """Bearer key per virtual key id: derived from the stack's secret, or the target's keys
+    taken in turn."""
+    keys = [k.strip() for k in str(o.api_keys or "").split(",") if k.strip()]
+    if keys:
+        return lambda key_id: keys[key_id % len(keys)]
+    if not o.api_secret:
+        raise ValueError(f"no API key: set {contract.API_KEYS.env} (a deployed system) or "
+                         f"{contract.API_SECRET.env} (the reference stack's secret)")
+    vk = VirtualKeys(str(o.api_secret))
+    cache: dict[int, str] = {}
+
+    def derived(key_id: int) -> str:
+        key = cache.get(key_id)
+        if key is None:
+            key = cache[key_id] = vk.key_for(key_id)
+        return key
+
+    return derived
+
+
+def options(environment: Any) -> Options:
+    """Parse and check the options once; bad values stop the run with one line."""
+    cached = getattr(environment, "_rabbitscale_options", None)
+    if cached is not None:
+        return cached
+    o = environment.parsed_options
+    try:
+        callbacks = CallbackPlan(o.callback_url, o.run_name or "run", o.callback_secret) \
+            if o.callback_url else None
+        result = Options(
+            task_rate=parse_rate_per_s(o.task_rate), webhook_rate=parse_rate_per_s(o.webhook_rate),
+            burst_rates=tuple(parse_rate_per_s(r) for r in str(o.burst_rates).split(",") if r),
+            mix=parse_task_mix(o.task_mix), payload_bytes=parse_size_bytes(o.payload_size),
+            virtual_keys=max(1, int(o.virtual_keys)), transport=o.transport,
+            poisson=o.arrivals == "poisson", start_at=float(o.start_at or 0),
+            keyring=_keyring(o) if o.transport == "http" else None,
+            webhook_target=str(o.webhook_target or ""),
+            callbacks=callbacks, poll_interval_s=float(o.poll_interval or 0))
+    except ValueError as exc:  # BadInput and friends: one line
+        raise SystemExit(f"error: {exc}") from None
+    environment._rabbitscale_options = result
+    return result
+
+
+def rates(environment: Any) -> Rates:
+    o = options(environment)
+    return Rates(o.task_rate, o.webhook_rate, o.burst_rates)
+
+
+def run_time_s(environment: Any) -> float:
+    """How long the arrival schedule runs: --schedule-time, else Locust's --run-time."""
+    o = environment.parsed_options
+    return float(getattr(o, "schedule_time", 0) or getattr(o, "run_time", None) or 60)
+
+
+def schedule_end(environment: Any) -> float:
+    """Epoch seconds the arrival schedule ends: its start (fixed by the run, or by the master
+    at test start) plus its length; until the start is known, a test-relative guess."""
+    start = float(getattr(environment.parsed_options, "start_at", 0) or 0)
+    if not start:
+        runner = environment.runner
+        start = getattr(runner, "start_time", 0) or time.time()
+    return start + run_time_s(environment)
+
+
+def _worker_position(environment: Any) -> tuple[int, int]:
+    """(index, count): worker i of N takes every N-th slot of the one global schedule. N is
+    the master's --expect-workers, which the master sends to its workers."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        count = max(1, int(getattr(environment.parsed_options, "expect_workers", 1) or 1))
+        return runner.worker_index % count, count
+    return 0, 1
+
+
+class Stream:
+    """One open-model arrival stream (e.g. tasks, webhooks) shared by a process's users;
+    kept on the Locust environment, like the parsed options."""
+
+    def __init__(self, name: str, pacer: Pacer) -> None:
+        self.name = name
+        self.pacer = pacer
+
+    @classmethod
+    def get(cls, environment: Any, name: str, rate: RateFn, end_s: float = math.inf) -> Stream:
+        streams_ = environment.__dict__.setdefault("_rabbitscale_streams", {})
+        stream = streams_.get(name)
+        if stream is None:
+            index, count = _worker_position(environment)
+            # read now, not from the cached options: a master may fix it at test start
+            start_at = float(environment.parsed_options.start_at or 0) or time.time()
+            stream = streams_[name] = Stream(name, Pacer(
+                rate, start_at, worker_index=index, worker_count=count,
+                poisson=options(environment).poisson, end_s=end_s))
+        return stream
+
+
+# --- per-worker HDR histograms, merged on the master -------------------------------------
+
+_HISTOGRAMS: dict[str, Any] = {}
+_MERGED: dict[str, Any] = {}
+_WORKERS_SEEN: dict[str, dict[str, Any]] = {}  # master: every worker that ever reported
+
+
+def record(name: str, seconds: float) -> None:
+    h = _HISTOGRAMS.get(name)
+    if h is None:
+        h = _HISTOGRAMS[name] = latency.new_histogram()
+    latency.record_s(h, seconds)
+
+
+def _merge_into(name: str, encoded: str) -> None:
+    h = _MERGED.get(name)
+    if h is None:
+        h = _MERGED[name] = latency.new_histogram()
+    h.add(latency.decode(encoded))
+
+
+@events.test_start.add_listener
+def _fix_start(environment: Any, **_: Any) -> None:
+    """A schedule left open (workers joining from other machines) starts now, fixed on the
+    master before the spawn messages carry the options to the workers."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    o = environment.parsed_options
+    if not float(getattr(o, "start_at", 0) or 0):
+        o.start_at = time.time() + START_LEAD_S
+        run_dir = os.environ.get(contract.ENV_RUN_DIR)
+        if run_dir:
+            (Path(run_dir) / contract.START_FILE).write_text(json.dumps({"start_at": o.start_at}))
+
+
+@events.report_to_master.add_listener
+def _ship(client_id: str, data: dict[str, Any]) -> None:
+    data["rabbitscale_hdr"] = {name: latency.encode(h) for name, h in _HISTOGRAMS.items()}
+    for h in _HISTOGRAMS.values():
+        h.reset()
+
+
+@events.worker_report.add_listener
+def _receive(client_id: str, data: dict[str, Any]) -> None:
+    _WORKERS_SEEN.setdefault(client_id, {"reports": 0})["reports"] += 1
+    for name, encoded in data.get("rabbitscale_hdr", {}).items():
+        _merge_into(name, encoded)
+
+
+@events.quitting.add_listener
+def _dump(environment: Any, **_: Any) -> None:
+    """Write merged histograms (master) or local ones (single process) to the run dir, and
+    the master's view of its workers (a worker that went missing is named in the verdict)."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        return
+    if not isinstance(runner, MasterRunner):
+        for name, h in _HISTOGRAMS.items():
+            _merge_into(name, latency.encode(h))
+    run_dir = os.environ.get(contract.ENV_RUN_DIR)
+    if not run_dir:
+        return
+    out = Path(run_dir) / rundir.LOCUST_HDR_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for name, h in _MERGED.items():
+        (out / f"{name}.hdr").write_text(latency.encode(h))
+        summary[name] = latency.summary_ms(h)
+    (out / contract.HDR_SUMMARY).write_text(json.dumps(summary, indent=2))
+    if isinstance(runner, MasterRunner):
+        # A worker that quit cleanly is already gone from runner.clients when this runs: the
+        # reports it sent are the record; one still listed keeps its state ("missing"...).
+        ids = list(dict.fromkeys([*_WORKERS_SEEN, *runner.clients]))
+        workers = []
+        for cid in ids:
+            client = runner.clients.get(cid)
+            workers.append({"id": cid, "index": runner.get_worker_index(cid),
+                            "state": client.state if client is not None else "quit",
+                            "user_count": client.user_count if client is not None else None,
+                            "reports": _WORKERS_SEEN.get(cid, {}).get("reports", 0)})
+        (Path(run_dir) / contract.WORKERS_FILE).write_text(json.dumps(workers, indent=2))
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+class OpenModelMixin:
+    """Take slots from a stream, sleep until each, send one task; never closed-loop."""
+
+    scenario = registry.SUSTAINED_TASKS  # whose schedule the stream follows
+    stream_name = registry.TASKS
+    environment: Any
+
+    def rate(self) -> RateFn:
+        return self.scenario.streams(rates(self.environment),
+                                     run_time_s(self.environment))[self.stream_name]
+
+    def end_s(self) -> float:
+        return run_time_s(self.environment)
+
+    def make_task(self, intended: float) -> Task:
+        raise NotImplementedError
+
+    def open_model_loop(self) -> None:
+        stream = Stream.get(self.environment, self.stream_name, self.rate(), self.end_s())
+        driver = make_driver(self)
+        while True:
+            slot = stream.pacer.next_slot()
+            if slot is None:
+                # schedule over: stop this user now, so that when the run time ends Locust
+                # has nothing to wait --stop-timeout for
+                raise StopUser()
+            wait = slot - time.time()
+            if wait > 0:
+                gevent.sleep(wait)
+            lateness = max(0.0, time.time() - slot)
+            record(f"{self.stream_name}_send_delay", lateness)
+            task = self.make_task(slot)
+            sent = driver.send(task)
+            if driver.request_type == "AMQP":
+                self.environment.events.request.fire(
+                    request_type="AMQP", name=f"publish {task.kind}",
+                    response_time=sent.response_time_ms, response_length=sent.length,
+                    exception=None if sent.ok else RuntimeError(sent.outcome), context={})
+            record(f"{self.stream_name}_request", sent.response_time_ms / 1000)
+
+
+class TaskMixin(OpenModelMixin):
+    """Video, image and spend tasks over many virtual keys, ~10 KB lognormal payloads."""
+
+    def make_task(self, intended: float) -> Task:
+        o = options(self.environment)
+        rng = self._rng()
+        kinds = list(o.mix)
+        kind = rng.choices(kinds, weights=[o.mix[k] for k in kinds])[0]
+        if kind == "webhook":  # a webhook in the task stream: delivered to the run's sink
+            task_id = str(uuid.uuid4())
+            target = o.callbacks.url_for("webhook", task_id, intended) if o.callbacks \
+                else o.webhook_target or "https://example.com/hook"
+            return Task("webhook", 1, task_id, 1000, intended, webhook_url=target)
+        sigma = 0.5
+        size = int(rng.lognormvariate(math.log(o.payload_bytes) - sigma**2 / 2, sigma))
+        task_id = str(uuid.uuid4())
+        callback = o.callbacks.url_for(kind, task_id, intended) \
+            if o.callbacks and kind in ("video", "image") and not o.poll_interval_s else ""
+        return Task(kind, rng.randint(1, o.virtual_keys), task_id, size, intended,
+                    amount=round(rng.uniform(0.001, 0.1), 6), webhook_url=callback)
+
+    def _rng(self) -> random.Random:
+        rng = getattr(self, "_random", None)
+        if rng is None:
+            rng = self._random = random.Random()
+        return rng
+
+
+class WebhookMixin(OpenModelMixin):
+    stream_name = registry.WEBHOOKS
+
+    def make_task(self, intended: float) -> Task:
+        o = options(self.environment)
+        task_id = str(uuid.uuid4())
+        target = o.callbacks.url_for("webhook", task_id, intended) if o.callbacks \
+            else o.webhook_target or "https://example.com/hook"
+        return Task("webhook", 1, task_id, 1000, intended, webhook_url=target)
+
+
+class TaskUser(FastHttpUser):
+    """Base of every open-model user. Locust fixes a locustfile's user classes while the
+    transport is a run option, so one class serves both: ``make_driver`` decides how a task
+    leaves (its HTTP client is only used by the HTTP driver)."""
+
+    abstract = True
+    host = os.environ.get(contract.ENV_API_URL, "http://127.0.0.1:5000")
+    connection_timeout = 10.0
+    network_timeout = 30.0
+
+
+def make_driver(user: Any) -> TaskDriver:
+    """The driver of the run's transport: the system's API, or the broker."""
+    o = options(user.environment)
+    if o.transport == "amqp":
+        return AmqpDriver()
+    assert o.keyring is not None
+    return HttpDriver(user.client, o.keyring, poll_interval_s=o.poll_interval_s,
+                      callbacks=o.callbacks)

@@ -1,0 +1,114 @@
+"""`rabbitscale doctor` on the real broker: deliberate deviations are reported with the right
+verdicts, a vhost the reference stack declared comes out with no FAIL, and nothing changes on
+the broker (objects, arguments, message counts)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import aio_pika
+
+from rabbitscale.broker.declare import declare
+from rabbitscale.topology.naming import type_exchange
+from rabbitscale.topology.overrides import apply_overrides
+from rabbitscale.topology.profiles import CONDUIT
+from tests.support import broker_objects, management, rabbitscale, stats_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def global_totals() -> dict:
+    with management() as mgmt:
+        ov = mgmt("GET", "/overview", None)
+    return {k: ov["object_totals"].get(k) for k in ("connections", "channels", "queues",
+                                                     "exchanges", "consumers")}
+
+
+def test_deviations_are_reported_and_nothing_changes(vhost_settings):
+    s = vhost_settings
+    vhost = s.vhost
+    # the conduit topology, then: webhook-delivery classic without its length limit, spend
+    # without single-active-consumer, a policy capping media-retention-checks at 10, a
+    # consumer with prefetch 500 on image-generation-events, 200 messages in an _error queue
+    others = dataclasses.replace(CONDUIT, endpoints=tuple(
+        ep for ep in CONDUIT.endpoints if ep.queue != "webhook-delivery"))
+    others = apply_overrides(others, {"spend-update-events": {"queue_arguments": {
+        "x-max-length": 10000}}})
+
+    async def arrange() -> tuple[aio_pika.abc.AbstractConnection, int]:
+        conn = await aio_pika.connect(s.amqp_url)
+        ch = await conn.channel()
+        await declare(ch, others, s)
+        wd = await ch.declare_queue("webhook-delivery", durable=True)  # classic, no limit
+        ex = await ch.declare_exchange("webhook-delivery", aio_pika.ExchangeType.FANOUT,
+                                       durable=True)
+        await wd.bind(ex)
+        tx = await ch.declare_exchange(type_exchange("WebhookDeliveryRequested"),
+                                       aio_pika.ExchangeType.FANOUT, durable=True)
+        await ex.bind(tx)
+        errx = await ch.get_exchange("media-cleanup-batches_error")
+        for _ in range(200):
+            await errx.publish(aio_pika.Message(b"{}", delivery_mode=2), routing_key="")
+        greedy = await conn.channel()
+        await greedy.set_qos(prefetch_count=500)
+        q = await greedy.get_queue("image-generation-events")
+        await q.consume(lambda m: None)
+        return conn, 0
+
+    loop = asyncio.new_event_loop()
+    conn, _ = loop.run_until_complete(arrange())
+    try:
+        with management() as mgmt:
+            mgmt("PUT", f"/policies/{vhost}/cap10", {"pattern": "^media-retention-checks$",
+                                                      "definition": {"max-length": 10},
+                                                      "apply-to": "queues"})
+        stats_ready(vhost, [ep.queue for ep in CONDUIT.endpoints],
+                    {"media-cleanup-batches_error": 200})
+        before, totals = broker_objects(vhost), global_totals()
+        done = rabbitscale("doctor", "--vhost", vhost, "--json")
+        after, totals_after = broker_objects(vhost), global_totals()
+    finally:
+        loop.run_until_complete(conn.close())
+        loop.close()
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr
+    assert before == after and totals == totals_after  # read-only
+    doc = json.loads(done.stdout)
+    by = {(f["subject"], f["check"]): f for f in doc["findings"]}
+    assert by[("webhook-delivery", "queue type")]["verdict"] == "FAIL"
+    assert by[("webhook-delivery", "queue type")]["observed"] == "classic"
+    limit = by[("webhook-delivery", "x-max-length")]
+    assert (limit["verdict"], limit["observed"], limit["expected"]) == ("FAIL", "not set", 50000)
+    sac = by[("spend-update-events", "x-single-active-consumer")]
+    assert sac["verdict"] == "FAIL" and sac["observed"] == "not set"
+    capped = by[("media-retention-checks", "x-max-length")]
+    assert (capped["verdict"], capped["observed"], capped["expected"]) == ("FAIL", 10, 1000)
+    assert "policy 'cap10'" in capped["detail"]
+    greedy = by[("image-generation-events", "prefetch")]
+    assert (greedy["verdict"], greedy["observed"], greedy["expected"]) == ("FAIL", 500, 25)
+    errors = by[("media-cleanup-batches_error", "messages")]
+    assert (errors["verdict"], errors["observed"]) == ("WARN", 200)
+    assert doc["verdict"] == "FAIL"
+    verdicts = [f["verdict"] for f in doc["findings"]]
+    assert verdicts == sorted(verdicts, key=["FAIL", "WARN", "OK", "INFO"].index)  # FAILs first
+    text = rabbitscale("doctor", "--vhost", vhost).stdout
+    assert text.splitlines()[2].startswith("FAIL") and "verdict: FAIL" in text
+
+
+def test_bad_input_and_unreachable_broker():
+    for args, env, code, needle in [
+        (["--vhost", "no-such-vhost"], {}, 2, "has no vhost 'no-such-vhost'"),
+        (["--profile", "nope"], {}, 2, "invalid choice"),
+        (["--container-memory", "lots"], {}, 2, "not a size"),
+        ([], {"CONDUITLLM__RABBITMQ__PASSWORD": "wrong"}, 3, "refused user 'guest'"),
+        ([], {"CONDUITLLM__RABBITMQ__MANAGEMENTPORT": "1"}, 3, "cannot reach the RabbitMQ "
+                                                             "management API"),
+    ]:
+        done = rabbitscale("doctor", *args, **env)
+        err = done.stderr.strip()
+        assert done.returncode == code, (args, done.returncode, err)
+        assert needle in err and "\n" not in err and "Traceback" not in err, (args, err)
+
+

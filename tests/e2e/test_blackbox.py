@@ -1,0 +1,153 @@
+"""`rabbitscale run --target`: load-test a system rabbitscale did not start, as it will be used.
+
+The "deployed system" is `rabbitscale stack` started as a separate process in a vhost of its
+own; the run talks to it only as an outsider would (its HTTP API, callbacks, the broker's
+management API or rabbitmq_prometheus, read-only) and must leave its vhost as it found it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import broker_objects, env, rabbitscale
+
+# one deployed stack for the module, on one xdist worker
+pytestmark = pytest.mark.xdist_group("blackbox")
+
+SECRET = "blackbox-secret"
+
+
+@pytest.fixture(scope="module")
+def deployed(module_stack) -> dict[str, str]:
+    """A stack in its own vhost, started like a deployment: `rabbitscale stack`."""
+    stack = module_stack(secret=SECRET)
+    return {"url": stack.api, "vhost": stack.vhost, "key": stack.key(3)}
+
+
+def blackbox(tmp_path: Path, deployed: dict[str, str], *args: str, key: str | None = None,
+             timeout: float = 240) -> tuple[int, dict, str]:
+    out = tmp_path / "run"
+    done = rabbitscale("run", *args, "--target", deployed["url"], "--out", str(out),
+                       "--drain-timeout", "30s", timeout=timeout, cwd=tmp_path,
+                       CONDUITLLM__RABBITMQ__VHOST=deployed["vhost"],
+                       RABBITSCALE_TARGET_API_KEYS=key or deployed["key"])
+    summary = json.loads((out / "summary.json").read_text()) \
+        if (out / "summary.json").exists() else {}
+    return done.returncode, summary, done.stdout + done.stderr
+
+
+def assert_kept_schedule(s: dict) -> None:
+    scheduled = s["targets"]["scheduled_arrivals"]
+    assert abs(s["measured"]["arrivals"] - scheduled) <= max(2, 0.01 * scheduled)
+    led = s["ledger"]
+    assert led["mode"] == "black-box" and led["lost"] == 0
+    assert led["callbacks_received"] == led["tracked"] == led["accepted"]
+    assert led["unknown_callbacks"] == 0 and led["order_violations"] == "not measured"
+
+
+def test_webhook_burst_against_a_deployed_stack_leaves_it_untouched(tmp_path, deployed):
+    before = broker_objects(deployed["vhost"])
+    rc, s, out = blackbox(tmp_path, deployed, "webhook_burst", "--duration", "15s")
+    after = broker_objects(deployed["vhost"])
+    assert rc == 0, out[-3000:]
+    assert_kept_schedule(s)
+    assert all(c["verdict"] == "PASS" for c in s["checks"] if c["name"].startswith("burst_"))
+    assert s["broker_source"] == "management" and s["mode"] == "black-box"
+    assert before == after  # nothing declared, deleted, bound or left consumed
+    assert (tmp_path / "run" / "report.html").exists()
+    lat = s["measured"]["latency_ms"]["callback-webhook"]["e2e"]
+    assert lat["count"] == s["ledger"]["callbacks_received"] and lat["p99_ms"] > 0
+    for f in (tmp_path / "run").rglob("*"):  # the key is never written
+        if f.is_file():
+            assert deployed["key"] not in f.read_text(errors="replace"), f
+
+
+def test_tasks_with_callbacks_through_rabbitmq_prometheus(tmp_path, deployed):
+    """Video and image tasks carry callback URLs: the stack calls them when each starts and
+    completes, as ConduitLLM does; the broker is read from rabbitmq_prometheus."""
+    rc, s, out = blackbox(tmp_path, deployed, "sustained_tasks", "--duration", "12s",
+                          "--task-mix", "video=1,image=1", "--task-rate", "600/min",
+                          "--prometheus", "http://127.0.0.1:15692")
+    assert rc == 0, out[-3000:]
+    assert_kept_schedule(s)
+    assert s["broker_source"] == "prometheus"
+    assert s["ledger"]["progress_callbacks"] == s["ledger"]["callbacks_received"]  # started
+    assert set(s["ledger"]["callbacks_by_kind"]) == {"video", "image"}
+    rows = (tmp_path / "run" / "broker_queues.csv").read_text().splitlines()
+    assert any(",video-generation-events," in r for r in rows[1:])
+
+
+def test_two_workers_from_other_processes(tmp_path, deployed):
+    """`--expect-workers 2` and two `rabbitscale worker` processes: one schedule between
+    them, the same checks."""
+    port = 25000 + os.getpid() % 1000
+    run_env = env(CONDUITLLM__RABBITMQ__VHOST=deployed["vhost"],
+               RABBITSCALE_TARGET_API_KEYS=deployed["key"])
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "rabbitscale", "run", "webhook_burst",
+                            "--duration", "12s", "--target", deployed["url"], "--out", str(out),
+                            "--expect-workers", "2", "--master-port", str(port),
+                            "--drain-timeout", "30s"], env=run_env, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker_env = env()  # nothing but the master's address: no key, no vhost
+    workers = [subprocess.Popen([sys.executable, "-m", "rabbitscale", "worker", "--master",
+                                 f"127.0.0.1:{port}"], env=worker_env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    text = run.communicate(timeout=240)[0]
+    for w in workers:
+        w.wait(60)
+    assert run.returncode == 0, text[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert_kept_schedule(s)
+    hdr = s["measured"]["locust_hdr"]["webhooks_send_delay"]
+    assert hdr["count"] == s["measured"]["arrivals"]  # both workers' histograms merged
+    assert len(json.loads((out / "locust_workers.json").read_text())) == 2
+
+
+def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
+    port = 26000 + os.getpid() % 1000
+    run_env = env(CONDUITLLM__RABBITMQ__VHOST=deployed["vhost"],
+               RABBITSCALE_TARGET_API_KEYS=deployed["key"])
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
+                            "--duration", "14s", "--task-mix", "video=1", "--target",
+                            deployed["url"], "--out", str(out), "--expect-workers", "2",
+                            "--master-port", str(port), "--drain-timeout", "10s"],
+                           env=run_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    workers = [subprocess.Popen([sys.executable, "-m", "rabbitscale", "worker", "--master",
+                                 f"127.0.0.1:{port}"], env=env(), cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while not (out / "locust_start.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(6)  # mid-run
+    os.killpg(workers[0].pid, signal.SIGKILL)
+    text = run.communicate(timeout=240)[0]
+    workers[1].wait(60)
+    assert run.returncode == 1, text[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    check = next(c for c in s["checks"] if c["name"] == "workers")
+    assert check["verdict"] == "FAIL" and "missing: worker" in check["detail"]
+
+
+def test_a_wrong_key_is_counted_and_named_not_retried(tmp_path, deployed):
+    t0 = time.monotonic()
+    rc, s, out = blackbox(tmp_path, deployed, "webhook_burst", "--duration", "6s",
+                          key="condt_3_" + "0" * 24)
+    assert rc == 1, out[-2000:]
+    check = next(c for c in s["checks"] if c["name"] == "unauthorised")
+    assert check["verdict"] == "FAIL" and check["measured"] == s["measured"]["arrivals"] > 0
+    assert s["ledger"]["accepted"] == 0
+    assert time.monotonic() - t0 < 90  # the run ends on schedule
+
+

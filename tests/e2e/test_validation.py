@@ -1,0 +1,63 @@
+"""The capacity model against the real broker (rabbitscale/runner/validation.py): every case must
+hold at P/1.15 and break at P/0.85 (the model within 15% of the measured maximum), the burst's
+peak backlog within 20% of the model's, and a deliberately wrong model must fail the same
+test. Two 12 s steps per case; `rabbitscale validate --search` measures the maxima themselves
+(docs/benchmarks.md keeps that table)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from rabbitscale.runner.find_max import BROKE, HELD, Search, run_attempt
+from rabbitscale.runner.validation import (
+    CASES,
+    base_options,
+    bracket_rates,
+    burst_case,
+    capacity_case,
+    render,
+)
+from rabbitscale.topology.settings import load_settings
+
+# the cases one after another on one xdist worker: each measures capacity, not its neighbours
+pytestmark = pytest.mark.xdist_group("validation")
+
+
+def _settings():
+    env = dict(os.environ)
+    env.setdefault("CONDUITLLM__RABBITMQ__HOST", "127.0.0.1")
+    return load_settings(environ=env)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_model_within_15_percent(case, tmp_path):
+    result = asyncio.run(capacity_case(_settings(), case, tmp_path))
+    print(render([result]))
+    assert result.bracket == (HELD, BROKE), [
+        (s["rate_per_s"], s["outcome"], s["keep_up_ratio"], s["failed_checks"])
+        for s in result.steps]
+
+
+def test_burst_backlog_within_20_percent(tmp_path):
+    result = asyncio.run(burst_case(_settings(), tmp_path))
+    print(render([result]))
+    assert result.measured, "no backlog measured"
+    assert abs(result.error_pct or 100) <= 20, (result.predicted, result.measured)
+
+
+def test_a_wrong_model_fails_the_same_test(tmp_path):
+    """The pooled case judged with a model that ignores concurrency (one message at a time
+    per instance: half the real capacity): the system holds at that model's upper bound
+    P/0.85, which the bracket requires to break, so the validation calls the model wrong.
+    (One step: the upper end is what fails.)"""
+    case = CASES[0]
+    settings = _settings()
+    wrong = case.predicted_per_s(settings) / 2
+    _, high = bracket_rates(wrong)
+    search = Search(run_attempt(settings, case.profile(), base_options(case), tmp_path, 0.97,
+                                print, [0]))
+    step = asyncio.run(search.attempt(high))
+    assert step.outcome == HELD, step  # the bracket needs BROKE here: the model fails

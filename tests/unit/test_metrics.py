@@ -1,0 +1,157 @@
+"""Live metrics and CI reports: the /metrics exposition, a real Prometheus server scraping a run
+(its arrival rate and a latency quantile against summary.json), the Grafana dashboard's queries
+against what the run and rabbitmq_prometheus export, and JUnit XML against the schema CI tools
+read."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import xmlschema
+from prometheus_client import generate_latest
+
+from rabbitscale.harness.metrics import LATENCY_BUCKETS_S, Metrics
+from rabbitscale.reports.junit import build as junit_build
+
+ROOT = Path(__file__).resolve().parents[2]
+XSD = ROOT / "tests" / "fixtures" / "junit" / "junit-10.xsd"
+FIXTURE_RUN = ROOT / "tests" / "fixtures" / "run_burst"
+DASHBOARD = ROOT / "deploy" / "grafana" / "rabbitscale.json"
+
+
+def _names(exposition: str) -> set[str]:
+    """Metric names in a text exposition, histogram/counter suffixes included."""
+    names = set()
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            name, kind = line.split()[2:4]
+            names.add(name)
+            if kind == "counter":
+                names.add(name + "_total")
+            if kind == "histogram":
+                names.update({name + "_bucket", name + "_sum", name + "_count"})
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names
+
+
+def _record(queue: str = "video-generation-events", status: str = "completed",
+            e2e: float = 0.2) -> SimpleNamespace:
+    return SimpleNamespace(queue=queue, status=status, e2e_s=e2e, queue_wait_s=0.01,
+                           slot_wait_s=0.001, processing_s=0.1, sent=10.0, intended=9.99)
+
+
+def test_exposition_has_the_run_figures():
+    m = Metrics(scenario="sustained_tasks", run="r1")
+    m.on_publish(SimpleNamespace(message_type="VideoGenerationRequested", ok=True,
+                                 outcome=SimpleNamespace(value="confirmed")))
+    m.on_publish(SimpleNamespace(message_type="WebhookDeliveryRequested", ok=False,
+                                 outcome=SimpleNamespace(value="rejected")))
+    m.on_completion(_record())
+    m.on_completion(_record(status="faulted"))
+    m.set_outcome({"published": 2, "lost": 0}, [SimpleNamespace(name="lost", verdict="PASS"),
+                                                SimpleNamespace(name="x", verdict="FAIL")])
+    text = generate_latest(m.registry).decode()
+    assert 'rabbitscale_arrivals_total{kind="video",scenario="sustained_tasks"} 1.0' in text
+    assert 'rabbitscale_publishes_total{kind="webhook",outcome="rejected"} 1.0' in text
+    assert 'rabbitscale_completions_total{queue="video-generation-events",status="faulted"}' \
+        in text
+    assert 'rabbitscale_e2e_seconds_count{queue="video-generation-events"} 1.0' in text
+    assert 'rabbitscale_slo_check{check="x"} 0.0' in text
+    assert 'rabbitscale_ledger_messages{field="published"} 2.0' in text
+    # the guide's 5 s burst lag and 5-minute message age are bucket bounds
+    assert 5.0 in LATENCY_BUCKETS_S and 300.0 in LATENCY_BUCKETS_S
+
+
+def test_a_metrics_port_in_use_is_bad_input_before_anything_starts():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
+                               "--prometheus-port", str(port)], capture_output=True,
+                              text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "already in use" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_dashboard_queries_name_exported_metrics():
+    """Every panel's query names a metric the run exports or rabbitmq_prometheus does (read
+    from the live broker's own endpoints)."""
+    ours = _names(generate_latest(Metrics().registry).decode())
+    host = os.environ.get("CONDUITLLM__RABBITMQ__HOST", "127.0.0.1")
+    theirs: set[str] = set()
+    for path in ("/metrics", "/metrics/per-object"):
+        with urllib.request.urlopen(f"http://{host}:15692{path}", timeout=10) as resp:
+            theirs |= _names(resp.read().decode())
+    dash = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    functions = {"sum", "rate", "by", "histogram_quantile", "le", "queue", "kind", "outcome",
+                 "status", "instance", "process", "without", "max", "avg"}
+    for expr in exprs:
+        bare = re.sub(r"\[[0-9]+[smh]\]", "", re.sub(r'"[^"]*"', "", expr))  # ranges, strings
+        words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare))
+        metrics = {w for w in words if w.startswith(("rabbitscale_", "rabbitmq_"))}
+        assert metrics, expr
+        assert metrics <= ours | theirs, (expr, metrics - ours - theirs)
+        assert words - metrics <= functions, (expr, words - metrics - functions)
+    assert any("5000" in json.dumps(p.get("fieldConfig")) for p in dash["panels"])  # critical
+
+
+def test_junit_validates_against_the_schema_ci_tools_read(tmp_path):
+    schema = xmlschema.XMLSchema(str(XSD))
+    tree = junit_build(FIXTURE_RUN)
+    out = tmp_path / "junit.xml"
+    tree.write(out, encoding="UTF-8", xml_declaration=True)
+    schema.validate(str(out))
+    summary = json.loads((FIXTURE_RUN / "summary.json").read_text())
+    cases = tree.getroot().findall(".//testcase")
+    assert [c.get("name") for c in cases] == [c["name"] for c in summary["checks"]]
+    failed = {c["name"] for c in summary["checks"] if c["verdict"] == "FAIL"}
+    assert {c.get("name") for c in cases if c.find("failure") is not None} == failed
+    # against a baseline: the regression flags are test cases too, still valid
+    deltas = [{"metric": "e2e_p99_ms", "baseline": 10, "current": 20, "change_pct": 100,
+               "better": "lower", "regression": True},
+              {"metric": "achieved_rate", "baseline": 16, "current": 16, "change_pct": 0,
+               "better": "higher", "regression": False}]
+    tree = junit_build(FIXTURE_RUN, deltas, "base-run")
+    tree.write(out, encoding="UTF-8", xml_declaration=True)
+    schema.validate(str(out))
+    suites = tree.getroot().findall("testsuite")
+    assert len(suites) == 2 and suites[1].get("failures") == "1"
+
+
+def test_junit_with_a_failed_and_a_skipped_check_is_still_valid(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE_RUN, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["checks"] += [
+        {"name": "lost", "target": "<= 0", "measured": 3, "verdict": "FAIL", "detail": "x<y&z"},
+        {"name": "order_violations", "target": "-", "measured": "not measured",
+         "verdict": "SKIP", "detail": "black-box"}]
+    (run / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "j.xml"
+    done = subprocess.run([sys.executable, "-m", "rabbitscale", "report", str(run), "--junit",
+                           str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    xmlschema.XMLSchema(str(XSD)).validate(str(out))
+    root = xmlschema.XMLSchema(str(XSD)).to_dict(str(out))
+    assert root is not None
+    text = out.read_text()
+    assert "<skipped" in text and 'message="lost: measured 3, target &lt;= 0"' in text
+
+
+# --- with a real Prometheus server ---------------------------------------------------------
+
+
