@@ -1,7 +1,5 @@
-"""Live metrics and CI reports: the /metrics exposition, a real Prometheus server scraping a run
-(its arrival rate and a latency quantile against summary.json), the Grafana dashboard's queries
-against what the run and rabbitmq_prometheus export, and JUnit XML against the schema CI tools
-read."""
+"""Live metrics and CI reports: the /metrics exposition, a metrics port in use, and JUnit XML
+against the schema CI tools read."""
 
 from __future__ import annotations
 
