@@ -2,8 +2,8 @@
 percentiles, at 1,000/min, 100/s and 10x each, measured in one run.
 
 Greenlets take slots from a Pacer, sleep until each and "send" (a gevent.sleep(0) yield), the
-way scenarios/locustfiles/common.py's users do, so this measures the pacing machinery itself under gevent
-on this machine. `python bench/pacing.py [--seconds 10]`
+way the users of scenarios/locustfiles/common.py do, so this measures the pacing machinery
+itself under gevent on this machine. `python bench/pacing.py [--seconds 10]`
 """
 
 from __future__ import annotations
