@@ -38,10 +38,10 @@ from rabbitscale.broker.management import Management
 from rabbitscale.broker.publisher import Publisher
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import VirtualKeys
-from rabbitscale.topology.naming import type_exchange
-from rabbitscale.topology.overrides import apply_overrides
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.profile_file import apply_overrides, get_profile
 from rabbitscale.topology.settings import RabbitSettings, load_settings
+
+CONDUIT = get_profile("conduit")
 
 SECRET = "bench-secret"
 # no x-max-length: a round at several thousand requests/s would reach 50,000 and be nacked
@@ -64,8 +64,8 @@ async def serve(variant: str, settings: RabbitSettings, port: int) -> None:
     else:
         conn = await amqp.connect(settings, "bench-minimal", robust=False)
         channel = await conn.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(type_exchange("WebhookDeliveryRequested"),
-                                              ensure=False)
+        exchange = await channel.get_exchange(
+            CONDUIT.message("WebhookDeliveryRequested").exchange, ensure=False)
 
         async def enqueue(request: web.Request) -> web.Response:
             body = await request.read()

@@ -31,9 +31,10 @@ from rabbitscale.broker.publisher import Publisher
 from rabbitscale.harness.consumer import ConsumerInstance
 from rabbitscale.topology import messages
 from rabbitscale.topology.envelope import build_envelope, measurement_headers
-from rabbitscale.topology.overrides import apply_overrides
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.profile_file import apply_overrides, get_profile
 from rabbitscale.topology.settings import RabbitSettings, load_settings
+
+CONDUIT = get_profile("conduit")
 
 QUEUE = "video-generation-events"
 TARGET = {1: 0.6, 2: 0.7}  # issue 9: two-process ratio >= 0.7
@@ -43,8 +44,10 @@ PROFILE = apply_overrides(CONDUIT, {QUEUE: {"prefetch": PREFETCH, "retry": "none
 
 def _payload_bytes_for_wire(total: int) -> int:
     """Message size that makes the whole MassTransit envelope ``total`` bytes on the wire."""
-    empty = messages.video_generation("0", "0", size_bytes=0)
-    envelope = build_envelope("VideoGenerationRequested", empty, message_id="x" * 36,
+    empty = messages.build(CONDUIT, "VideoGenerationRequested", task_id="0", key_id=0,
+                           request={"prompt": ""})
+    envelope = build_envelope(CONDUIT.message("VideoGenerationRequested").urns, empty,
+                              message_id="x" * 36,
                               sent_time=1.8e9, destination=QUEUE,
                               headers=measurement_headers(1.8e9, 1.8e9, "00", 1, ""))
     return max(0, total - (len(envelope) - len(orjson.dumps(empty))))
@@ -128,7 +131,8 @@ async def publish_stack(settings: RabbitSettings, queue_name: str, n: int,
     sem = asyncio.Semaphore(in_flight)
     # message bodies are the application's work, built once like the plain side's body;
     # the envelope, measurement headers and ordering stay per publish
-    bodies = [messages.video_generation(f"r{k}", str(k), size_bytes=size) for k in range(50)]
+    bodies = [messages.build(CONDUIT, "VideoGenerationRequested", task_id=f"r{k}", key_id=k,
+                             request={"prompt": "x" * size}) for k in range(50)]
     async with Publisher(settings, PROFILE) as pub:
         async def one(i: int) -> None:
             async with sem:

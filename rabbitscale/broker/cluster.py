@@ -312,7 +312,7 @@ def on_local_cluster(settings: Any, profile: Any, replicas: int | None
     quorum queues' replica count, and that count."""
     import dataclasses
 
-    from rabbitscale.topology.overrides import with_replicas
+    from rabbitscale.topology.profile_file import with_replicas
 
     c = require()
     first = c.nodes[0]

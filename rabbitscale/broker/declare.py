@@ -1,10 +1,10 @@
 """Declaring a profile on the broker with MassTransit's exchange topology.
 
-message-type fanout exchange -> endpoint fanout exchange -> quorum queue, plus
-``<queue>_error`` and ``<queue>_skipped`` (exchange + queue), and the completions exchange the
-stack reports finished work on. ConduitLLM's ``Durable`` / ``AutoDelete`` settings apply to
-what is declared; a quorum queue can be neither non-durable nor auto-delete, so that
-combination is refused up front, as the broker (and MassTransit) would refuse it.
+message-type fanout exchange -> endpoint fanout exchange -> queue, for each message type an
+endpoint consumes, plus ``<queue>_error`` and ``<queue>_skipped`` (exchange + queue), and the
+completions exchange the stack reports finished work on. The ``Durable`` / ``AutoDelete``
+settings apply to what is declared; a quorum queue can be neither non-durable nor auto-delete,
+so that combination is refused up front, as the broker (and MassTransit) would refuse it.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from typing import Any
 
 from rabbitscale.core.errors import ConfigError
 from rabbitscale.topology import naming
-from rabbitscale.topology.profiles import QUEUE_TYPE, Profile
+from rabbitscale.topology.profiles import QUORUM, Profile
 from rabbitscale.topology.settings import ENV_PREFIX, RabbitSettings
 
 
-def check_declarable(settings: RabbitSettings) -> None:
-    if not settings.durable or settings.auto_delete:
+def check_declarable(settings: RabbitSettings, profile: Profile) -> None:
+    quorum = [ep.queue for ep in profile.endpoints if ep.queue_type == QUORUM]
+    if quorum and (not settings.durable or settings.auto_delete):
         raise ConfigError(
             f"{ENV_PREFIX}DURABLE={str(settings.durable).lower()}, "
-            f"{ENV_PREFIX}AUTODELETE={str(settings.auto_delete).lower()}: every endpoint is a "
-            f"{QUEUE_TYPE} queue, which the broker only accepts durable and not auto-delete "
+            f"{ENV_PREFIX}AUTODELETE={str(settings.auto_delete).lower()}: {quorum[0]} is a "
+            f"{QUORUM} queue, which the broker only accepts durable and not auto-delete "
             f"(MassTransit fails the same way); set DURABLE=true and AUTODELETE=false")
 
 
@@ -32,7 +33,7 @@ async def declare(channel: Any, profile: Profile, settings: RabbitSettings) -> N
     import aio_pika
     from aiormq.exceptions import ChannelPreconditionFailed
 
-    check_declarable(settings)
+    check_declarable(settings, profile)
     fanout = aio_pika.ExchangeType.FANOUT
     durable, auto_delete = settings.durable, settings.auto_delete
 
@@ -46,7 +47,8 @@ async def declare(channel: Any, profile: Profile, settings: RabbitSettings) -> N
                                             arguments=ep.declared_arguments())
             ex = await exchange(ep.queue)
             await q.bind(ex)
-            await ex.bind(await exchange(naming.type_exchange(ep.message_type)))
+            for type_name in ep.consumes:
+                await ex.bind(await exchange(profile.message(type_name).exchange))
             for side in (ep.error_queue, ep.skipped_queue):
                 sq = await channel.declare_queue(side, durable=durable, auto_delete=auto_delete,
                                                  arguments=_side_arguments(ep.declared_arguments()))

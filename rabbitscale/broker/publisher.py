@@ -30,8 +30,7 @@ from rabbitscale.topology.envelope import (
     measurement_headers,
     new_id,
 )
-from rabbitscale.topology.naming import type_exchange
-from rabbitscale.topology.profiles import Endpoint, Profile
+from rabbitscale.topology.profiles import MessageType, Profile
 from rabbitscale.topology.settings import RabbitSettings
 
 
@@ -149,7 +148,7 @@ class Publisher:
         self._open_lock = asyncio.Lock()
         self._seq: dict[str, int] = {}
         self._key_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # lock, [users]
-        self._endpoints: dict[str, tuple[Endpoint, bool]] = {}
+        self._types: dict[str, tuple[MessageType, bool]] = {}
         self._watch: asyncio.Task[None] | None = None
         self._was_blocked = False
 
@@ -230,14 +229,15 @@ class Publisher:
             self.stats.pool_exhausted += 1
         return pc
 
-    def _endpoint(self, message_type: str) -> tuple[Endpoint, bool]:
-        """The endpoint of a message type, and whether it is ordered: messages whose endpoint
-        processes one at a time on one consumer must also be published one at a time per
-        key, or a retried publish could overtake a later one."""
-        found = self._endpoints.get(message_type)
+    def _message_type(self, message_type: str) -> tuple[MessageType, bool]:
+        """The message type, and whether it is ordered: messages an endpoint processes one at
+        a time on one consumer must also be published one at a time per key, or a retried
+        publish could overtake a later one."""
+        found = self._types.get(message_type)
         if found is None:
-            ep = self.profile.for_type(message_type)
-            found = self._endpoints[message_type] = (ep, ep.ordered)
+            mt = self.profile.message(message_type)
+            ordered = any(ep.ordered for ep in self.profile.consumers_of(message_type))
+            found = self._types[message_type] = (mt, ordered)
         return found
 
     def next_seq(self, key: str) -> int:
@@ -255,9 +255,9 @@ class Publisher:
         the run of the task that caused them)."""
         if not self._pool:
             raise RuntimeError("Publisher.start() was not called")
-        ep, ordered = self._endpoint(message_type)
+        mt, ordered = self._message_type(message_type)
         if key is None:
-            key = CaseInsensitive(message).text(ep.key_field) if ep.key_field else ""
+            key = CaseInsensitive(message).text(mt.key) if mt.key else ""
         if ordered:
             # sequence numbers let a recorder check per-key order; only ordered endpoints
             # have keys worth counting (a webhook's key is its task id: one entry each)
@@ -267,16 +267,16 @@ class Publisher:
             users[0] += 1
             try:
                 async with lock:  # FIFO: publishes of one key go out in call order
-                    return await self._publish(ep, message_type, message, key, seq,
+                    return await self._publish(mt, message, key, seq,
                                                intended_time, message_id, headers, run)
             finally:
                 users[0] -= 1
                 if not users[0]:
                     del self._key_locks[lock_key]
-        return await self._publish(ep, message_type, message, key, 0, intended_time,
+        return await self._publish(mt, message, key, 0, intended_time,
                                    message_id, headers, run)
 
-    async def _publish(self, ep: Any, message_type: str, message: dict[str, Any], key: str,
+    async def _publish(self, mt: MessageType, message: dict[str, Any], key: str,
                        seq: int, intended_time: float | None, message_id: str | None,
                        headers: dict[str, Any] | None, run: str | None) -> PublishResult:
         intended = time.time() if intended_time is None else intended_time
@@ -287,7 +287,7 @@ class Publisher:
         error = ""
         outcome = Outcome.FAILED
         deadline = time.monotonic() + self.retry_window_s
-        exchange_name = type_exchange(message_type)
+        exchange_name = mt.exchange
         while True:
             attempts += 1
             pc = await self._acquire(key)
@@ -299,7 +299,7 @@ class Publisher:
             # The measurement headers ride in the envelope's JSON headers, which the consumer
             # parses anyway; the AMQP header table carries only caller extras (RS-Fail).
             body = build_envelope(
-                message_type, message, message_id=mid, destination=ep.queue, sent_time=sent,
+                mt.urns, message, message_id=mid, destination=mt.exchange, sent_time=sent,
                 headers=measurement_headers(intended, sent, key, seq,
                                             self.run_id if run is None else run))
             amqp_msg = aio_pika.Message(
@@ -333,7 +333,7 @@ class Publisher:
                 await asyncio.sleep(min(1.0, 0.1 * 2 ** min(attempts, 4)))
             finally:
                 pc.in_flight -= 1
-        result = PublishResult(outcome, mid, message_type, key, seq, intended, sent,
+        result = PublishResult(outcome, mid, mt.name, key, seq, intended, sent,
                                time.perf_counter() - t0, attempts, error)
         self.stats.outcomes[outcome.value] += 1
         self.published.fire(result=result)

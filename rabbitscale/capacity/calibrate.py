@@ -22,9 +22,8 @@ from typing import Any
 from rabbitscale.capacity import broker, model
 from rabbitscale.capacity.plan import endpoint_capacity_per_s
 from rabbitscale.core.errors import BadInput
-from rabbitscale.topology.overrides import recorded_profile
+from rabbitscale.topology.profile_file import recorded_profile
 from rabbitscale.topology.settings import RabbitSettings
-from rabbitscale.topology.tasks import MIX_KINDS, queue_for
 
 
 class CalibrationError(BadInput):
@@ -88,7 +87,8 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
         out.append(Comparison(f"{ep.queue} capacity", capacities[ep.queue], None, "msg/s",
                               f"from fitted service time {svc * 1000:.1f} ms"))
     if fm:
-        task_queues = {k: queue_for(profile, k) for k in MIX_KINDS}
+        task_queues = {k: profile.queues_of(k)[0] for k in profile.tasks
+                       if profile.queues_of(k)}
         mix = _mix_from_summary(summary, task_queues)
         total = sum(mix.values()) or 1.0
         predicted = min((capacities[q] / (mix.get(k, 0) / total)

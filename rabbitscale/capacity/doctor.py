@@ -23,7 +23,7 @@ from rabbitscale.core import targets
 from rabbitscale.core.units import format_bytes
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN, worst
 from rabbitscale.topology import naming
-from rabbitscale.topology.profiles import QUEUE_TYPE, Endpoint, Profile
+from rabbitscale.topology.profiles import QUORUM, Endpoint, Profile
 from rabbitscale.topology.settings import RabbitSettings
 
 GROUPS = ("topology", "consumers", "depth", "node", "plan")
@@ -151,12 +151,14 @@ def topology(s: Snapshot, profile: Profile) -> list[Finding]:
                           f"nothing consumes {ep.message_type}; publishes are unroutable"))
             continue
         qtype = q.get("type", "classic")
-        out.append(_f("topology", ep.queue, "queue type", qtype, QUEUE_TYPE, src,
-                      OK if qtype == QUEUE_TYPE else FAIL,
-                      "" if qtype == QUEUE_TYPE else "a classic queue keeps one copy and has "
-                      "no delivery limit; declared by an old release?"))
+        out.append(_f("topology", ep.queue, "queue type", qtype, ep.queue_type, src,
+                      OK if qtype == ep.queue_type else FAIL,
+                      "" if qtype == ep.queue_type else
+                      "a classic queue keeps one copy and has no delivery limit; declared by "
+                      "an old release?" if ep.queue_type == QUORUM else
+                      "its guarantees differ from the profile's"))
         out += _arguments(ep, q, src)
-        out += _routing(ep, bound, s.exchanges, src)
+        out += _routing(ep, profile, bound, s.exchanges)
     known = {ep.queue for ep in profile.endpoints} | {
         n for ep in profile.endpoints for n in (ep.error_queue, ep.skipped_queue)}
     for name, q in sorted(s.queues.items()):
@@ -211,20 +213,23 @@ def _arguments(ep: Endpoint, q: dict[str, Any], src: str) -> list[Finding]:
     return out
 
 
-def _routing(ep: Endpoint, bound: set[tuple[str, str, str]], exchanges: dict[str, Any],
-             src: str) -> list[Finding]:
+def _routing(ep: Endpoint, profile: Profile, bound: set[tuple[str, str, str]],
+             exchanges: dict[str, Any]) -> list[Finding]:
+    """Each consumed message type's exchange -> the endpoint exchange -> the queue."""
     out = []
-    type_ex = naming.type_exchange(ep.message_type)
-    for name, ok, what in (
-            (type_ex, type_ex in exchanges, "message-type exchange exists"),
-            (ep.queue, ep.queue in exchanges, "endpoint exchange exists"),
-            (ep.queue, (ep.queue, ep.queue, "queue") in bound, "endpoint exchange -> queue"),
-            (type_ex, (type_ex, ep.queue, "exchange") in bound,
-             "message type -> endpoint exchange")):
+    checks = [(ep.queue, ep.queue in exchanges, "endpoint exchange exists", ep.message_type),
+              (ep.queue, (ep.queue, ep.queue, "queue") in bound, "endpoint exchange -> queue",
+               ep.message_type)]
+    for type_name in ep.consumes:
+        type_ex = profile.message(type_name).exchange
+        checks += [(type_ex, type_ex in exchanges, "message-type exchange exists", type_name),
+                   (type_ex, (type_ex, ep.queue, "exchange") in bound,
+                    "message type -> endpoint exchange", type_name)]
+    for name, ok, what, type_name in checks:
         if not ok:
             out.append(_f("topology", name, what, "missing", "present",
                           "MassTransit publish topology", FAIL,
-                          f"{ep.message_type} published by a .NET publisher cannot reach "
+                          f"{type_name} published by a .NET publisher cannot reach "
                           f"{ep.queue}"))
     return out
 

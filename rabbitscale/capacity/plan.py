@@ -8,6 +8,7 @@ hold. Imports stay light (no aio-pika, pandas or matplotlib) so the command answ
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,14 +16,9 @@ from rabbitscale.capacity import broker, model
 from rabbitscale.core import targets
 from rabbitscale.core.units import format_bps, format_bytes
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN
-from rabbitscale.topology.profiles import (
-    ASSUMED_SERVICE_TIME_OTHER_S,
-    ASSUMED_SERVICE_TIME_S,
-    Endpoint,
-    Profile,
-)
+from rabbitscale.topology.profiles import Endpoint, Profile
 from rabbitscale.topology.settings import RabbitSettings
-from rabbitscale.topology.tasks import MESSAGE_TYPES, queue_for, shares
+from rabbitscale.topology.tasks import arrivals_per_queue, shares
 
 
 @dataclass(frozen=True)
@@ -31,8 +27,7 @@ class PlanInputs:
     profile: Profile
     instances: int = 5
     task_rate_per_s: float = 1000 / 60
-    mix: dict[str, float] = field(default_factory=lambda: {"video": 0.3, "image": 0.3,
-                                                           "spend": 0.4})
+    mix: dict[str, float] | None = None  # None: the profile's default mix
     webhook_burst_per_s: float = 100.0
     webhook_baseline_per_s: float = 10.0
     burst_s: float = 300.0
@@ -113,9 +108,7 @@ def service_time_s(p: PlanInputs, ep: Endpoint) -> float:
     """Work per attempt the plan uses: --service-time, the profile's, else the assumption."""
     if ep.queue in p.service_time_s:
         return p.service_time_s[ep.queue]
-    if ep.service_time is not None:
-        return ep.service_time.mean_s
-    return ASSUMED_SERVICE_TIME_S.get(ep.queue, ASSUMED_SERVICE_TIME_OTHER_S)
+    return ep.planned_service_time_s()
 
 
 def slot_time_s(p: PlanInputs, ep: Endpoint) -> float:
@@ -128,11 +121,21 @@ def slot_time_s(p: PlanInputs, ep: Endpoint) -> float:
 
 
 def _arrivals(p: PlanInputs) -> dict[str, float]:
-    out = {queue_for(p.profile, kind): p.task_rate_per_s * share
-           for kind, share in shares(p.mix).items()}
-    webhooks = queue_for(p.profile, "webhook")
-    out[webhooks] = out.get(webhooks, 0.0) + p.webhook_burst_per_s
+    out = arrivals_per_queue(p.profile, task_mix(p), p.task_rate_per_s)
+    for queue in webhook_queues(p.profile):
+        out[queue] = out.get(queue, 0.0) + p.webhook_burst_per_s
     return out
+
+
+def task_mix(p: PlanInputs) -> dict[str, float]:
+    return p.mix if p.mix is not None else p.profile.default_mix
+
+
+def webhook_queues(profile: Profile) -> tuple[str, ...]:
+    """The endpoints the webhooks stream (the guide's bursts) reaches: none where the profile
+    takes no webhooks."""
+    kind = profile.webhook_kind
+    return profile.queues_of(kind) if kind else ()
 
 
 def endpoint_capacity_per_s(ep: Endpoint, instances: int, service_s: float) -> float:
@@ -154,8 +157,9 @@ def predicted_max_per_s(settings: RabbitSettings, profile: Profile, instances: i
     inputs = PlanInputs(settings, profile, service_time_s=dict(service_times or {}))
     best = math.inf
     for kind, share in shares(mix).items():
-        ep = prof.for_type(MESSAGE_TYPES[kind])
-        best = min(best, endpoint_capacity_per_s(ep, instances, slot_time_s(inputs, ep)) / share)
+        for ep in prof.consumers_of(prof.task(kind).message):
+            best = min(best, endpoint_capacity_per_s(ep, instances,
+                                                     slot_time_s(inputs, ep)) / share)
     return best
 
 
@@ -209,8 +213,8 @@ def _partition_figure(p: PlanInputs, ep: Endpoint, arriving: float) -> Figure:
     hi = model.partition_throughput_per_s(busy * active, 3)
     note = (f"below the {arriving:.3g} msg/s arriving" if lo < arriving else
             f"the guide's 60-90 msg/s 'meets requirement' for the {p.task_rate_per_s:.3g} "
-            f"tasks/s, not for its {p.webhook_burst_per_s:g}/s webhook burst (webhook-delivery "
-            f"has no partitioner)" if hi < p.webhook_burst_per_s else "")
+            f"tasks/s, not for its {p.webhook_burst_per_s:g}/s webhook burst (the webhook "
+            f"endpoint has no partitioner)" if hi < p.webhook_burst_per_s else "")
     if busy < parts:
         note += f"; prefetch {ep.prefetch} keeps only {busy} of {parts} partitions busy"
     return Figure("guide", f"partition throughput ({ep.queue})", lo, "msg/s",
@@ -252,9 +256,10 @@ class _EndpointLoad:
 def endpoint_figures(p: PlanInputs, e: _EndpointLoad) -> list[Figure]:
     """Capacity, utilisation, waiting, failures and client memory of one endpoint; for the
     webhook endpoint, what the burst leaves queued."""
+    webhooks = e.ep.queue in webhook_queues(p.profile)
     figs = _capacity_figures(p, e) + _wait_figures(e) + _failure_figures(e)
-    figs.append(_client_memory_figure(p, e.ep))
-    if e.ep.queue == "webhook-delivery":
+    figs.append(_client_memory_figure(p, e.ep, webhooks))
+    if webhooks:
         figs += _burst_figures(p, e)
     return figs
 
@@ -328,9 +333,10 @@ def _failure_figures(e: _EndpointLoad) -> list[Figure]:
     return figs
 
 
-def _client_memory_figure(p: PlanInputs, ep: Endpoint) -> Figure:
-    """Prefetched messages held by the clients, at the worst message size."""
-    worst = p.worst_message_bytes if ep.queue == "webhook-delivery" else p.message_bytes
+def _client_memory_figure(p: PlanInputs, ep: Endpoint, webhooks: bool) -> Figure:
+    """Prefetched messages held by the clients, at the worst message size (a webhook's
+    payload may be far larger than a task's: ConduitLLM allows 1 MB)."""
+    worst = p.worst_message_bytes if webhooks else p.message_bytes
     pm = model.prefetch_memory_bytes(ep.prefetch or 1, worst, p.instances)
     return Figure(ep.queue, "client prefetch memory (worst size)", pm, "B",
                   f"{ep.prefetch} x {format_bytes(worst)} x {p.instances}",
@@ -395,8 +401,7 @@ class BrokerPlan:
 
 def queue_shares(p: PlanInputs) -> dict[str, float]:
     """Messages each task queue holds when ``queued_messages`` are queued in the mix."""
-    return {queue_for(p.profile, kind): p.queued_messages * share
-            for kind, share in shares(p.mix).items()}
+    return arrivals_per_queue(p.profile, task_mix(p), p.queued_messages)
 
 
 @dataclass(frozen=True)
@@ -592,7 +597,10 @@ def verdict(figs: list[Figure]) -> str:
     return FAIL if FAIL in verdicts else WARN if WARN in verdicts else OK
 
 
-def render_table(figs: list[Figure], findings: list[str]) -> str:
+def render_table(figs: list[Figure], findings: list[str],
+                 estimates: Mapping[str, str] | None = None) -> str:
+    """The plan as text; ``estimates`` are the profile's inputs that were estimated (by
+    discover), each with where it came from, so no estimate reads as a fact."""
     lines = []
     section = None
     w = max(len(f.name) for f in figs) + 2
@@ -605,5 +613,8 @@ def render_table(figs: list[Figure], findings: list[str]) -> str:
     if findings:
         lines.append("\n[profile findings]")
         lines += [f"  - {x}" for x in findings]
+    if estimates:
+        lines.append("\n[estimated inputs of the profile]")
+        lines += [f"  - {key}: {source}" for key, source in sorted(estimates.items())]
     lines.append(f"\nverdict: {verdict(figs)}")
     return "\n".join(lines).lstrip("\n")

@@ -50,6 +50,8 @@ COMMANDS: dict[str, Command] = {
     "audit": Command("audit", "check a rabbitmq.conf before deploying it"),
     "stack": Command("stack", "run the reference system: API, N consumer processes, webhook "
                               "sink"),
+    "profile": Command("profile", "the built-in profiles, a profile file checked, the "
+                                  "format's JSON Schema"),
     "cluster": Command("cluster", "a local RabbitMQ cluster on this machine (no Docker)"),
     "worker": Command("worker", "a Locust worker joining a run on another machine"),
 }

@@ -10,8 +10,7 @@ import argparse
 
 from rabbitscale.cli import args as a
 from rabbitscale.core import targets
-from rabbitscale.topology.profiles import PROFILES
-from rabbitscale.topology.tasks import DEFAULT_MIX, format_task_mix
+from rabbitscale.topology.profile_file import DEFAULT_PROFILE, builtin_names
 
 TASK_RATE = f"{targets.TASKS_PER_MIN:g}/min"
 WEBHOOK_RATE = f"{targets.WEBHOOK_BASELINE_PER_S:g}/s"
@@ -28,10 +27,11 @@ def profile(choose: bool = True) -> argparse.ArgumentParser:
     """The system: a built-in profile and/or a profile file."""
     parent, g = _group("the system")
     if choose:
-        g.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                       help="topology profile (default: the profile file's, else conduit)")
+        g.add_argument("--profile", choices=builtin_names(), default=None,
+                       help=f"a built-in profile (default: the one the profile file extends, "
+                            f"else {DEFAULT_PROFILE})")
     g.add_argument("--profile-file", metavar="FILE",
-                   help="TOML profile file ([rabbitmq] settings, [endpoints.QUEUE] tables)")
+                   help="a profile file: the system as data (docs/profile-format.md)")
     return parent
 
 
@@ -49,8 +49,9 @@ def load(*, tasks: bool = True, webhooks: bool = True, users: bool = True
                        help="webhook burst rates, in order")
     g.add_argument("--payload-size", type=a.size_text, default=PAYLOAD, metavar="SIZE",
                    help="mean message size (B bytes: 10KB = 10,000 B, 10KiB = 10,240 B)")
-    g.add_argument("--task-mix", type=a.mix, default=format_task_mix(DEFAULT_MIX),
-                   metavar="MIX", help="task kinds and weights, e.g. video=1,image=1")
+    g.add_argument("--task-mix", type=a.mix, default=None, metavar="MIX",
+                   help="the profile's task kinds and their weights, e.g. video=1,image=1 "
+                        "(default: the profile's mix)")
     if users:
         g.add_argument("--users", type=a.positive_int, default=None,
                        help="Locust users (default: enough for the peak rate at 0.3 s a "

@@ -1,4 +1,4 @@
-"""The stack's HTTP API: the gateway's async-task endpoints, the guide's /v1/webhook, /health.
+"""The stack's HTTP API: a route per task kind of the profile, the task status, /health.
 
 Every request is authenticated with a virtual key (401 otherwise), every body validated (400
 for malformed JSON, 422 for a well-formed body with wrong fields), and every enqueue is a
@@ -25,6 +25,7 @@ from rabbitscale.harness.completions import Completion
 from rabbitscale.harness.health import DepthThresholds, rabbitmq_comprehensive, report
 from rabbitscale.topology import messages
 from rabbitscale.topology.envelope import new_id
+from rabbitscale.topology.profiles import MessageType, TaskKind
 
 MAX_BODY = 2 * 2**20  # PayloadJson may be up to 1 MB
 
@@ -82,35 +83,6 @@ class Invalid(Exception):
     """A field failed validation (422)."""
 
 
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
-           required: bool = False, default: Any = None) -> Any:
-    if name not in body or body[name] is None:
-        if required:
-            raise Invalid(f"'{name}' is required")
-        return default
-    value = body[name]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise Invalid(f"'{name}' must be of type {names}")
-    return value
-
-
-def _url(body: dict[str, Any], name: str, required: bool) -> str | None:
-    value = _field(body, name, str, required=required)
-    if value is not None and (not value.startswith(("http://", "https://")) or
-                              len(value) > 2048 or len(value) < 8):
-        raise Invalid(f"'{name}' must be an http(s) URL")
-    return value
-
-
-def _headers(body: dict[str, Any], name: str) -> dict[str, str] | None:
-    value = _field(body, name, dict)
-    if value is not None and not all(isinstance(k, str) and isinstance(v, str)
-                                     for k, v in value.items()):
-        raise Invalid(f"'{name}' must map strings to strings")
-    return value
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -165,11 +137,11 @@ def _intended(request: web.Request) -> float | None:
     return value
 
 
-async def _enqueue(request: web.Request, message_type: str, message: dict[str, Any],
-                   key: str) -> web.Response | None:
+async def _enqueue(request: web.Request, message_type: str, message: dict[str, Any]
+                   ) -> web.Response | None:
     """Publish; None when confirmed, else the error response to return."""
     state = request.app[STATE]
-    result = await state.publisher.publish(message_type, message, key=key,
+    result = await state.publisher.publish(message_type, message,
                                            intended_time=_intended(request))
     if result.ok:
         return None
@@ -182,89 +154,32 @@ async def _enqueue(request: web.Request, message_type: str, message: dict[str, A
     return resp
 
 
-async def create_video(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    prompt = _field(body, "prompt", str, required=True)
-    if not prompt.strip():
-        raise Invalid("'prompt' must not be empty")
-    model = _field(body, "model", str, default="sim-video")
-    duration = _field(body, "duration", int, default=6)
-    if not 1 <= duration <= 60:
-        raise Invalid("'duration' must be between 1 and 60")
-    size = _field(body, "size", str, default="1280x720")
-    webhook_url = _url(body, "webhook_url", required=False)
-    webhook_headers = _headers(body, "webhook_headers")
-    task_id = new_id()
-    vk = request[VIRTUAL_KEY_ID]
-    msg = messages.video_generation(task_id, str(vk), prompt=prompt, size_bytes=0,
-                                    webhook_url=webhook_url, webhook_headers=webhook_headers)
-    msg["model"] = model
-    msg["parameters"].update({"duration": duration, "size": size})
-    if (err := await _enqueue(request, "VideoGenerationRequested", msg, str(vk))) is not None:
-        return err
-    request.app[STATE].new_task(task_id, "pending", "video")
-    return _json({
-        "task_id": task_id, "status": "pending", "check_status_url": f"/v1/tasks/{task_id}",
-        "created_at": int(time.time()), "estimated_completion_time": None,
-    }, status=202)
+def task_handler(kind: TaskKind, mt: MessageType) -> Handler:
+    """POST handler of a task kind's route: the body checked against the route's fields, the
+    message rendered from its type's template, a confirmed publish, the task recorded."""
+    route = kind.route
+    assert route is not None
 
+    async def handle(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        try:
+            req = messages.validate_request(route, body)
+        except messages.RequestInvalid as exc:
+            raise Invalid(str(exc)) from None
+        given = req.get(route.id_field) if route.id_field else None
+        task_id = str(given) if given else new_id()
+        msg = messages.message_body(mt, messages.variables(
+            task_id=task_id, key_id=request[VIRTUAL_KEY_ID], request=req))
+        if (err := await _enqueue(request, mt.name, msg)) is not None:
+            return err
+        request.app[STATE].new_task(task_id, route.status, kind.name)
+        out: dict[str, Any] = {"task_id": task_id, "status": route.status,
+                               "created_at": int(time.time())}
+        if route.poll:
+            out["check_status_url"] = route.poll.replace("{id}", task_id)
+        return _json(out, status=202)
 
-async def create_image(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    prompt = _field(body, "prompt", str, required=True)
-    if not prompt.strip():
-        raise Invalid("'prompt' must not be empty")
-    n = _field(body, "n", int, default=1)
-    if not 1 <= n <= 10:
-        raise Invalid("'n' must be between 1 and 10")
-    model = _field(body, "model", str, default="sim-image")
-    size = _field(body, "size", str, default="1024x1024")
-    webhook_url = _url(body, "webhook_url", required=False)
-    webhook_headers = _headers(body, "webhook_headers")
-    task_id = new_id()
-    vk = request[VIRTUAL_KEY_ID]
-    msg = messages.image_generation(task_id, vk, prompt=prompt, size_bytes=0,
-                                    webhook_url=webhook_url, webhook_headers=webhook_headers)
-    msg["request"].update({"model": model, "n": n, "size": size})
-    if (err := await _enqueue(request, "ImageGenerationRequested", msg, str(vk))) is not None:
-        return err
-    request.app[STATE].new_task(task_id, "queued", "image")
-    return _json({
-        "task_id": task_id, "status": "queued", "check_status_url": f"/v1/tasks/{task_id}",
-        "created_at": int(time.time()),
-    }, status=202)
-
-
-async def enqueue_webhook(request: web.Request) -> web.Response:
-    """The guide's load-test endpoint: enqueue one WebhookDeliveryRequested."""
-    body = await _json_body(request)
-    url = _url(body, "url", required=True)
-    event = _field(body, "event", str, default="TaskCompleted")
-    payload = _field(body, "payload", (dict, list, str, int, float))
-    task_id = _field(body, "task_id", str) or new_id()
-    if len(task_id) > 200:
-        raise Invalid("'task_id' is longer than 200 characters")
-    headers = _headers(body, "headers") or {}
-    msg = messages.webhook_delivery(
-        task_id, str(url), event_type=event,
-        payload=payload if payload is not None else {"event": event}, headers=headers)
-    if (err := await _enqueue(request, "WebhookDeliveryRequested", msg, task_id)) is not None:
-        return err
-    return _json({"task_id": task_id, "status": "queued"}, status=202)
-
-
-async def enqueue_spend(request: web.Request) -> web.Response:
-    """Spend update for the caller's virtual key; applied in order per key."""
-    body = await _json_body(request)
-    amount = _field(body, "amount", (int, float), required=True)
-    if not -1e9 < amount < 1e9:
-        raise Invalid("'amount' is out of range")
-    vk = request[VIRTUAL_KEY_ID]
-    request_id = new_id()
-    msg = messages.spend_update(vk, amount, request_id)
-    if (err := await _enqueue(request, "SpendUpdateRequested", msg, str(vk))) is not None:
-        return err
-    return _json({"request_id": request_id, "status": "queued"}, status=202)
+    return handle
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -288,11 +203,19 @@ async def health(request: web.Request) -> web.Response:
 def create_app(state: ApiState) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[STATE] = state
-    app.router.add_post("/v1/videos/generations/async", authenticated(create_video))
-    app.router.add_post("/v1/images/generations/async", authenticated(create_image))
-    app.router.add_post("/v1/webhook", authenticated(enqueue_webhook))
-    app.router.add_post("/v1/spend", authenticated(enqueue_spend))
-    app.router.add_get("/v1/tasks/{task_id}", authenticated(get_task))
+    profile = state.publisher.profile
+    polls = set()
+    for kind in profile.tasks.values():
+        if kind.route is None:
+            continue
+        handler = task_handler(kind, profile.message(kind.message))
+        if kind.route.auth == "bearer":
+            handler = authenticated(handler)
+        app.router.add_route(kind.route.method, kind.route.path, handler)
+        if kind.route.poll:
+            polls.add(kind.route.poll.replace("{id}", "{task_id}"))
+    for path in sorted(polls):
+        app.router.add_get(path, authenticated(get_task))
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_route("*", "/{tail:.*}", unrouted)  # last: every answer stays JSON
@@ -310,6 +233,6 @@ async def unrouted(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from rabbitscale.harness.openapi import DOCUMENT
+    from rabbitscale.harness.openapi import document
 
-    return _json(DOCUMENT)
+    return _json(document(request.app[STATE].publisher.profile))

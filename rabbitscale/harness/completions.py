@@ -47,6 +47,11 @@ class Completion:
     delivered: float = 0.0  # when the consumer received it, before waiting for a slot
 
     @property
+    def identity(self) -> str:
+        """A message in one queue: its id alone repeats where a type fans out to several."""
+        return f"{self.queue}/{self.message_id}"
+
+    @property
     def e2e_s(self) -> float:
         return self.finished - self.intended
 

@@ -30,7 +30,7 @@ import aiohttp
 
 from rabbitscale.broker import amqp
 from rabbitscale.broker.publisher import Publisher
-from rabbitscale.core.errors import ConfigError, RabbitscaleError
+from rabbitscale.core.errors import RabbitscaleError
 from rabbitscale.core.events import EventHook
 from rabbitscale.core.headers import (
     RS_FAIL,
@@ -53,16 +53,21 @@ from rabbitscale.harness.completions import (
 )
 from rabbitscale.harness.middleware import CircuitBreaker, Dedup, Partitioner, RateLimiter
 from rabbitscale.topology import messages, naming
-from rabbitscale.topology.envelope import CaseInsensitive, Envelope, EnvelopeError, parse_envelope
-from rabbitscale.topology.messages import TERMINAL_EVENTS, event_name
-from rabbitscale.topology.overrides import PROFILE_ENV, profile_from_spec
-from rabbitscale.topology.profiles import Endpoint, Profile, get_profile
+from rabbitscale.topology.envelope import (
+    CaseInsensitive,
+    Envelope,
+    EnvelopeError,
+    new_id,
+    parse_envelope,
+)
+from rabbitscale.topology.profile_file import profile_from_env
+from rabbitscale.topology.profiles import Endpoint, MessageType, Profile
 from rabbitscale.topology.settings import RabbitSettings, load_settings
 
 log = logging.getLogger("rabbitscale.consumer")
 
-# task messages whose webhook URL ConduitLLM calls back, and the task type it reports
-CALLBACK_TYPES = {"VideoGenerationRequested": "video", "ImageGenerationRequested": "image"}
+# the task status each callback moment reports
+CALLBACK_STATUS = {"started": "processing", "completed": "completed", "failed": "failed"}
 
 
 def _header_value(value: Any) -> str:
@@ -117,9 +122,10 @@ class EndpointConsumer:
             if ep.breaker else None
         self.limiter = RateLimiter(ep.rate_limit, time_scale=self.opts.time_scale) \
             if ep.rate_limit else None
-        self.delivers_webhooks = ep.message_type == "WebhookDeliveryRequested"
-        self.dedup = Dedup() if self.delivers_webhooks else None
-        self.urn = naming.message_urn(ep.message_type)
+        profile = instance.profile
+        self.types = {t: profile.message(t) for t in ep.consumes}
+        self.urns = frozenset(mt.urn for mt in self.types.values())
+        self.dedup = Dedup() if ep.delivery else None
         self.delays = ep.retry.delays_s()
         self.channel: aio_pika.abc.AbstractChannel | None = None
         self.queue: aio_pika.abc.AbstractQueue | None = None
@@ -179,14 +185,15 @@ class EndpointConsumer:
             await self._fault(msg, exc, 0)
             await self._finish(msg, record.done(FAULTED, f"EnvelopeError: {exc}"))
             return
-        if not env.is_a(self.urn):  # MassTransit: no consumer for any of its types
+        if self.urns.isdisjoint(env.message_types):  # MassTransit: no consumer for its types
             record = self._record(msg, env, delivered)
             await self._forward(self.skipped_exchange, msg, {})
             await self._finish(msg, record.done(SKIPPED, "no consumer for type"))
             return
         # the ordering key: ours rides in the envelope; a .NET publisher's is the message's
         measured = env.measurement()
-        key = measured[2] or (env.message.text(self.ep.key_field) if self.ep.key_field else "")
+        mt = self._type_of(env)
+        key = measured[2] or (env.message.text(mt.key) if mt is not None and mt.key else "")
         lock = self.partitioner.lock(key) if self.partitioner else contextlib.nullcontext()
         async with lock:
             if self.limiter:
@@ -194,16 +201,16 @@ class EndpointConsumer:
             record = self._record(msg, env, delivered, key, measured)
             callback = self._callback_url(env)
             if callback:
-                record.spawned += await self._callback(env, callback, "TaskStarted")
+                record.spawned += await self._callback(env, callback, "started")
             error, record.attempts = await self._attempts(env, msg)
             if error is not None:
                 await self._fault(msg, error, record.attempts - 1)
                 if callback:
-                    record.spawned += await self._callback(env, callback, "TaskFailed", error)
+                    record.spawned += await self._callback(env, callback, "failed", error)
                 await self._finish(msg, record.done(FAULTED, f"{type(error).__name__}: {error}"))
             else:
                 if callback:
-                    record.spawned += await self._callback(env, callback, "TaskCompleted")
+                    record.spawned += await self._callback(env, callback, "completed")
                 await self._finish(msg, record.done(COMPLETED))
 
     def _record(self, msg: aio_pika.abc.AbstractIncomingMessage, env: Envelope | None,
@@ -222,7 +229,8 @@ class EndpointConsumer:
             if not (intended and sent):
                 fallback = env.sent_time or started
                 intended, sent = intended or fallback, sent or fallback
-            task_id = env.message.text("taskId") or env.message.text("requestId")
+            mt = self._type_of(env)
+            task_id = env.message.text(mt.task) if mt is not None and mt.task else ""
         return Completion(
             message_id=msg.message_id or (env.message_id if env else ""),
             message_type=self.ep.message_type, queue=self.ep.queue, key=key, seq=seq, run=run,
@@ -273,48 +281,59 @@ class EndpointConsumer:
         if self.ep.failure_probability and \
                 self.instance.rng.random() < self.ep.failure_probability:
             raise HandlerError("simulated failure")
-        if self.delivers_webhooks:
+        if self.ep.delivery is not None:
             await self._deliver_webhook(env)
 
-    def _callback_url(self, env: Envelope) -> str:
-        """ConduitLLM calls a task's webhook when the task starts, completes or fails."""
-        if self.ep.message_type not in CALLBACK_TYPES:
-            return ""
-        return env.message.text("webhookUrl")
+    def _type_of(self, env: Envelope) -> MessageType | None:
+        """The consumed message type this message is (as itself, a base or an interface)."""
+        for mt in self.types.values():
+            if env.is_a(mt.urn):
+                return mt
+        return None
 
-    async def _callback(self, env: Envelope, url: str, event: str,
+    def _callback_url(self, env: Envelope) -> str:
+        """The URL a task asked to be called back at, where the endpoint calls back."""
+        if self.ep.callbacks is None:
+            return ""
+        return env.message.text(self.ep.callbacks.url)
+
+    async def _callback(self, env: Envelope, url: str, moment: str,
                         error: Exception | None = None) -> int:
-        """Publish the WebhookDeliveryRequested that webhook-delivery will POST; 1 when the
-        broker confirmed it (counted as spawned in the ledger), else 0."""
-        m = env.message
-        task_id = m.text("taskId") or m.text("requestId") or env.message_id
-        status = {"TaskStarted": "processing", "TaskCompleted": "completed",
-                  "TaskFailed": "failed"}[event]
-        payload: dict[str, Any] = {"task_id": task_id, "status": status, "event": event,
-                                   "task_type": CALLBACK_TYPES[self.ep.message_type]}
-        if error is not None:
-            payload["error"] = str(error)[:500]
-        headers = m.get("webhookHeaders")
-        body = messages.webhook_delivery(
-            task_id, url, event_type=event, task_type=CALLBACK_TYPES[self.ep.message_type],
-            payload=payload, headers=dict(headers.raw) if isinstance(headers, CaseInsensitive)
-            else None)
+        """Publish the message the endpoint's callbacks publish at this moment (started,
+        completed, failed); the queues it reached when the broker confirmed it (counted as
+        spawned in the ledger), else 0."""
+        cb = self.ep.callbacks
+        assert cb is not None
+        event = cb.event(moment)
+        if event is None:
+            return 0
+        request = cb.request.render({
+            "message": env.message.raw, "event": event, "status": CALLBACK_STATUS[moment],
+            "error": str(error)[:500] if error is not None else None,
+            "message_id": env.message_id, "now": messages.now_text(), "uuid": new_id()})
+        if isinstance(request, dict):
+            request.setdefault("url", url)
+        body = messages.build(self.instance.profile, cb.publish, request=request,
+                              task_id=str((request or {}).get("task_id") or env.message_id))
         publisher = await self.instance.publisher()
-        result = await publisher.publish("WebhookDeliveryRequested", body, key=task_id,
-                                         run=env.header_text(RS_RUN))
+        result = await publisher.publish(cb.publish, body, run=env.header_text(RS_RUN))
         if not result.ok:
-            log.warning("%s: %s webhook for task %s not enqueued: %s", self.opts.instance,
-                        event, task_id, result.error or result.outcome)
-        return int(result.ok)
+            log.warning("%s: %s callback of %s not enqueued: %s", self.opts.instance, event,
+                        env.message_id, result.error or result.outcome)
+        return self.instance.profile.fanout(cb.publish) if result.ok else 0
 
     async def _deliver_webhook(self, env: Envelope) -> None:
+        """The endpoint's work is an HTTP POST of the message's payload to its URL."""
+        d = self.ep.delivery
+        assert d is not None
         m = env.message
-        event = event_name(m.get("eventType"))
-        dedup_key = f"{m.text('taskId')}:{event}:{env.message_id}"
+        mt = self._type_of(env)
+        event = messages.enum_name(mt, d.event, m.get(d.event)) if d.event else ""
+        dedup_key = f"{m.text(d.task) if d.task else ''}:{event}:{env.message_id}"
         if self.dedup and self.dedup.is_duplicate(dedup_key):
             self.counts["duplicates"] += 1
             return
-        url = m.text("webhookUrl")
+        url = m.text(d.url)
         if not url.startswith(("http://", "https://")):
             raise HandlerError(f"webhook URL {url!r} is not an http(s) URL")
         target = url
@@ -323,12 +342,12 @@ class EndpointConsumer:
                 raise HandlerError(f"webhook target {url!r} is not on this machine and no "
                                    f"redirect is configured")
             target = self.opts.webhook_redirect_url
-        extra = m.get("headers")
+        extra = m.get(d.headers) if d.headers else None
         headers = {str(k): _header_value(v) for k, v in extra.raw.items()} \
             if isinstance(extra, CaseInsensitive) else {}
         headers.update({
             "Content-Type": "application/json",
-            WEBHOOK_TYPE: "completion" if event in TERMINAL_EVENTS else "progress",
+            WEBHOOK_TYPE: "progress" if event in d.progress_events else "completion",
             WEBHOOK_TIMESTAMP: str(int(time.time())),
         })
         if target != url:
@@ -336,9 +355,9 @@ class EndpointConsumer:
         if env.header_text(RS_RUN):  # our own messages: let the sink account for them
             headers.update({X_MESSAGE_ID: env.message_id, X_RUN: env.header_text(RS_RUN),
                             X_INTENDED: env.header_text(RS_INTENDED)})
+        payload = m.text(d.payload, "{}") if d.payload else "{}"
         session = await self.instance.http()
-        async with session.post(target, data=m.text("payloadJson", "{}"),
-                                headers=headers) as resp:
+        async with session.post(target, data=payload, headers=headers) as resp:
             if resp.status >= 300:
                 raise HandlerError(f"webhook target answered HTTP {resp.status}")
         if self.dedup:
@@ -504,13 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                            webhook_redirect_url=args.webhook_redirect_url)
     try:
         settings = load_settings()
-        spec = os.environ.get(PROFILE_ENV)
-        try:
-            profile = profile_from_spec(json.loads(spec), PROFILE_ENV) if spec \
-                else get_profile("conduit")
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{PROFILE_ENV}: not JSON: {exc}") from None
-        asyncio.run(_run_instance(settings, profile, opts))
+        asyncio.run(_run_instance(settings, profile_from_env(), opts))
     except RabbitscaleError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

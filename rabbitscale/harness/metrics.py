@@ -23,18 +23,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from rabbitscale.core import targets
 from rabbitscale.core.errors import BadInput, PortInUse
 from rabbitscale.core.verdicts import FAIL, SKIP
-from rabbitscale.topology.tasks import MESSAGE_TYPES
+from rabbitscale.topology.profiles import Profile
 
 # seconds: fine below 1 s (queue wait, processing), then the guide's 5 s and 300 s bounds
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                      targets.BURST_MAX_LAG_S, 10.0, 30.0, 60.0, 120.0,
                      targets.MESSAGE_AGE_MAX_S, 600.0)
-KINDS = {message_type: kind for kind, message_type in MESSAGE_TYPES.items()}
 
 
-def kind_of(message_type: str) -> str:
-    """The task kind of a message type (its own name for types without one)."""
-    return KINDS.get(message_type, message_type)
+def kinds_by_type(profile: Profile | None) -> dict[str, str]:
+    """Message type -> the task kind that publishes it (a type without one keeps its name)."""
+    return {} if profile is None else \
+        {t.message: k for k, t in reversed(list(profile.tasks.items()))}
 
 
 @dataclass
@@ -52,9 +52,11 @@ class Server:
 
 
 class Metrics:
-    def __init__(self, scenario: str = "", run: str = "") -> None:
+    def __init__(self, scenario: str = "", run: str = "", profile: Profile | None = None
+                 ) -> None:
         self.registry = CollectorRegistry()
         self.scenario = scenario
+        self.kinds = kinds_by_type(profile)
         r = self.registry
         info = Gauge("rabbitscale_run_info", "The run this process serves (value 1).",
                      ["run", "scenario"], registry=r)
@@ -113,7 +115,7 @@ class Metrics:
 
     def on_publish(self, result: Any) -> None:
         """A publisher's result (harness.publisher.PublishResult)."""
-        kind = kind_of(result.message_type)
+        kind = self.kinds.get(result.message_type, result.message_type)
         outcome = getattr(result.outcome, "value", str(result.outcome))
         self.publishes.labels(kind, outcome).inc()
         if result.ok:

@@ -1,7 +1,7 @@
 """OpenAPI 3.0 document of the stack's API, served at GET /openapi.json.
 
-Kept beside the handlers' validation rules (harness/api.py) so fuzzers and clients see the
-same contract the handlers enforce.
+Made from the same route fields the handlers enforce (the profile's task kinds), so fuzzers
+and clients see the contract the API keeps.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rabbitscale.core.headers import X_INTENDED
+from rabbitscale.topology.profiles import Field, Profile
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "message": {"type": "string"}, "type": {"type": "string"}}}}}
@@ -41,43 +42,55 @@ def _post(summary: str, schema: dict[str, Any], ok: dict[str, Any]) -> dict[str,
 _TASK = {"type": "object", "properties": {"task_id": {"type": "string"},
                                           "status": {"type": "string"},
                                           "check_status_url": {"type": "string"}}}
+_FIELD_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"}, "integer": {"type": "integer"},
+    "number": {"type": "number"}, "boolean": {"type": "boolean"}, "url": _URL,
+    "headers": _HEADERS, "object": {"type": "object"}, "any": {}}
 
-DOCUMENT: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {"title": "rabbitscale reference stack", "version": "0.1.0"},
-    "components": {"securitySchemes": {"virtualKey": {"type": "http", "scheme": "bearer"}}},
-    "paths": {
-        "/v1/videos/generations/async": _post("Enqueue a VideoGenerationRequested", {
-            "type": "object", "required": ["prompt"], "properties": {
-                "prompt": {"type": "string", "minLength": 1},
-                "model": {"type": "string"},
-                "duration": {"type": "integer", "minimum": 1, "maximum": 60},
-                "size": {"type": "string"}, "webhook_url": _URL,
-                "webhook_headers": _HEADERS}}, _TASK),
-        "/v1/images/generations/async": _post("Enqueue an ImageGenerationRequested", {
-            "type": "object", "required": ["prompt"], "properties": {
-                "prompt": {"type": "string", "minLength": 1},
-                "model": {"type": "string"},
-                "n": {"type": "integer", "minimum": 1, "maximum": 10},
-                "size": {"type": "string"}, "webhook_url": _URL,
-                "webhook_headers": _HEADERS}}, _TASK),
-        "/v1/webhook": _post("Enqueue a WebhookDeliveryRequested (the guide's load endpoint)", {
-            "type": "object", "required": ["url"], "properties": {
-                "url": _URL, "event": {"type": "string"}, "task_id": {"type": "string"},
-                "payload": {}, "headers": _HEADERS}}, _TASK),
-        "/v1/spend": _post("Enqueue a SpendUpdateRequested for the caller's virtual key", {
-            "type": "object", "required": ["amount"], "properties": {
-                "amount": {"type": "number", "exclusiveMinimum": -1e9,
-                           "exclusiveMaximum": 1e9}}}, {"type": "object"}),
-        "/v1/tasks/{task_id}": {"get": {
+
+def _field_schema(f: Field) -> dict[str, Any]:
+    schema = dict(_FIELD_TYPES.get(f.type, {}))
+    if f.min is not None:
+        schema["minimum"] = f.min
+    if f.max is not None:
+        schema["maximum"] = f.max
+    if f.min_length is not None:
+        schema["minLength"] = f.min_length
+    if f.max_length is not None:
+        schema["maxLength"] = f.max_length
+    return schema
+
+
+def document(profile: Profile) -> dict[str, Any]:
+    """The API of the reference stack running ``profile``: one route per task kind that has
+    one, the status of a task, /health."""
+    paths: dict[str, Any] = {}
+    for kind in profile.tasks.values():
+        route = kind.route
+        if route is None:
+            continue
+        schema = {"type": "object", "properties": {f.name: _field_schema(f)
+                                                   for f in route.fields}}
+        required = [f.name for f in route.fields if f.required]
+        if required:
+            schema["required"] = required
+        op = _post(f"Enqueue a {kind.message} ({kind.name})", schema, _TASK)
+        paths.setdefault(route.path, {})[route.method.lower()] = op["post"]
+    for poll in sorted({k.route.poll for k in profile.tasks.values()
+                        if k.route is not None and k.route.poll}):
+        paths[poll.replace("{id}", "{task_id}")] = {"get": {
             "summary": "Task status", "security": [{"virtualKey": []}],
             "parameters": [{"name": "task_id", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
             "responses": {"200": {"description": "task", "content": {"application/json": {
                 "schema": _TASK}}}, "401": {"description": "missing or invalid key"},
-                "404": {"description": "unknown task"}}}},
-        "/health": {"get": {"summary": "rabbitmq_comprehensive health check", "responses": {
-            "200": {"description": "Healthy or Degraded"},
-            "503": {"description": "Unhealthy"}}}},
-    },
-}
+                "404": {"description": "unknown task"}}}}
+    paths["/health"] = {"get": {"summary": "rabbitmq_comprehensive health check", "responses": {
+        "200": {"description": "Healthy or Degraded"},
+        "503": {"description": "Unhealthy"}}}}
+    return {"openapi": "3.0.3",
+            "info": {"title": f"rabbitscale reference stack: {profile.name}",
+                     "version": "0.1.0"},
+            "components": {"securitySchemes": {"virtualKey": {"type": "http",
+                                                              "scheme": "bearer"}}},
+            "paths": paths}

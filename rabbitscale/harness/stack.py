@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import signal
 import sys
@@ -46,7 +45,7 @@ from rabbitscale.harness.completions import COMPLETED, Completion, listen
 from rabbitscale.harness.metrics import Metrics
 from rabbitscale.harness.webhook_sink import Sink, SinkOptions
 from rabbitscale.topology import naming
-from rabbitscale.topology.overrides import PROFILE_ENV, profile_spec
+from rabbitscale.topology.profile_file import profile_env
 from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import RabbitSettings, settings_env
 
@@ -71,9 +70,12 @@ class StackOptions:
 
 @dataclass
 class StackLedger:
-    """What the stack published and finished, in constant memory."""
+    """What the stack published and finished, in constant memory. ``confirmed`` counts a
+    message once in each queue it reached (a type two endpoints consume is two messages to
+    finish), ``accepted`` the confirmed publishes (tasks)."""
 
     confirmed: int = 0
+    accepted: int = 0
     rejected: int = 0
     completed: int = 0
     faulted: int = 0  # faulted or skipped: in a side queue
@@ -82,7 +84,7 @@ class StackLedger:
     _ids: RecentIds = field(default_factory=RecentIds)
 
     def on_record(self, record: Completion) -> None:
-        if self._ids.seen(record.message_id):
+        if self._ids.seen(record.identity):
             self.duplicate_records += 1
             return
         if record.status == COMPLETED:
@@ -166,8 +168,9 @@ class Stack:
         return self._publisher.published
 
     def _on_published(self, result: Any) -> None:
-        if result.ok:
-            self.ledger.confirmed += 1
+        if result.ok:  # once in each queue the message reaches
+            self.ledger.accepted += 1
+            self.ledger.confirmed += self.profile.fanout(result.message_type)
         elif result.outcome == "rejected":
             self.ledger.rejected += 1
 
@@ -177,7 +180,7 @@ class Stack:
                 "--webhook-redirect-url", self.sink_url + "/redirected"]
         # the consumers run exactly the stack's settings and resolved profile
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **settings_env(self.settings),
-               PROFILE_ENV: json.dumps(profile_spec(self.profile))}
+               **profile_env(self.profile)}
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
             start_new_session=True)  # Ctrl-C reaches the stack only; it stops them in order
@@ -283,7 +286,8 @@ class Stack:
         led = self.ledger
         lost = max(0, led.confirmed + led.spawned - led.finished - queued)
         pub_stats = self._publisher.stats.as_dict() if self._publisher else {}
-        return {"published": led.confirmed, "rejected": led.rejected, "spawned": led.spawned,
+        return {"published": led.confirmed, "accepted": led.accepted, "rejected": led.rejected,
+                "spawned": led.spawned,
                 "publisher": pub_stats,
                 "completed": led.completed, "faulted": led.faulted, "still_queued": queued,
                 "duplicate_records": self.ledger.duplicate_records, "lost": lost,
@@ -315,7 +319,7 @@ async def run_stack(settings: RabbitSettings, profile: Profile, opts: StackOptio
     stack = Stack(settings, profile, opts)
     metrics = server = None
     if opts.prometheus_port is not None:  # first: a port in use fails before anything starts
-        metrics = Metrics(scenario="stack", run=opts.run_id)
+        metrics = Metrics(scenario="stack", run=opts.run_id, profile=stack.profile)
         server = metrics.serve(opts.prometheus_port, opts.host)
     try:
         return await _run_stack(stack, settings, opts, metrics,
@@ -344,7 +348,9 @@ async def _run_stack(stack: Stack, settings: RabbitSettings, opts: StackOptions,
         watch = asyncio.create_task(_watch_processes(stack, metrics))
     print(f"rabbitscale stack: profile {stack.profile.name}, vhost {settings.vhost!r}, "
           f"{opts.instances} consumer instances", flush=True)
-    print(f"  api:   {stack.api_url}  (POST /v1/webhook, /v1/videos/generations/async, ...)")
+    routes = [k.route.path for k in stack.profile.tasks.values() if k.route is not None]
+    print(f"  api:   {stack.api_url}  (POST {', '.join(routes[:3]) or 'no routes'}"
+          f"{', ...' if len(routes) > 3 else ''})")
     print(f"  sink:  {stack.sink_url}  (GET /_sink/stats)")
     if metrics_url:
         print(f"  metrics: {metrics_url}")
@@ -373,10 +379,19 @@ async def _run_stack(stack: Stack, settings: RabbitSettings, opts: StackOptions,
 
 
 async def guide_load_script(stack: Stack, duration_s: float, rate_per_s: float) -> str:
-    """The guide's "Load Test Script" made real: POST /v1/webhook every 60 ms (1,000/min),
-    each request sent at its planned time rather than after the previous one returns."""
+    """The guide's "Load Test Script" made real: a request every 60 ms (1,000/min) to the
+    route of the profile's webhook kind (the first routed kind if it has none), each sent at
+    its planned time rather than after the previous one returns."""
     import aiohttp
 
+    from rabbitscale.topology import messages
+
+    routed = [k for k in stack.profile.tasks.values() if k.route is not None]
+    if not routed:
+        return "demo: the profile has no task kind with a route"
+    kind = next((k for k in routed if k.stream == "webhooks"), routed[0])
+    route = kind.route
+    assert route is not None
     headers = {"Authorization": f"Bearer {stack.keys.key_for(1)}"}
     statuses: dict[int, int] = {}
     interval = 1.0 / rate_per_s
@@ -386,14 +401,16 @@ async def guide_load_script(stack: Stack, duration_s: float, rate_per_s: float) 
     async def one(i: int, http: aiohttp.ClientSession) -> None:
         intended = start + i * interval
         await asyncio.sleep(max(0.0, intended - time.time()))
-        async with http.post(f"{stack.api_url}/v1/webhook",
-                             headers={**headers, X_INTENDED: f"{intended:.6f}"},
-                             json={"url": "https://example.com/hook", "event": "test",
-                                   "task_id": f"demo-{i}"}) as resp:
+        # the guide's script posts to an outside URL: the consumers redirect it to the sink
+        body = messages.request_body(route, messages.variables(
+            task_id=f"demo-{i}", callback="https://example.com/hook"))
+        async with http.request(route.method, f"{stack.api_url}{route.path}",
+                                headers={**headers, X_INTENDED: f"{intended:.6f}"},
+                                json=body) as resp:
             statuses[resp.status] = statuses.get(resp.status, 0) + 1
 
     async with aiohttp.ClientSession() as http:
         await asyncio.gather(*[one(i, http) for i in range(n)])
     achieved = n / (time.time() - start)
-    return (f"demo: {n} webhooks at {rate_per_s * 60:.0f}/min target, {achieved * 60:.0f}/min "
-            f"achieved, HTTP statuses {statuses}")
+    return (f"demo: {n} {kind.name} tasks at {rate_per_s * 60:.0f}/min target, "
+            f"{achieved * 60:.0f}/min achieved, HTTP statuses {statuses}")

@@ -30,7 +30,7 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
     measured wait for a slot; and, for the whole queue wait, that plus the measured transit
     (publish to delivery: the broker's part, which the model does not predict)."""
     from rabbitscale.capacity import model
-    from rabbitscale.topology.overrides import recorded_profile
+    from rabbitscale.topology.profile_file import recorded_profile
     from rabbitscale.topology.settings import RabbitSettings
 
     cfg = run.config.get("rabbitmq", {})

@@ -17,7 +17,7 @@ import contextlib
 import csv
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +36,16 @@ from rabbitscale.runner import output, slo
 from rabbitscale.runner.outcome import Facts, Outcome, ledger
 from rabbitscale.runner.recorder import Recorder
 from rabbitscale.runner.sampler import Sampler, exact_counter
+from rabbitscale.scenarios.drivers import Task, message_for
 from rabbitscale.scenarios.schedule import Rates
-from rabbitscale.topology import messages, naming
-from rabbitscale.topology.overrides import profile_spec
+from rabbitscale.topology import naming
 from rabbitscale.topology.policy import parse_service_time
+from rabbitscale.topology.profile_file import apply_overrides, profile_spec
 from rabbitscale.topology.profiles import Endpoint, Profile
 from rabbitscale.topology.settings import RabbitSettings
-from rabbitscale.topology.tasks import MESSAGE_TYPES, parse_task_mix, shares
+from rabbitscale.topology.tasks import parse_task_mix, shares
 
 NAME = "backlog"
-# spend-update-events has x-max-length 10,000 (drop-head): 40% of 100,000 would silently
-# drop 30,000 confirmed messages, so the backlog's default mix leaves spend out
-DEFAULT_MIX = "video=0.5,image=0.5"
 # consumers do this much simulated work per message during the drain, so the drain is bound
 # by the plan's capacity (instances x concurrency / service time), not by this machine's CPU
 DRAIN_SERVICE_TIME = "fixed:50ms"
@@ -62,7 +60,7 @@ MODEL_MEMORY_MAX_RATIO = 2.0  # the memory bound may be at most this loose (CI t
 class BacklogOptions:
     queued: int = targets.QUEUED_MESSAGES
     payload: str = "10KB"
-    task_mix: str = DEFAULT_MIX
+    task_mix: str = ""  # kind=weight,...; empty: backlog_mix(profile, queued)
     instances: int = 3
     out: Path | None = None
     vhost: str | None = None
@@ -80,13 +78,29 @@ class BacklogOptions:
 # --- pure parts: the fill plan, the drain prediction, the measurement, the verdict ------------
 
 
+def backlog_mix(profile: Profile, queued: int) -> dict[str, float]:
+    """The default mix of a backlog: the profile's, without the kinds whose share an endpoint's
+    x-max-length could not hold (conduit's spend updates: a queue of 10,000 and 40% of the
+    guide's 100,000 would drop 30,000 confirmed messages)."""
+    mix = shares(profile.default_mix)
+    fits = {k: w for k, w in mix.items()
+            if all(ep.max_length is None or queued * w <= ep.max_length
+                   for ep in profile.consumers_of(profile.task(k).message))}
+    if not fits:
+        raise BadInput(f"run backlog: no task kind of profile {profile.name!r} has queues that "
+                       f"hold its share of {queued:,} messages; give --task-mix")
+    return fits
+
+
 def fill_plan(profile: Profile, mix_text: str, queued: int) -> dict[str, tuple[str, int]]:
-    """queue -> (task kind, messages to publish), largest remainder so they sum to ``queued``.
-    A queue whose share exceeds its x-max-length cannot hold it: one line, before anything
-    is published."""
+    """queue -> (task kind, messages it holds): the kinds' publishes split by largest
+    remainder so they sum to ``queued``; a kind whose message type reaches several endpoints
+    fills each. A queue whose share exceeds its x-max-length cannot hold it: one line, before
+    anything is published."""
     if queued < 1:
         raise BadInput("run backlog: --queued must be at least 1")
-    mix = shares(parse_task_mix(mix_text))
+    mix = shares(parse_task_mix(mix_text, profile) if mix_text
+                 else backlog_mix(profile, queued))
     exact = {kind: queued * share for kind, share in mix.items()}
     counts = {kind: int(v) for kind, v in exact.items()}
     for kind in sorted(exact, key=lambda k: counts[k] - exact[k])[:queued - sum(counts.values())]:
@@ -95,24 +109,29 @@ def fill_plan(profile: Profile, mix_text: str, queued: int) -> dict[str, tuple[s
     for kind, n in counts.items():
         if not n:
             continue
-        ep = profile.for_type(MESSAGE_TYPES[kind])
-        if ep.max_length is not None and n > ep.max_length:
-            overflow = ep.declared_arguments().get("x-overflow", "drop-head")
-            raise BadInput(
-                f"run backlog: {ep.queue} would get {n:,} of {queued:,} messages but its "
-                f"x-max-length is {ep.max_length:,} ({overflow}: "
-                f"{'the oldest are dropped' if overflow == 'drop-head' else 'publishes refused'}"
-                f"); choose a --task-mix without {kind} or a smaller --queued")
-        plan[ep.queue] = (kind, n)
+        for ep in profile.consumers_of(profile.task(kind).message):
+            if ep.max_length is not None and n > ep.max_length:
+                what = "the oldest are dropped" if ep.overflow == "drop-head" else \
+                    "publishes refused"
+                raise BadInput(
+                    f"run backlog: {ep.queue} would get {n:,} of {queued:,} messages but its "
+                    f"x-max-length is {ep.max_length:,} ({ep.overflow}: {what}); choose a "
+                    f"--task-mix without {kind} or a smaller --queued")
+            plan[ep.queue] = (kind, n)
     return plan
+
+
+def publishes(plan: dict[str, tuple[str, int]]) -> dict[str, int]:
+    """Messages to publish per task kind (a kind filling several queues is published once)."""
+    return dict(plan.values())
 
 
 def with_service_time(profile: Profile, spec: str) -> Profile:
     """Endpoints without a configured service time get ``spec`` (the drain's known work)."""
-    st = parse_service_time(spec)
-    return replace(profile, endpoints=tuple(
-        ep if ep.service_time is not None else replace(ep, service_time=st)
-        for ep in profile.endpoints))
+    parse_service_time(spec)  # a bad one is bad input before anything starts
+    return apply_overrides(profile, {ep.queue: {"service_time": spec}
+                                     for ep in profile.endpoints if ep.service_time is None},
+                           "--drain-service-time")
 
 
 def predicted_drain_s(profile: Profile, plan: dict[str, tuple[str, int]], instances: int,
@@ -214,7 +233,8 @@ class BacklogFacts:
 
 def judge(f: BacklogFacts) -> tuple[dict[str, Any], list[slo.Check]]:
     led = ledger(Facts(scenario=NAME, duration_s=1.0, rates=Rates(0, 0, ()),
-                       published=f.published, rejected=0, unconfirmed=f.unconfirmed,
+                       published=f.published, accepted=f.published, rejected=0,
+                       unconfirmed=f.unconfirmed,
                        still_queued=f.still_queued, completed=f.completed, faulted=f.faulted,
                        skipped=0, duplicates=f.duplicates, done_in_time=f.completed))
     checks = [slo.at_least("queued_ratio", f.published / f.queued, 1.0,
@@ -378,7 +398,7 @@ class BacklogRun:
         try:
             # kinds interleaved in proportion, as a mixed stream would arrive
             order = [kind for _, kind in sorted((j / n, kind) for kind, n in
-                                                self.plan.values() for j in range(n))]
+                                                publishes(self.plan).items() for j in range(n))]
             confirmed = failed = 0
             sem = asyncio.Semaphore(IN_FLIGHT)
             bodies = {kind: self._body(kind) for kind in {k for k, _ in self.plan.values()}}
@@ -386,10 +406,10 @@ class BacklogRun:
             async def one(i: int, kind: str) -> None:
                 nonlocal confirmed, failed
                 try:
-                    r = await publisher.publish(MESSAGE_TYPES[kind], dict(bodies[kind]),
-                                                key=str(i % 100))
-                    if r.ok:
-                        confirmed += 1
+                    type_name, body = bodies[kind]
+                    r = await publisher.publish(type_name, dict(body), key=str(i % 100))
+                    if r.ok:  # once in each queue it reaches
+                        confirmed += self.profile.fanout(type_name)
                     else:
                         failed += 1
                 finally:
@@ -411,13 +431,9 @@ class BacklogRun:
         finally:
             await publisher.close()
 
-    def _body(self, kind: str) -> dict[str, Any]:
-        size = self.payload_bytes
-        if kind == "video":
-            return messages.video_generation("backlog", "1", size_bytes=size)
-        if kind == "image":
-            return messages.image_generation("backlog", 1, size_bytes=size)
-        return messages.spend_update(1, 1.0, "backlog")
+    def _body(self, kind: str) -> tuple[str, dict[str, Any]]:
+        """One body per kind, published again and again: the fill is bound by the broker."""
+        return message_for(self.profile, Task(kind, 1, "backlog", self.payload_bytes, 0.0))
 
     async def _message_bytes(self, mgmt: Management) -> float:
         """Mean body size in the queues, as the broker counts it (``message_bytes``)."""

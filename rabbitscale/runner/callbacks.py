@@ -53,6 +53,7 @@ class CallbackLedger:
     the burst windows' deliveries within the max lag."""
 
     burst_max_lag_s: float = targets.BURST_MAX_LAG_S
+    burst_kind: str | None = None  # the task kind the webhooks stream sends
     final: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     polled: int = 0
     duplicates: int = 0
@@ -95,7 +96,7 @@ class CallbackLedger:
             h = self.e2e[cb.kind] = latency.new_histogram()
         latency.record_s(h, lag)
         self.per_second[(int(now), cb.kind)] += 1
-        if cb.kind == "webhook" and lag <= self.burst_max_lag_s:
+        if cb.kind == self.burst_kind and lag <= self.burst_max_lag_s:
             for i, (start, end) in enumerate(self._windows):
                 if start <= cb.intended < end:
                     self._absorbed[i] += 1

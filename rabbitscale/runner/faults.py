@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rabbitscale.core.errors import BadInput
+from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import STATS_INTERVAL_S
 
 if TYPE_CHECKING:  # the CLI reads FAULTS for its choices: keep this module light
@@ -30,8 +32,23 @@ class FaultContext:
     management: Management
     run_name: str
     say: Any
+    kinds: tuple[str, ...] = ()  # the task kinds the run sends
     extra_published: int = 0  # confirmed publishes made by the fault itself
     notes: list[str] = field(default_factory=list)
+
+
+def task_queues(profile: Profile, kinds: tuple[str, ...]) -> list[str]:
+    """The endpoints the run's task kinds reach, in the profile's order."""
+    reached = {q for k in kinds for q in profile.queues_of(k)}
+    return [ep.queue for ep in profile.endpoints if ep.queue in reached]
+
+
+def webhook_queue(profile: Profile, name: str) -> str:
+    kind = profile.webhook_kind
+    if kind is None:
+        raise BadInput(f"--fault {name} acts on the webhook endpoint: profile "
+                       f"{profile.name!r} has no task kind with stream = \"webhooks\"")
+    return profile.queues_of(kind)[0]
 
 
 def _rabbitmqctl(*args: str) -> str:
@@ -44,17 +61,29 @@ def _rabbitmqctl(*args: str) -> str:
     return done.stdout
 
 
+def ordered_queue(profile: Profile, kinds: tuple[str, ...]) -> str:
+    for queue in task_queues(profile, kinds):
+        ep = profile.endpoint(queue)
+        if ep.single_active_consumer and (ep.concurrency or 1) == 1:
+            return queue
+    raise BadInput("--fault sac_failover needs the run to send to an ordered endpoint (single "
+                   "active consumer, concurrency 1): add one to --task-mix")
+
+
 class Fault:
     name = ""
     description = ""
     at_fraction = 0.4
     recover_after_s = 3.0
-    profile_overrides: dict[str, dict[str, Any]] = {}
     thresholds: dict[str, float] = {}
     time_scale = 1.0
     needs_cluster = False
     sink_failure_ratio = 0.0
     sink_latency_s = 0.0
+
+    def overrides(self, profile: Profile, kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """Endpoint tables this fault applies to the profile before the run."""
+        return {}
 
     async def inject(self, ctx: FaultContext) -> str:
         raise NotImplementedError
@@ -65,11 +94,14 @@ class Fault:
 
 class KillConsumer(Fault):
     name = "kill_consumer"
-    description = "SIGKILL one consumer instance mid-run (generation work takes 400 ms, so it " \
-                  "holds unacked messages); a replacement starts 2 s later"
+    description = "SIGKILL one consumer instance mid-run (the work of the endpoints the run " \
+                  "sends to takes 400 ms where none is set, so it holds unacked messages); a " \
+                  "replacement starts 2 s later"
     recover_after_s = 2.0
-    profile_overrides = {"video-generation-events": {"service_time": "fixed:400ms"},
-                         "image-generation-events": {"service_time": "fixed:400ms"}}
+
+    def overrides(self, profile: Profile, kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        return {q: {"service_time": "fixed:400ms"} for q in task_queues(profile, kinds)
+                if profile.endpoint(q).service_time is None}
 
     async def inject(self, ctx: FaultContext) -> str:
         proc = ctx.stack.procs[0]
@@ -137,13 +169,18 @@ class MemoryAlarm(Fault):
 
 class Overflow(Fault):
     name = "overflow"
-    description = "webhook-delivery bounded to 50 messages (reject-publish) with a slow target " \
-                  "and prefetch 1: publishes are nacked, counted and answered 503"
+    description = "the webhook endpoint bounded to 50 messages (reject-publish) with a slow " \
+                  "target and prefetch 1: publishes are nacked, counted and answered 503"
     recover_after_s = 0.0
-    # prefetch 1: x-max-length counts ready messages only, so with the default prefetch of
-    # 100 x 3 instances the consumers' buffers would absorb the burst and nothing overflows
-    profile_overrides = {"webhook-delivery": {"concurrency": 1, "prefetch": 1, "queue_arguments": {
-        "x-max-length": 50, "x-overflow": "reject-publish", "x-delivery-limit": 10}}}
+
+    def overrides(self, profile: Profile, kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        # prefetch 1: x-max-length counts ready messages only, so with a prefetch of 100 x 3
+        # instances the consumers' buffers would absorb the burst and nothing overflows
+        queue = webhook_queue(profile, self.name)
+        args = {**profile.endpoint(queue).queue_arguments, "x-max-length": 50,
+                "x-overflow": "reject-publish"}
+        return {queue: {"concurrency": 1, "prefetch": 1, "queue_arguments": args}}
+
     sink_latency_s = 0.2
     thresholds = {"rate_ratio_min": 0.0, "burst_ratio_min": 0.0}
 
@@ -166,39 +203,56 @@ class WebhookFailures(Fault):
 
 class Poison(Fault):
     name = "poison"
-    description = "5 poison messages (handler always fails) published mid-run: retried per " \
+    description = "5 poison messages (handler always fails) of the run's first task kind " \
+                  "whose endpoints have no circuit breaker, published mid-run: retried per " \
                   "policy, then in _error with MT-Fault-* headers"
     recover_after_s = 0.0
     time_scale = 0.01
     thresholds = {"error_rate_max": 1.0}
     count = 5
 
+    @staticmethod
+    def kind(profile: Profile, kinds: tuple[str, ...]) -> str:
+        """A kind whose poison shows the retry policy and _error, not a breaker tripping on
+        it (which would fault the healthy messages behind it too): the first without a
+        breaker, else the first."""
+        for kind in kinds:
+            if all(ep.breaker is None for ep in profile.consumers_of(profile.task(kind).message)):
+                return kind
+        return kinds[0]
+
     async def inject(self, ctx: FaultContext) -> str:
         from rabbitscale.broker.publisher import Publisher
         from rabbitscale.core.headers import RS_FAIL
-        from rabbitscale.topology import messages
+        from rabbitscale.scenarios.drivers import Task, message_for
 
-        pub = await Publisher(ctx.stack.settings, ctx.stack.profile,
-                              run_id=ctx.run_name).start()
+        profile = ctx.stack.profile
+        kind = self.kind(profile, ctx.kinds)
+        pub = await Publisher(ctx.stack.settings, profile, run_id=ctx.run_name).start()
         try:
             for i in range(self.count):
-                r = await pub.publish("SpendUpdateRequested",
-                                      messages.spend_update(900 + i, 1.0, f"poison-{i}"),
-                                      headers={RS_FAIL: "always"})
-                ctx.extra_published += int(r.ok)
+                type_name, body = message_for(profile, Task(kind, 900 + i, f"poison-{i}", 1000,
+                                                            0.0))
+                r = await pub.publish(type_name, body, headers={RS_FAIL: "always"})
+                ctx.extra_published += profile.fanout(type_name) if r.ok else 0
         finally:
             await pub.close()
-        return f"published {self.count} poison spend updates"
+        return f"published {self.count} poison {kind} tasks"
 
 
 class SacFailover(Fault):
     name = "sac_failover"
-    description = "SIGKILL the active consumer of spend-update-events: another instance takes " \
-                  "over, per-key order of spend updates is preserved"
+    description = "SIGKILL the active consumer of the run's first ordered (single active " \
+                  "consumer, one at a time) endpoint: another instance takes over, per-key " \
+                  "order is preserved"
     recover_after_s = 2.0
 
+    def overrides(self, profile: Profile, kinds: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        ordered_queue(profile, kinds)  # refused up front where there is none
+        return {}
+
     async def inject(self, ctx: FaultContext) -> str:
-        q = await ctx.management.queue("spend-update-events")
+        q = await ctx.management.queue(ordered_queue(ctx.stack.profile, ctx.kinds))
         active = [c for c in q.get("consumer_details", [])
                   if c.get("active") or c.get("activity_status") == "single_active"]
         victim = None

@@ -169,3 +169,18 @@ def run_worker(host: str, port: int, wait_s: float) -> None:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise Unavailable(f"the Locust worker stopped: {last}")
+
+
+def amqp_publishes(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """task kind -> (publishes, confirmed) of the tasks Locust's users published straight to
+    the broker (their AMQP requests, named "publish KIND"; a failure is any other outcome)."""
+    path = run_dir / rundir.LOCUST_STATS_CSV
+    out: dict[str, tuple[int, int]] = {}
+    if not path.exists():
+        return out
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            if r.get("Type") == "AMQP" and r.get("Name", "").startswith("publish "):
+                n, failed = int(r["Request Count"]), int(r["Failure Count"])
+                out[r["Name"].removeprefix("publish ")] = (n, n - failed)
+    return out

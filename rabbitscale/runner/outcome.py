@@ -22,7 +22,9 @@ class Facts:
     scenario: str
     duration_s: float
     rates: Rates
-    published: int  # confirmed by the broker (API, AMQP transport, fault injections)
+    published: int  # confirmed by the broker (API, AMQP transport, fault injections), counted
+    # once in each queue a message reached
+    accepted: int  # tasks the broker confirmed (a publish each): the load's arrivals
     rejected: int  # basic.nack at publish (reject-publish), answered 503
     unconfirmed: int  # timeout / blocked / failed / unroutable at publish
     still_queued: int  # left in the endpoint queues after the drain
@@ -114,7 +116,7 @@ def ledger(f: Facts) -> dict[str, Any]:
 def judge(f: Facts, t: slo.Thresholds) -> Outcome:
     led = ledger(f)
     expected = scheduled(f.scenario, f.rates, f.duration_s)
-    attempted = f.published + f.rejected + f.unconfirmed
+    attempted = f.accepted + f.rejected + f.unconfirmed
     finished = f.completed + f.faulted + f.skipped
     checks = load_checks(f.scenario, f.rates, f.duration_s, attempted, f.burst_absorbed, t,
                          "delivered")
@@ -234,3 +236,4 @@ def judge_target(f: TargetFacts, t: slo.Thresholds) -> Outcome:
     done = sum(f.callbacks.get(k, 0) for k in f.tracked)
     return Outcome(led, checks, slo.verdict(checks), expected, attempted,
                    done / max(1, led["tracked"]))
+

@@ -64,13 +64,19 @@ class Progress:
         self.say, self.counted = say, counted
         self.last_count, self.last_t = 0, 0.0
 
-    def tick(self, now: float, start_at: float, count: int, depth: int, p99_ms: float) -> None:
-        if not (start_at and now > start_at and int(now - start_at) % PROGRESS_EVERY_S == 0):
+    @staticmethod
+    def due(now: float, start_at: float) -> bool:
+        return bool(start_at and now > start_at and int(now - start_at) % PROGRESS_EVERY_S == 0)
+
+    def tick(self, now: float, start_at: float, count: int, depth: int,
+             p99_ms: float | None) -> None:
+        """``p99_ms`` None: the run has no end-to-end latency of its own (black-box AMQP)."""
+        if not self.due(now, start_at):
             return
         rate = (count - self.last_count) / max(1e-6, now - (self.last_t or start_at))
         self.last_count, self.last_t = count, now
         self.say(f"  {now - start_at:5.0f}s  {self.counted} {count:6d}  {rate:6.1f}/s  "
-                 f"depth {depth:5d}  e2e p99 {p99_ms:7.1f} ms")
+                 f"depth {depth:5d}" + ("" if p99_ms is None else f"  e2e p99 {p99_ms:7.1f} ms"))
 
 
 def latency_summaries(m: Measurements) -> dict[str, dict[str, Any]]:

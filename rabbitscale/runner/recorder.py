@@ -24,7 +24,6 @@ from rabbitscale.core.events import EventHook
 from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness.completions import COMPLETED, FAULTED, SKIPPED, Completion
 
-ORDERED_TYPES = {"SpendUpdateRequested"}  # must be applied in order per key
 METRICS = ("e2e", "queue_wait", "slot_wait", "processing", "publish_delay")
 
 
@@ -38,6 +37,7 @@ class QueueStats:
 @dataclass
 class Recorder:
     run: str = ""
+    ordered_queues: frozenset[str] = frozenset()  # endpoints that apply messages in key order
     burst_max_lag_s: float = targets.BURST_MAX_LAG_S
     started_at: float = field(default_factory=time.time)
     keep_up_deadline: float = math.inf  # records finished before it count as kept up
@@ -85,7 +85,7 @@ class Recorder:
         if self.run and r.run != self.run:
             self.foreign += 1
             return
-        if self._ids.seen(r.message_id):
+        if self._ids.seen(r.identity):
             self.duplicates += 1
             return
         self.by_status[r.status] = self.by_status.get(r.status, 0) + 1
@@ -111,8 +111,8 @@ class Recorder:
             latency.record_s(h["processing"], r.processing_s)
             latency.record_s(h["publish_delay"], r.sent - r.intended)
             self.per_second[(int(r.finished), r.queue)] += 1
-        if r.message_type in ORDERED_TYPES and r.key:
-            k = (r.message_type, r.key)
+        if r.queue in self.ordered_queues and r.key:
+            k = (r.queue, r.key)
             if r.seq <= self._last_seq.get(k, 0):
                 self.order_violations += 1
             self._last_seq[k] = max(r.seq, self._last_seq.get(k, 0))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import time
@@ -31,15 +30,16 @@ from rabbitscale.harness.webhook_sink import SinkOptions
 from rabbitscale.runner import outcome, output, slo, soak
 from rabbitscale.runner.faults import FAULTS, Fault, FaultContext
 from rabbitscale.runner.live import setup_live_metrics
-from rabbitscale.runner.load import LoadSpec, LocustProcesses, start_delay_s
+from rabbitscale.runner.load import LoadSpec, LocustProcesses, amqp_publishes, start_delay_s
 from rabbitscale.runner.recorder import Recorder
 from rabbitscale.runner.sampler import Sampler, exact_counter
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology import naming
-from rabbitscale.topology.overrides import PROFILE_ENV, apply_overrides, profile_spec
+from rabbitscale.topology.profile_file import apply_overrides, profile_env, profile_spec
 from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import RabbitSettings
+from rabbitscale.topology.tasks import format_task_mix, parse_task_mix
 
 KEEP_UP_GRACE_S = 0.5  # arrivals finished this long after the schedule still count as kept up
 UNCONFIRMED = (PublishOutcome.TIMEOUT, PublishOutcome.BLOCKED, PublishOutcome.FAILED,
@@ -55,7 +55,7 @@ class RunOptions:
     out: Path | None = None
     rates: Rates = field(default_factory=lambda: Rates(1000 / 60, 10.0, (50.0, 100.0)))
     payload: str = "10KB"
-    task_mix: str = "video=0.3,image=0.3,spend=0.4"
+    task_mix: str = ""  # kind=weight,...; empty: the profile's default mix
     transport: str = "http"
     users: int | None = None
     scale_to: int = 5
@@ -71,6 +71,25 @@ class RunOptions:
     prometheus_port: int | None = None  # serve /metrics while the run goes (0: any port)
     prometheus_linger_s: float = 0.0  # keep serving after the verdict, for a last scrape
     junit: Path | None = None  # the checks as JUnit XML
+
+
+def run_kinds(scenario: registry.Scenario, profile: Profile, mix: dict[str, float]
+              ) -> tuple[str, ...]:
+    """The task kinds a run of ``scenario`` sends: its task mix, and the profile's webhook kind
+    where the scenario has a webhook stream (which the profile must have)."""
+    streams = scenario.streams(Rates(1.0, 1.0, (1.0,)), 10.0)
+    kinds = [k for k in mix] if registry.TASKS in streams else []
+    if registry.WEBHOOKS in streams:
+        if profile.webhook_kind is None:
+            raise BadInput(f"scenario {scenario.name} sends webhooks: profile {profile.name!r} "
+                           f"has no task kind with stream = \"webhooks\"")
+        kinds.append(profile.webhook_kind)
+    return tuple(dict.fromkeys(kinds))
+
+
+def ordered_queues(profile: Profile, settings: RabbitSettings) -> frozenset[str]:
+    """Endpoints that apply messages in key order: what the order check watches."""
+    return frozenset(ep.queue for ep in profile.resolved(settings).endpoints if ep.ordered)
 
 
 def _free_port() -> int:
@@ -89,22 +108,25 @@ class Run:
         if self.fault and self.fault.needs_cluster and not settings.cluster_nodes:
             raise BadInput(f"--fault {o.fault} stops a cluster node: run it with --cluster "
                            f"against `rabbitscale cluster up --nodes 3`")
-        overrides = dict(self.fault.profile_overrides) if self.fault else {}
+        self.mix = parse_task_mix(o.task_mix, profile) if o.task_mix else profile.default_mix
+        self.scenario = registry.get(o.scenario)
+        self.kinds = run_kinds(self.scenario, profile, self.mix)
+        overrides = self.fault.overrides(profile, self.kinds) if self.fault else {}
         self.profile = apply_overrides(profile, overrides, f"fault {o.fault}") if overrides \
             else profile
-        self.thresholds = slo.load_thresholds(o.thresholds_file, **{
+        self.thresholds = slo.load_thresholds(o.thresholds_file, profile, **{
             "error_rate_max": max([ep.failure_probability for ep in profile.endpoints]
                                   + [0.0]) * 1.5,
             **(self.fault.thresholds if self.fault else {})})
-        self.recorder = Recorder(run=self.name, burst_max_lag_s=self.thresholds.burst_max_lag_s)
-        self.metrics = Metrics(scenario=o.scenario, run=self.name)
+        self.recorder = Recorder(run=self.name, burst_max_lag_s=self.thresholds.burst_max_lag_s,
+                                 ordered_queues=ordered_queues(self.profile, settings))
+        self.metrics = Metrics(scenario=o.scenario, run=self.name, profile=profile)
         self.locust: LocustProcesses | None = None
         self.fault_events: list[dict[str, Any]] = []
         self.fault_ctx: FaultContext | None = None
-        self.scenario = registry.get(o.scenario)
         self.spec = LoadSpec(
             scenario=self.scenario, duration_s=o.duration_s, rates=o.rates, payload=o.payload,
-            transport=o.transport, task_mix=o.task_mix,
+            transport=o.transport, task_mix=format_task_mix(self.mix),
             users=o.users or self.scenario.users(o.rates), workers=o.workers,
             master_port=_free_port() if o.workers else 5557)
 
@@ -177,12 +199,12 @@ class Run:
         error = await self._watch(locust, stack, sampler, start_at, mgmt)
         await locust.close()
         load_end = time.time()
-        amqp_confirmed = self._amqp_confirmed()
+        amqp_tasks, amqp_confirmed = self._amqp_confirmed()
         await self._drain(stack, amqp_confirmed)
         await sampler.stop()
         stack_summary = await stack.stop()
         return self._result(stack, stack_summary, sampler, start_at, load_end, error,
-                            amqp_confirmed)
+                            amqp_tasks, amqp_confirmed)
 
     def _process_ids(self, stack: Stack) -> dict[str, list[int]]:
         """The run's processes by name, for the soak figures: Locust, this process (API,
@@ -200,7 +222,7 @@ class Run:
                 contract.WEBHOOK_TARGET.env: stack.sink_url + "/hook",
                 contract.ENV_RUN_DIR: str(self.run_dir), contract.RUN_NAME.env: self.name,
                 contract.START_AT.env: f"{start_at:.3f}",
-                PROFILE_ENV: json.dumps(profile_spec(stack.profile)),
+                **profile_env(stack.profile),
                 "CONDUITLLM__RABBITMQ__VHOST": self.vhost}
 
     async def _watch(self, locust: LocustProcesses, stack: Stack, sampler: Sampler,
@@ -209,7 +231,7 @@ class Run:
         scaled = not self.scenario.scales_out
         fault_task: asyncio.Task[None] | None = None
         if self.fault:
-            self.fault_ctx = FaultContext(stack, mgmt, self.name, self.say)
+            self.fault_ctx = FaultContext(stack, mgmt, self.name, self.say, self.kinds)
             fault_task = asyncio.create_task(self._run_fault(start_at))
         progress = output.Progress(self.say, "completed")
         try:
@@ -257,21 +279,22 @@ class Run:
                 return
             await asyncio.sleep(0.2)
 
-    def _amqp_confirmed(self) -> int:
-        """Publishes the Locust AMQP users had confirmed (their request successes)."""
-        import csv
-
-        path = self.run_dir / rundir.LOCUST_STATS_CSV
-        if self.o.transport != "amqp" or not path.exists():
-            return 0
-        with path.open() as f:
-            return sum(int(r["Request Count"]) - int(r["Failure Count"])
-                       for r in csv.DictReader(f) if r["Type"] == "AMQP")
+    def _amqp_confirmed(self) -> tuple[int, int]:
+        """(tasks, messages) Locust's users published straight to the broker and had
+        confirmed (the AMQP transport, and task kinds without a route); a message counts once
+        in each queue it reaches."""
+        tasks = messages = 0
+        for kind, (_, ok) in amqp_publishes(self.run_dir).items():
+            fanout = self.profile.fanout(self.profile.task(kind).message) \
+                if kind in self.profile.tasks else 1
+            tasks += ok
+            messages += ok * fanout
+        return tasks, messages
 
     # --- the facts, once, at the end ---------------------------------------------------------
 
     def _result(self, stack: Stack, stack_summary: dict[str, Any], sampler: Sampler,
-                start_at: float, load_end: float, error: str,
+                start_at: float, load_end: float, error: str, amqp_tasks: int,
                 amqp_confirmed: int) -> output.RunResult:
         o, rec = self.o, self.recorder
         counts = rec.counts()
@@ -280,6 +303,7 @@ class Run:
         facts = outcome.Facts(
             scenario=o.scenario, duration_s=o.duration_s, rates=o.rates,
             published=stack_summary["published"] + amqp_confirmed + extra,
+            accepted=stack_summary["accepted"] + amqp_tasks,
             rejected=stack_summary["rejected"],
             unconfirmed=sum(int(publisher.get(k.value, 0)) for k in UNCONFIRMED),
             still_queued=stack_summary["still_queued"],
@@ -306,6 +330,7 @@ class Run:
                    "events": self.fault_events} if self.fault else None,
             config={"rabbitmq": self.settings.masked(), "profile": self.profile.name,
                     "profile_spec": profile_spec(stack.profile),
-                    "options": {k: (str(v) if isinstance(v, Path) else v)
-                                for k, v in asdict(o).items()}},
+                    "options": {**{k: (str(v) if isinstance(v, Path) else v)
+                                   for k, v in asdict(o).items()},
+                                "task_mix": format_task_mix(self.mix)}},
             extra={"peak_backlog": rec.peak_backlog(), "processes": facts.process_growth})

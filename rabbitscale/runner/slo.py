@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from rabbitscale.core import targets
 from rabbitscale.core.errors import ConfigError
 from rabbitscale.core.verdicts import FAIL, PASS, SKIP, WARN
+from rabbitscale.topology.profiles import Profile
 
 __all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Thresholds", "load_thresholds"]
 
@@ -34,8 +36,15 @@ class Thresholds:
     soak_min_duration_s: float = 600.0  # shorter runs cannot tell growth from warm-up
 
 
-def load_thresholds(path: str | Path | None, **overrides: Any) -> Thresholds:
-    base = Thresholds(**overrides)
+def load_thresholds(path: str | Path | None, profile: Profile | None = None,
+                    **overrides: Any) -> Thresholds:
+    """The guide's thresholds, then the run's own (``error_rate_max``), the profile's
+    ``[thresholds]``, a fault's (``overrides`` after the profile's), then a thresholds file."""
+    own = {k: v for k, v in overrides.items() if k == "error_rate_max"}
+    base = _replaced(Thresholds(**own), profile.thresholds if profile else {},
+                     f"profile {profile.name}: thresholds" if profile else "")
+    base = dataclasses.replace(base, **{k: v for k, v in overrides.items()
+                                        if k != "error_rate_max"})
     if path is None:
         return base
     p = Path(path)
@@ -45,13 +54,19 @@ def load_thresholds(path: str | Path | None, **overrides: Any) -> Thresholds:
         raise ConfigError(f"{p}: thresholds file not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read thresholds: {exc}") from None
+    return _replaced(base, data, str(p))
+
+
+def _replaced(base: Thresholds, data: Mapping[str, Any], source: str) -> Thresholds:
     fields = {f.name: f.type for f in dataclasses.fields(Thresholds)}
     changes: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            raise ConfigError(f"{p}: unknown threshold {key!r} (known: {', '.join(fields)})")
+            raise ConfigError(f"{source}: unknown threshold {key!r} (known: "
+                              f"{', '.join(fields)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"{p}: {key}: expected a non-negative number, got {value!r}")
+            raise ConfigError(f"{source}: {key}: expected a non-negative number, got "
+                              f"{value!r}")
         changes[key] = int(value) if fields[key] == "int" else float(value)
     return dataclasses.replace(base, **changes)
 

@@ -30,18 +30,20 @@ from rabbitscale.core.errors import (
     BadInput,
     Unavailable,
 )
+from rabbitscale.core.urls import check_url
 from rabbitscale.runner import outcome, output, slo
 from rabbitscale.runner.callbacks import CallbackLedger, CallbackReceiver
 from rabbitscale.runner.load import LoadSpec, LocustProcesses, start_delay_s
-from rabbitscale.runner.run import RunOptions
+from rabbitscale.runner.run import RunOptions, run_kinds
 from rabbitscale.runner.sampler import Sampler
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.callback_urls import CallbackPlan, new_secret
+from rabbitscale.topology.profile_file import profile_env
+from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import STATS_INTERVAL_S, RabbitSettings
-from rabbitscale.topology.tasks import TASK_PATHS
+from rabbitscale.topology.tasks import format_task_mix, parse_task_mix
 
 SIDE_QUEUES = ("_error", "_skipped")
-KIND_BY_PATH = {path: kind for kind, path in TASK_PATHS.items()}
 
 
 @dataclass
@@ -54,29 +56,19 @@ class TargetOptions:
     master_port: int = 5557
 
 
-def check_url(url: str, what: str, flag: str) -> tuple[str, int]:
-    """(host, port) of an http(s) URL, or a one-line BadInput."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        raise BadInput(f"{flag}: bad port in {url!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput(f"{flag}: {what} must be an http(s) URL such as http://host:5000, "
-                       f"got {url!r}")
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
-
-
-def locust_counts(run_dir: Path) -> tuple[dict[str, int], dict[str, int], int]:
-    """(requests by kind, 2xx by kind, 401s) from Locust's CSVs."""
+def locust_counts(run_dir: Path, profile: Profile
+                  ) -> tuple[dict[str, int], dict[str, int], int]:
+    """(requests by kind, 2xx by kind, 401s) from Locust's CSVs (a request is named by its
+    route's path)."""
+    kind_by_path = {k.route.path: k.name for k in profile.tasks.values() if k.route is not None}
     requests: dict[str, int] = {}
     accepted: dict[str, int] = {}
     stats = run_dir / rundir.LOCUST_STATS_CSV
     if stats.exists():
         with stats.open(newline="") as f:
             for row in csv.DictReader(f):
-                kind = KIND_BY_PATH.get(row.get("Name", ""))
-                if kind and row.get("Type") == "POST":
+                kind = kind_by_path.get(row.get("Name", ""))
+                if kind and row.get("Type") in ("POST", "PUT"):
                     n, failed = int(row["Request Count"]), int(row["Failure Count"])
                     requests[kind] = requests.get(kind, 0) + n
                     accepted[kind] = accepted.get(kind, 0) + n - failed
@@ -90,8 +82,8 @@ def locust_counts(run_dir: Path) -> tuple[dict[str, int], dict[str, int], int]:
 
 
 class TargetRun:
-    def __init__(self, settings: RabbitSettings, o: RunOptions, t: TargetOptions,
-                 api_keys: list[str]) -> None:
+    def __init__(self, settings: RabbitSettings, profile: Profile, o: RunOptions,
+                 t: TargetOptions, api_keys: list[str]) -> None:
         if o.transport != "http":
             raise BadInput("--target: the AMQP transport publishes to the broker; a black-box "
                            "run only calls the target's API (use --transport http)")
@@ -110,16 +102,24 @@ class TargetRun:
             raise BadInput(f"--target: no API key: pass --api-key or set "
                            f"{contract.API_KEYS.env} (comma-separated)")
         self.o, self.t = o, t
+        self.profile = profile
+        self.mix = parse_task_mix(o.task_mix, profile) if o.task_mix else profile.default_mix
+        self.kinds = run_kinds(self.scenario, profile, self.mix)
+        unrouted = [k for k in self.kinds if profile.task(k).route is None]
+        if unrouted:
+            raise BadInput(f"--target: task kind {unrouted[0]!r} of profile {profile.name!r} "
+                           f"has no route to send it to over HTTP")
         self.api_keys = api_keys
         self.settings = settings
         self.vhost = settings.vhost
         self.name, self.run_dir = rundir.place(o.out, o.scenario)
-        self.thresholds = slo.load_thresholds(o.thresholds_file)
-        self.ledger = CallbackLedger(burst_max_lag_s=self.thresholds.burst_max_lag_s)
+        self.thresholds = slo.load_thresholds(o.thresholds_file, profile)
+        self.ledger = CallbackLedger(burst_max_lag_s=self.thresholds.burst_max_lag_s,
+                                     burst_kind=profile.webhook_kind)
         self.secret = new_secret()
         self.spec = LoadSpec(
             scenario=self.scenario, duration_s=o.duration_s, rates=o.rates, payload=o.payload,
-            transport="http", task_mix=o.task_mix,
+            transport="http", task_mix=format_task_mix(self.mix),
             users=o.users or self.scenario.users(o.rates), workers=o.workers,
             expect_workers=t.expect_workers, master_port=t.master_port)
 
@@ -185,7 +185,8 @@ class TargetRun:
                contract.CALLBACK_SECRET.env: self.secret,
                contract.RUN_NAME.env: self.name, contract.ENV_RUN_DIR: str(self.run_dir),
                contract.START_AT.env: f"{start_at:.3f}",
-               contract.POLL_INTERVAL.env: f"{t.poll_interval_s:g}"}
+               contract.POLL_INTERVAL.env: f"{t.poll_interval_s:g}",
+               **profile_env(self.profile)}
         locust = LocustProcesses(self.spec, self.run_dir, t.url.rstrip("/"), env)
         cleanup.push_async_callback(locust.close)
         await locust.start()
@@ -197,7 +198,7 @@ class TargetRun:
         error = await self._watch(locust, sampler, start_at)
         await locust.close()
         load_end = time.time()
-        requests, accepted, unauthorised = locust_counts(self.run_dir)
+        requests, accepted, unauthorised = locust_counts(self.run_dir, self.profile)
         tracked = self._tracked()
         await self._drain(sum(accepted.get(k, 0) for k in tracked), sampler)
         await sampler.stop()
@@ -227,9 +228,9 @@ class TargetRun:
                    "callback_url": callback_url})
 
     def _tracked(self) -> tuple[str, ...]:
-        """Kinds whose tasks come back: webhooks always (their URL is a callback), video and
-        image through their webhook_url or the poller."""
-        return ("video", "image", "webhook")
+        """Kinds whose tasks come back: webhooks (their URL is a callback), and kinds whose
+        route carries a callback URL (or is polled)."""
+        return tuple(k for k in self.kinds if self.profile.task(k).calls_back)
 
     def _track_windows(self, start_at: float) -> None:
         self.ledger.track_windows([

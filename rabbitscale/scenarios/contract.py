@@ -5,8 +5,8 @@ the files the Locust master writes into the run directory.
 Every rabbitscale setting is an ordinary Locust option, registered by the locustfiles
 (scenarios/locustfiles/common.py), so it comes from locust.conf, the command line or its
 environment variable, and a Locust master hands them to its workers with each spawn message:
-a worker on another machine needs nothing but the master's address. The run's resolved
-profile rides in ``topology.overrides.PROFILE_ENV`` (as it does to the stack's consumers).
+a worker on another machine needs nothing but the master's address (the run's resolved
+profile too travels as an option: it is the environment variable the stack's consumers read).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rabbitscale.harness.auth import SECRET_ENV
+from rabbitscale.topology.profile_file import PROFILE_ENV
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ WEBHOOK_RATE = Option("--webhook-rate", "LOCUST_WEBHOOK_RATE", "10/s",
                       "webhook baseline rate between bursts")
 BURST_RATES = Option("--burst-rates", "LOCUST_BURST_RATES", "50/s,100/s",
                      "webhook burst rates, in order")
-TASK_MIX = Option("--task-mix", "LOCUST_TASK_MIX", "video=0.3,image=0.3,spend=0.4",
-                  "task kinds and their weights")
+TASK_MIX = Option("--task-mix", "LOCUST_TASK_MIX", "",
+                  "task kinds and their weights (default: the profile's mix)")
 PAYLOAD_SIZE = Option("--payload-size", "LOCUST_PAYLOAD_SIZE", "10KB",
                       "mean message size (lognormal around it)")
 VIRTUAL_KEYS = Option("--virtual-keys", "LOCUST_VIRTUAL_KEYS", 100,
@@ -72,13 +73,16 @@ CALLBACK_URL = Option("--callback-url", "RABBITSCALE_CALLBACK_URL", "",
 CALLBACK_SECRET = Option("--callback-secret", "RABBITSCALE_CALLBACK_SECRET", "",
                          "key of the callback URLs' HMAC", hidden=True, secret=True)
 POLL_INTERVAL = Option("--poll-interval", "RABBITSCALE_POLL", 0.0,
-                       "> 0: follow video/image tasks with GET /v1/tasks/{id} every N seconds "
+                       "> 0: follow tasks whose route can be polled with GET every N seconds "
                        "instead of a callback", kind=float, hidden=True)
+PROFILE = Option("--profile-spec", PROFILE_ENV, "",
+                 "the system's profile, resolved, as JSON (default: the default profile)",
+                 hidden=True)
 
 LOAD_OPTIONS = (TASK_RATE, WEBHOOK_RATE, BURST_RATES, TASK_MIX, PAYLOAD_SIZE, VIRTUAL_KEYS,
                 TRANSPORT, ARRIVALS, SCHEDULE_TIME)
 RUN_OPTIONS = (START_AT, RUN_NAME, API_SECRET, API_KEYS, WEBHOOK_TARGET, CALLBACK_URL,
-               CALLBACK_SECRET, POLL_INTERVAL)
+               CALLBACK_SECRET, POLL_INTERVAL, PROFILE)
 
 # --- the environment of the Locust processes, beside the options ------------------------------
 ENV_API_URL = "RABBITSCALE_API_URL"  # the users' host

@@ -12,18 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rabbitscale.topology import messages
-from rabbitscale.topology.tasks import MESSAGE_TYPES
+from rabbitscale.topology.profiles import Profile
 
 
 @dataclass(frozen=True)
 class Task:
-    kind: str  # video | image | spend | webhook
-    key_id: int  # virtual key
+    kind: str  # a task kind of the profile
+    key_id: int  # ordering key (ConduitLLM: the virtual key)
     task_id: str
     size_bytes: int
     intended: float  # epoch seconds of its slot in the open-model schedule
-    webhook_url: str = ""
-    amount: float = 0.0
+    callback: str = ""  # the URL the system is asked to call back, if any
 
 
 @dataclass
@@ -33,6 +32,7 @@ class Sent:
     response_time_ms: float
     length: int = 0
     error: str = ""
+    via: str = "HTTP"  # HTTP (a route) or AMQP (published to the broker)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -42,17 +42,28 @@ class TaskDriver(Protocol):
     def send(self, task: Task) -> Sent: ...
 
 
-def message_for(task: Task) -> tuple[str, dict[str, Any], str]:
-    """(message type, body, ordering key) for a task published over AMQP."""
-    if task.kind == "video":
-        body = messages.video_generation(task.task_id, str(task.key_id),
-                                         size_bytes=task.size_bytes)
-    elif task.kind == "image":
-        body = messages.image_generation(task.task_id, task.key_id, size_bytes=task.size_bytes)
-    elif task.kind == "spend":
-        body = messages.spend_update(task.key_id, task.amount, task.task_id)
-    else:
-        body = messages.webhook_delivery(task.task_id, task.webhook_url,
-                                         size_bytes=task.size_bytes)
-    key = task.task_id if task.kind == "webhook" else str(task.key_id)
-    return MESSAGE_TYPES[task.kind], body, key
+def task_variables(task: Task) -> dict[str, Any]:
+    return messages.variables(task_id=task.task_id, key_id=task.key_id,
+                              callback=task.callback or None)
+
+
+def request_for(profile: Profile, task: Task) -> Any:
+    """The HTTP body a task is sent with (its kind's route), at the task's size."""
+    route = profile.task(task.kind).route
+    if route is None:
+        return {}
+    return messages.request_body(route, task_variables(task), task.size_bytes)
+
+
+def message_for(profile: Profile, task: Task) -> tuple[str, dict[str, Any]]:
+    """(message type, body) of a task published straight to the broker: the message its
+    kind's route would have led to (the request rendered, checked and completed with its
+    fields' defaults, as the reference API does), else its message type's body."""
+    kind = profile.task(task.kind)
+    mt = profile.message(kind.message)
+    context = task_variables(task)
+    if kind.route is not None:
+        request = messages.request_body(kind.route, context, task.size_bytes)
+        context["request"] = messages.validate_request(kind.route, request)
+        return mt.name, messages.message_body(mt, context)
+    return mt.name, messages.message_body(mt, context, task.size_bytes)

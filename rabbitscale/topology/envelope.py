@@ -19,7 +19,7 @@ import random
 import re
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,6 @@ import orjson
 from rabbitscale.core.errors import BadInput
 from rabbitscale.core.headers import RS_INTENDED, RS_KEY, RS_RUN, RS_SENT, RS_SEQ
 from rabbitscale.topology import naming
-from rabbitscale.topology.messages import BASE_TYPES
 
 CONTENT_TYPE = "application/vnd.masstransit+json"
 
@@ -140,10 +139,12 @@ def parse_dotnet_time(text: Any) -> float | None:
     return seconds
 
 
-def build_envelope(message_type: str, message: dict[str, Any], *, message_id: str,
+def build_envelope(urns: Sequence[str], message: dict[str, Any], *, message_id: str,
                    sent_time: float, destination: str, headers: dict[str, Any],
                    correlation_id: str | None = None) -> bytes:
-    """The camelCase envelope of conduit-topology.md ("MassTransit wire format"), encoded."""
+    """The camelCase envelope MassTransit 8 writes (conduit-topology.md, "MassTransit wire
+    format"), encoded: ``urns`` are the message's type, then its bases and interfaces;
+    ``destination`` the exchange or queue it is sent to."""
     return orjson.dumps({
         "messageId": message_id,
         "requestId": None,
@@ -154,7 +155,7 @@ def build_envelope(message_type: str, message: dict[str, Any], *, message_id: st
         "destinationAddress": naming.input_address(destination),
         "responseAddress": None,
         "faultAddress": None,
-        "messageType": [naming.message_urn(t) for t in (message_type, *BASE_TYPES)],
+        "messageType": list(urns),
         "message": message,
         "expirationTime": None,
         "sentTime": sent_time_text(sent_time),

@@ -1,102 +1,142 @@
-"""Message bodies of ConduitLLM.Core.Events as MassTransit 8 puts them on the wire: camelCase
-property names (conduit-topology.md, "Messages"), with a controllable size.
+"""Message bodies and request bodies from a profile's templates, at the size a run asks for.
 
-Sizes matter to the capacity model (prefetch x size x instances), so every builder takes a
-``size_bytes`` target and pads a free-text field of the real message (the prompt, the webhook
-payload) to reach it approximately.
+A message type's ``body`` (and a route's ``request``) is a template (topology/template.py);
+``build`` renders it with a task's variables: its id, its ordering key, the request it came
+with, a callback URL, the time. Where a template uses ``${pad}`` and a size is asked for, the
+padding is filled so the encoded body reaches it (the capacity model's prefetch x size x
+instances depends on sizes). Properties a message type sends as an enum's number are written
+as that number. ``validate_request`` checks a request body against a route's fields, as the
+reference API does.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 import time
-import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-# ConduitLLM's WebhookEventType enum, in order: MassTransit's serializer registers no string
-# enum converter, so it goes on the wire as its number (TaskCompleted = 2)
-WEBHOOK_EVENTS = ("TaskStarted", "TaskProgress", "TaskCompleted", "TaskFailed",
-                  "TaskCancelled")
-TERMINAL_EVENTS = ("TaskCompleted", "TaskFailed", "TaskCancelled")
-# every ConduitLLM event is a record deriving from DomainEvent, which implements IDomainEvent:
-# MassTransit lists the type, then these, in messageType
-BASE_TYPES = ("DomainEvent", "IDomainEvent")
+from rabbitscale.core.errors import BadInput
+from rabbitscale.topology.envelope import new_id
+from rabbitscale.topology.profiles import Field, MessageType, Profile, Route
+from rabbitscale.topology.template import Template, get_path, set_path
 
 
-def event_name(value: object) -> str:
-    """An EventType as sent: the enum's number (MassTransit) or its name (any case)."""
+class RequestInvalid(BadInput):
+    """A request body does not match its route's fields (the API answers 422)."""
+
+
+def now_text(epoch_s: float | None = None) -> str:
+    """A .NET DateTime as MassTransit writes one: UTC, 7 fractional digits, 'Z'."""
+    t = time.time() if epoch_s is None else epoch_s
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def variables(*, task_id: str | None = None, key_id: int = 1, request: Any = None,
+              callback: str | None = None, amount: float | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """The variables templates are rendered with (docs/profile-format.md, "Templates")."""
+    return {"task_id": task_id or new_id(), "key_id": key_id, "key": str(key_id),
+            "request": request if request is not None else {}, "callback": callback,
+            "amount": amount if amount is not None else round(random.uniform(0.001, 0.1), 6),
+            "now": now_text(), "uuid": new_id(), "pad": "", **extra}
+
+
+def render_sized(template: Template, context: dict[str, Any], size_bytes: int | None) -> Any:
+    """Render; where the template pads (``${pad}``), fill the padding so the encoded result
+    reaches ``size_bytes``."""
+    context["pad"] = ""
+    out = template.render(context)
+    if size_bytes and "pad" in template.roots:
+        missing = size_bytes - len(orjson.dumps(out))
+        if missing > 0:
+            context["pad"] = "x" * missing
+            out = template.render(context)
+    return out
+
+
+def encode_enums(mt: MessageType, body: Any) -> Any:
+    """Enum names written as their number, as MassTransit writes a .NET enum."""
+    for prop, names in mt.enums.items():
+        value = get_path(body, prop)
+        if isinstance(value, str) and value in names:
+            set_path(body, prop, names.index(value))
+    return body
+
+
+def enum_name(mt: MessageType | None, prop: str, value: Any) -> str:
+    """An enum property as its name: the number as sent (MassTransit) or the name, any case."""
+    names = mt.enums.get(prop, ()) if mt is not None else ()
     if isinstance(value, int) and not isinstance(value, bool):
-        return WEBHOOK_EVENTS[value] if 0 <= value < len(WEBHOOK_EVENTS) else str(value)
+        return names[value] if 0 <= value < len(names) else str(value)
     text = str(value or "")
-    for name in WEBHOOK_EVENTS:
-        if name.lower() == text.lower():
-            return name
-    return text
+    return next((n for n in names if n.lower() == text.lower()), text)
 
 
-def domain_event(body: dict[str, Any], partition_key: str) -> dict[str, Any]:
-    """The properties every ConduitLLM event carries: its own, the computed PartitionKey,
-    then DomainEvent's EventId, Timestamp and CorrelationId."""
-    body["partitionKey"] = partition_key
-    body["eventId"] = str(uuid.uuid4())
-    body["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime())
-    body["correlationId"] = ""
-    return body
+def message_body(mt: MessageType, context: dict[str, Any],
+                 size_bytes: int | None = None) -> dict[str, Any]:
+    if mt.body is None:
+        return {}
+    body = render_sized(mt.body, context, mt.size_bytes or size_bytes)
+    return encode_enums(mt, body)
 
 
-def _pad(size_bytes: int, body: dict[str, Any], field: str) -> dict[str, Any]:
-    overhead = len(orjson.dumps(body))
-    body[field] = body.get(field, "") + "x" * max(0, size_bytes - overhead)
-    return body
+def build(profile: Profile, message_type: str, *, size_bytes: int | None = None,
+          **values: Any) -> dict[str, Any]:
+    """One message of ``message_type`` (see ``variables`` for ``values``)."""
+    return message_body(profile.message(message_type), variables(**values), size_bytes)
 
 
-def webhook_delivery(task_id: str, url: str, event_type: str = "TaskCompleted",
-                     size_bytes: int = 1000, task_type: str = "video",
-                     payload: Any = None, headers: dict[str, str] | None = None
-                     ) -> dict[str, Any]:
-    if payload is None:
-        payload = _pad(max(0, size_bytes - 200),
-                       {"task_id": task_id, "status": "completed", "data": ""}, "data")
-    return domain_event({
-        "taskId": task_id, "taskType": task_type, "webhookUrl": url,
-        "eventType": WEBHOOK_EVENTS.index(event_type) if event_type in WEBHOOK_EVENTS
-        else event_type, "payloadJson": orjson.dumps(payload).decode(),
-        "headers": headers or {}, "retryCount": 0, "nextRetryAt": None}, task_id)
+def request_body(route: Route, context: dict[str, Any], size_bytes: int | None = None) -> Any:
+    """The request a load generator sends on ``route``."""
+    return render_sized(route.request, context, size_bytes) if route.request else {}
 
 
-def video_generation(request_id: str, virtual_key_id: str, prompt: str = "a cat",
-                     size_bytes: int = 1000, webhook_url: str | None = None,
-                     webhook_headers: dict[str, str] | None = None) -> dict[str, Any]:
-    body = {
-        "requestId": request_id, "model": "sim-video", "prompt": prompt,
-        "virtualKeyId": str(virtual_key_id), "isAsync": True,
-        "requestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "parameters": {"size": "1280x720", "duration": 6, "fps": 24, "style": None,
-                       "responseFormat": "url"},
-        "webhookUrl": webhook_url, "webhookHeaders": webhook_headers,
-    }
-    return _pad(size_bytes, domain_event(body, str(virtual_key_id)), "prompt")
+# --- a route's fields, as the reference API checks them -----------------------------------------
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "url": (str,), "headers": (dict,), "object": (dict,)}
 
 
-def image_generation(task_id: str, virtual_key_id: int, prompt: str = "a cat",
-                     size_bytes: int = 1000, webhook_url: str | None = None,
-                     webhook_headers: dict[str, str] | None = None) -> dict[str, Any]:
-    request: dict[str, Any] = {"prompt": prompt, "model": "sim-image", "n": 1,
-                               "size": "1024x1024", "quality": "standard", "style": None,
-                               "responseFormat": "url"}
-    body = {
-        "taskId": task_id, "virtualKeyId": int(virtual_key_id),
-        "virtualKeyHash": f"vk_{virtual_key_id}", "request": request,
-        "userId": "", "priority": 0,
-        "requestedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "webhookUrl": webhook_url, "webhookHeaders": webhook_headers,
-    }
-    domain_event(body, str(virtual_key_id))
-    request["prompt"] += "x" * max(0, size_bytes - len(orjson.dumps(body)))
-    return body
+def _check(f: Field, value: Any) -> Any:
+    kinds = _TYPES.get(f.type)
+    if kinds is not None and (not isinstance(value, kinds) or
+                              (isinstance(value, bool) and bool not in kinds)):
+        raise RequestInvalid(f"'{f.name}' must be of type {f.type}")
+    if f.type == "url" and (not value.startswith(("http://", "https://")) or
+                            not 8 <= len(value) <= 2048):
+        raise RequestInvalid(f"'{f.name}' must be an http(s) URL")
+    if f.type == "headers" and not all(isinstance(k, str) and isinstance(v, str)
+                                       for k, v in value.items()):
+        raise RequestInvalid(f"'{f.name}' must map strings to strings")
+    if isinstance(value, str):
+        if f.min_length is not None and len(value.strip()) < f.min_length:
+            raise RequestInvalid(f"'{f.name}' must not be empty" if f.min_length == 1 else
+                                 f"'{f.name}' is shorter than {f.min_length} characters")
+        if f.max_length is not None and len(value) > f.max_length:
+            raise RequestInvalid(f"'{f.name}' is longer than {f.max_length} characters")
+    if isinstance(value, int | float) and not isinstance(value, bool) and \
+            ((f.min is not None and value < f.min) or (f.max is not None and value > f.max)):
+        raise RequestInvalid(f"'{f.name}' must be between {f.min:g} and {f.max:g}"
+                             if f.min is not None and f.max is not None else
+                             f"'{f.name}' is out of range")
+    return value
 
 
-def spend_update(key_id: int, amount: float, request_id: str) -> dict[str, Any]:
-    return domain_event({"keyId": int(key_id), "amount": float(amount),
-                         "requestId": request_id}, str(key_id))
+def validate_request(route: Route, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request with each field checked and defaults filled; fields the route does not name
+    pass through unchecked. ``RequestInvalid`` (one line) names the first field that fails."""
+    out = dict(body)
+    for f in route.fields:
+        value = out.get(f.name)
+        if value is None:
+            if f.required:
+                raise RequestInvalid(f"'{f.name}' is required")
+            out[f.name] = f.default
+            continue
+        out[f.name] = _check(f, value)
+    return out

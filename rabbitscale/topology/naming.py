@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 
-NAMESPACE = "ConduitLLM.Core.Events"
 COMPLETIONS_EXCHANGE = "rabbitscale.completions"  # the stack's completion records
 RECORDER_QUEUE = "rabbitscale.recorder"  # a run's durable queue on that exchange
 RUN_VHOST_PREFIX = "rabbitscale-run-"  # a run's own vhost, deleted at its end
@@ -19,9 +18,10 @@ def run_vhost() -> str:
     return f"{RUN_VHOST_PREFIX}{uuid.uuid4().hex[:8]}"
 
 
-def message_urn(type_name: str, namespace: str = NAMESPACE) -> str:
-    """MassTransit message-type URN: urn:message:Namespace:TypeName."""
-    return f"urn:message:{namespace}:{type_name}"
+def message_urn(type_name: str, namespace: str) -> str:
+    """MassTransit message-type URN: urn:message:Namespace:TypeName (no namespace: the type's
+    name alone, urn:message:TypeName)."""
+    return f"urn:message:{namespace}:{type_name}" if namespace else f"urn:message:{type_name}"
 
 
 def urn_type_name(urn: str) -> str:
@@ -29,9 +29,9 @@ def urn_type_name(urn: str) -> str:
     return urn.rsplit(":", 1)[-1]
 
 
-def type_exchange(type_name: str, namespace: str = NAMESPACE) -> str:
+def type_exchange(type_name: str, namespace: str) -> str:
     """MassTransit publish topology: one fanout exchange per message type, Namespace:TypeName."""
-    return f"{namespace}:{type_name}"
+    return f"{namespace}:{type_name}" if namespace else type_name
 
 
 def error_queue(queue: str) -> str:

@@ -1,8 +1,11 @@
-"""Receive endpoints and the profiles that group them.
+"""A system as data: message types, the receive endpoints that consume them, the task kinds
+that enter it, the SLO thresholds a run holds it to.
 
-Profile ``conduit`` reproduces the eight receive endpoints of conduit-topology.md; profile
-``guide`` the three queue classes of the scaling guide. Both are plain data: the consumer, the
-capacity model, doctor and the reports read the same objects.
+Every room reads the same objects: the reference stack declares, consumes and serves them,
+the load generator builds its messages and requests from them, the capacity model plans them,
+doctor audits a broker against them. They come from profile files (topology/profile_file.py;
+the built-in ones are files too, in topology/profiles/), never from code: no system's queue,
+message or route is spelled outside its file.
 """
 
 from __future__ import annotations
@@ -14,44 +17,82 @@ from typing import Any
 
 from rabbitscale.core.errors import ConfigError
 from rabbitscale.topology import naming
-from rabbitscale.topology.policy import (
-    BreakerPolicy,
-    RateLimit,
-    RetryPolicy,
-    ServiceTime,
-    incremental,
-)
+from rabbitscale.topology.policy import BreakerPolicy, RateLimit, RetryPolicy, ServiceTime
 from rabbitscale.topology.settings import RabbitSettings
+from rabbitscale.topology.template import Template
 
-QUEUE_TYPE = "quorum"  # every receive endpoint of ConduitLLM is a quorum queue
+QUORUM = "quorum"
+STREAMS = ("tasks", "webhooks")  # the arrival streams a task kind can belong to
+# the plan's work per message where a profile gives none: a stated assumption, labelled so
+DEFAULT_ASSUMED_SERVICE_TIME_S = 0.5
 
-# Work per message where a profile configures none: the plan's stated assumptions (the guide's
-# "each partition handles ~2-3 messages/second" gives 0.4 s for generation work), and the
-# simulated work of profile `realistic`, so the demo's report compares like with like.
-ASSUMED_SERVICE_TIME_S = {
-    "webhook-delivery": 0.2, "video-generation-events": 0.4, "image-generation-events": 0.4,
-    "spend-update-events": 0.02, "media-retention-checks": 0.5, "media-cleanup-batches": 1.0,
-    "r2-batch-operations": 1.0, "media-cleanup-schedule": 1.0,
-}
-ASSUMED_SERVICE_TIME_OTHER_S = 0.5
-# generation calls to an upstream model fail now and then; the retry policy absorbs them
-ASSUMED_FAILURE_PROBABILITY = {"video-generation-events": 0.005,
-                               "image-generation-events": 0.005}
+
+@dataclass(frozen=True)
+class MessageType:
+    """A message type as MassTransit puts it on the wire: its URN (then the base types and
+    interfaces it implements, in ``messageType``), the fanout exchange it is published to, the
+    property per-key order is kept by, and a body template (``${...}`` placeholders)."""
+
+    name: str
+    urn: str
+    exchange: str
+    implements: tuple[str, ...] = ()  # URNs
+    key: str | None = None
+    task: str | None = None  # the property holding the task's id
+    body: Template | None = None
+    size_bytes: int | None = None  # fixed size; else the run's --payload-size (${pad})
+    enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # property -> names
+
+    @property
+    def urns(self) -> tuple[str, ...]:
+        return (self.urn, *self.implements)
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """Messages an endpoint publishes while it processes a message that carries a callback
+    URL (ConduitLLM calls a task's webhook when it starts, completes, fails): the message type
+    published, the event of each moment (None: not published) and the ``request`` template the
+    published type's body is rendered with."""
+
+    url: str  # property of the consumed message holding the URL
+    publish: str  # message type published
+    started: str | None
+    completed: str | None
+    failed: str | None
+    request: Template
+
+    def event(self, moment: str) -> str | None:
+        return {"started": self.started, "completed": self.completed,
+                "failed": self.failed}[moment]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The endpoint's work is an HTTP POST per message (webhook delivery): where the URL, the
+    payload, extra headers, the event and the task id are in the message."""
+
+    url: str
+    payload: str | None = None
+    headers: str | None = None
+    event: str | None = None
+    task: str | None = None
+    progress_events: tuple[str, ...] = ()  # events sent with X-Webhook-Type: progress
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One receive endpoint: a quorum queue, its exchanges, and the consumer's policies.
+    """One receive endpoint: its queue, its exchanges, and the consumer's policies.
 
     ``prefetch`` / ``concurrency`` / ``partitions`` left as None take the bus-wide settings
-    (PrefetchCount, ConcurrentMessageLimit, PartitionCount), as ConduitLLM's defaults do.
-    ``service_time`` None means "not configured": the stack does no simulated work and the
-    plan uses its stated assumption; a configured 0 means no work, in both.
+    (PrefetchCount, ConcurrentMessageLimit, PartitionCount). ``service_time`` None means "not
+    configured": the reference stack does no simulated work and the plan uses
+    ``assumed_service_time_s`` (a stated assumption); a configured 0 means no work, in both.
     """
 
     queue: str
-    message_type: str
-    key_field: str | None  # the message property orders are kept by (read case-insensitively)
+    consumes: tuple[str, ...]  # message type names
+    queue_type: str = QUORUM
     prefetch: int | None = None
     concurrency: int | None = None
     queue_arguments: Mapping[str, Any] = field(default_factory=dict)
@@ -62,7 +103,16 @@ class Endpoint:
     partitions: int | None = None
     service_time: ServiceTime | None = None
     failure_probability: float = 0.0
+    assumed_service_time_s: float | None = None
     webhook_prefetch: bool = False  # CONDUITLLM__WEBHOOKPREFETCHCOUNT applies here
+    callbacks: Callbacks | None = None
+    delivery: Delivery | None = None
+    idempotent: bool = True  # duplicates do no harm (judged only where this is False)
+
+    @property
+    def message_type(self) -> str:
+        """The first message type it consumes (most endpoints consume one)."""
+        return self.consumes[0]
 
     @property
     def error_queue(self) -> str:
@@ -80,6 +130,10 @@ class Endpoint:
     def max_length(self) -> int | None:
         value = self.queue_arguments.get("x-max-length")
         return int(value) if value is not None else None
+
+    @property
+    def overflow(self) -> str:
+        return str(self.queue_arguments.get("x-overflow", "drop-head"))
 
     @property
     def ordered(self) -> bool:
@@ -101,19 +155,86 @@ class Endpoint:
         )
 
     def declared_arguments(self) -> dict[str, Any]:
-        return {"x-queue-type": QUEUE_TYPE, **dict(self.queue_arguments)}
+        return {"x-queue-type": self.queue_type, **dict(self.queue_arguments)}
+
+    def planned_service_time_s(self) -> float:
+        """Work per attempt the plan uses: the configured one, else the stated assumption."""
+        if self.service_time is not None:
+            return self.service_time.mean_s
+        if self.assumed_service_time_s is not None:
+            return self.assumed_service_time_s
+        return DEFAULT_ASSUMED_SERVICE_TIME_S
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a route's request body, as the reference API validates it."""
+
+    name: str
+    type: str  # string | integer | number | boolean | url | headers | object | any
+    required: bool = False
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a task enters over HTTP: the route, the request body the load generator sends (a
+    template), the fields the reference API accepts, where a callback URL goes."""
+
+    path: str
+    method: str = "POST"
+    auth: str = "bearer"
+    request: Template | None = None
+    fields: tuple[Field, ...] = ()
+    callback: str | None = None  # request field carrying the callback URL
+    id_field: str | None = None  # request field that, when given, is the task's id
+    status: str = "queued"  # the task's status when accepted
+    id: str = "task_id"  # response property with the system's id of the task
+    poll: str | None = None  # GET path of a task's status, "{id}" replaced
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """What a load generator asks the system to do: a message published, through a route or
+    straight to the broker."""
+
+    name: str
+    message: str
+    stream: str = "tasks"
+    weight: float = 0.0  # share in the default mix
+    route: Route | None = None
+
+    @property
+    def calls_back(self) -> bool:
+        """Its tasks ask the system to call back: a webhook (its URL), or a route with a
+        callback field."""
+        return self.stream == "webhooks" or (self.route is not None and
+                                             self.route.callback is not None)
 
 
 @dataclass(frozen=True)
 class Profile:
-    """``pooled_publisher``: publish over a pool of MinConnections..MaxConnections
-    connections, as the guide describes; otherwise over one connection, as MassTransit does
-    (ConduitLLM reads neither setting: one connection per bus)."""
+    """``pooled_publisher``: publish over a pool of MinConnections..MaxConnections connections,
+    as the scaling guide describes; otherwise over one connection, as MassTransit does.
+    ``spec`` is the data the profile was built from (a run records it, a child process
+    rebuilds the profile from it): change a profile with ``profile_file.apply_overrides``,
+    never ``dataclasses.replace``, or the spec and the profile part."""
 
     name: str
     description: str
     endpoints: tuple[Endpoint, ...]
+    messages: Mapping[str, MessageType] = field(default_factory=dict)
+    tasks: Mapping[str, TaskKind] = field(default_factory=dict)
     pooled_publisher: bool = False
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    estimates: Mapping[str, str] = field(default_factory=dict)  # figure -> where it came from
+
+    # --- lookups ------------------------------------------------------------------------------
 
     def publisher_connections(self, settings: RabbitSettings) -> tuple[int, int]:
         """(opened at start, at most) publisher connections per process."""
@@ -127,100 +248,54 @@ class Profile:
                 return ep
         raise ConfigError(f"profile {self.name}: no endpoint named {queue!r}")
 
+    def consumers_of(self, message_type: str) -> tuple[Endpoint, ...]:
+        """Every endpoint a message of this type reaches (its exchange fans out to each)."""
+        return tuple(ep for ep in self.endpoints if message_type in ep.consumes)
+
+    def fanout(self, message_type: str) -> int:
+        """Queues one message of this type lands in: a ledger counts it once in each."""
+        return len(self.consumers_of(message_type))
+
     def for_type(self, message_type: str) -> Endpoint:
-        for ep in self.endpoints:
-            if ep.message_type == message_type:
-                return ep
-        raise ConfigError(f"profile {self.name}: no endpoint consumes {message_type!r}")
+        found = self.consumers_of(message_type)
+        if not found:
+            raise ConfigError(f"profile {self.name}: no endpoint consumes {message_type!r}")
+        return found[0]
+
+    def message(self, name: str) -> MessageType:
+        try:
+            return self.messages[name]
+        except KeyError:
+            raise ConfigError(f"profile {self.name}: no message type {name!r}") from None
+
+    def task(self, kind: str) -> TaskKind:
+        try:
+            return self.tasks[kind]
+        except KeyError:
+            raise ConfigError(f"profile {self.name}: no task kind {kind!r} (has "
+                              f"{', '.join(self.tasks) or 'none'})") from None
+
+    def kinds(self, stream: str | None = None) -> tuple[str, ...]:
+        return tuple(k for k, t in self.tasks.items() if stream is None or t.stream == stream)
+
+    @property
+    def default_mix(self) -> dict[str, float]:
+        """The task stream's default mix: the weights of the profile's task kinds, else every
+        kind of the task stream at an equal share."""
+        mix = {k: t.weight for k, t in self.tasks.items() if t.stream == "tasks" and t.weight}
+        return mix or dict.fromkeys(self.kinds("tasks"), 1.0)
+
+    @property
+    def webhook_kind(self) -> str | None:
+        """The task kind the webhooks stream sends (None: the system takes no webhooks)."""
+        found = self.kinds("webhooks")
+        return found[0] if found else None
+
+    def queues_of(self, kind: str) -> tuple[str, ...]:
+        return tuple(ep.queue for ep in self.consumers_of(self.task(kind).message))
 
     def resolved(self, settings: RabbitSettings) -> Profile:
+        """Bus-wide defaults filled in. The spec stays the profile's own: resolving it again
+        with the same settings (a child process does) gives the same endpoints."""
         return dataclasses.replace(
             self, endpoints=tuple(ep.resolved(settings) for ep in self.endpoints))
-
-
-def _ep(queue: str, type_name: str, key: str | None, **kw: Any) -> Endpoint:
-    return Endpoint(queue=queue, message_type=type_name, key_field=key, **kw)
-
-
-CONDUIT = Profile(
-    name="conduit",
-    description="The eight receive endpoints of ConduitLLM (conduit-topology.md).",
-    endpoints=(
-        _ep("webhook-delivery", "WebhookDeliveryRequested", "taskId",
-            prefetch=100, concurrency=75, webhook_prefetch=True,
-            queue_arguments={"x-delivery-limit": 10, "x-max-length": 50000,
-                             "x-overflow": "reject-publish"},
-            retry=RetryPolicy("exponential", 3, 1.0, 2.0, 30.0),
-            breaker=BreakerPolicy(60, 15, 10, 300), rate_limit=RateLimit(100, 1.0)),
-        _ep("video-generation-events", "VideoGenerationRequested", "virtualKeyId",
-            retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 20, 5, 600)),
-        _ep("image-generation-events", "ImageGenerationRequested", "virtualKeyId",
-            queue_arguments={"x-single-active-consumer": True},
-            retry=incremental(3, 1.0, 3.0), breaker=BreakerPolicy(60, 15, 5, 300)),
-        _ep("spend-update-events", "SpendUpdateRequested", "keyId",
-            prefetch=10, concurrency=1,
-            queue_arguments={"x-single-active-consumer": True, "x-max-length": 10000},
-            retry=RetryPolicy("immediate", 3)),
-        _ep("media-retention-checks", "MediaRetentionCheckRequested", "virtualKeyId",
-            prefetch=5, concurrency=3, queue_arguments={"x-max-length": 1000},
-            retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 15, 5, 600)),
-        _ep("media-cleanup-batches", "MediaCleanupBatchRequested", "virtualKeyId",
-            prefetch=10, concurrency=5, retry=RetryPolicy("immediate", 2)),
-        _ep("r2-batch-operations", "R2BatchOperationRequested", "virtualKeyId",
-            prefetch=2, concurrency=1,
-            queue_arguments={"x-single-active-consumer": True, "x-max-length": 500},
-            retry=RetryPolicy("exponential", 10, 5.0, 2.0, 600.0),
-            breaker=BreakerPolicy(300, 20, 10, 900), rate_limit=RateLimit(5, 1.0)),
-        _ep("media-cleanup-schedule", "MediaCleanupScheduleRequested", None,
-            prefetch=1, concurrency=1, queue_arguments={"x-single-active-consumer": True},
-            retry=RetryPolicy("immediate", 2)),
-    ),
-)
-
-GUIDE = Profile(
-    name="guide",
-    description="The scaling guide's three queue classes, as the guide states them.",
-    pooled_publisher=True,  # "Connection pooling: 5 connections"
-    endpoints=(
-        _ep("webhook-delivery", "WebhookDeliveryRequested", "taskId",
-            prefetch=100, concurrency=75, webhook_prefetch=True,
-            queue_arguments={"x-max-length": 50000, "x-overflow": "reject-publish"},
-            retry=RetryPolicy("exponential", 3, 1.0, 2.0, 30.0),
-            breaker=BreakerPolicy(60, 15, 10, 300), rate_limit=RateLimit(100, 1.0)),
-        # "Single active consumer for ordering" + ConcurrentLimit 50 + PartitionCount 30:
-        # the guide orders per virtual key through the partitioner.
-        _ep("video-generation-events", "VideoGenerationRequested", "virtualKeyId",
-            queue_arguments={"x-single-active-consumer": True}, partitioned=True,
-            retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 20, 5, 600)),
-        _ep("image-generation-events", "ImageGenerationRequested", "virtualKeyId",
-            queue_arguments={"x-single-active-consumer": True}, partitioned=True,
-            retry=incremental(3, 2.0, 5.0), breaker=BreakerPolicy(120, 20, 5, 600)),
-        _ep("spend-update-events", "SpendUpdateRequested", "keyId",
-            prefetch=10, concurrency=1,
-            queue_arguments={"x-single-active-consumer": True, "x-max-length": 10000},
-            retry=RetryPolicy("immediate", 3)),
-    ),
-)
-
-def _realistic(base: Profile) -> Profile:
-    """``base`` doing the plan's assumed work: lognormal service times around the assumed
-    means (webhooks: the assumed time plus the real POST), the assumed failure rates."""
-    return dataclasses.replace(base, name="realistic", description=(
-        "conduit's topology with the plan's assumed service times (lognormal) and failure "
-        "rates: what `make demo` runs, so the model is compared on real work."),
-        endpoints=tuple(dataclasses.replace(
-            ep, service_time=ServiceTime("lognormal", ASSUMED_SERVICE_TIME_S.get(
-                ep.queue, ASSUMED_SERVICE_TIME_OTHER_S), 0.5),
-            failure_probability=ASSUMED_FAILURE_PROBABILITY.get(ep.queue, 0.0))
-            for ep in base.endpoints))
-
-
-REALISTIC = _realistic(CONDUIT)
-PROFILES: dict[str, Profile] = {p.name: p for p in (CONDUIT, GUIDE, REALISTIC)}
-
-
-def get_profile(name: str) -> Profile:
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise ConfigError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -259,47 +257,13 @@ def _validated(s: RabbitSettings, source: str) -> RabbitSettings:
     return s
 
 
-@dataclass(frozen=True)
-class ProfileFile:
-    """A profile file: base topology name, [rabbitmq] settings, per-endpoint overrides."""
-
-    path: Path
-    profile: str | None
-    rabbitmq: Mapping[str, Any]
-    endpoints: Mapping[str, Mapping[str, Any]]
-
-
-def read_profile_file(path: str | Path) -> ProfileFile:
-    """Read a TOML profile file; syntax errors and wrong shapes are one-line ConfigErrors."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: profile file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read profile file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    unknown = set(data) - {"profile", "rabbitmq", "endpoints"}
-    if unknown:
-        raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}")
-    profile = data.get("profile")
-    if profile is not None and not isinstance(profile, str):
-        raise ConfigError(f"{p}: profile: expected a name such as \"conduit\"")
-    rabbit = data.get("rabbitmq", {})
-    endpoints = data.get("endpoints", {})
-    if not isinstance(rabbit, dict):
-        raise ConfigError(f"{p}: rabbitmq: expected a table")
-    if not isinstance(endpoints, dict) or not all(isinstance(v, dict) for v in endpoints.values()):
-        raise ConfigError(f"{p}: endpoints: expected tables like [endpoints.webhook-delivery]")
-    return ProfileFile(p, profile, rabbit, endpoints)
-
-
 def load_settings(
-    profile_file: ProfileFile | None = None, environ: Mapping[str, str] | None = None
+    rabbitmq: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+    source: str = "profile file",
 ) -> RabbitSettings:
-    """Defaults, then the profile file, then AMQP_URL and CONDUITLLM__* from the environment."""
+    """Defaults, then a profile's ``[rabbitmq]`` table, then AMQP_URL and CONDUITLLM__* from
+    the environment."""
     base = RabbitSettings()
-    if profile_file is not None:
-        base = settings_from_mapping(profile_file.rabbitmq, f"{profile_file.path}", base)
+    if rabbitmq:
+        base = settings_from_mapping(rabbitmq, source, base)
     return settings_from_env(environ, base)

@@ -1,35 +1,22 @@
-"""Task kinds: what a load generator asks the system to do, and the message each becomes.
-
-The one home of the kind -> message type map and of the ``--task-mix`` text format; the
-queue a kind lands in is the profile's endpoint for that message type (``queue_for``).
-"""
+"""Task mixes: the ``--task-mix`` text format (``kind=weight,...``) and shares, the kinds
+being a profile's task kinds (topology/profiles.py)."""
 
 from __future__ import annotations
 
 from rabbitscale.core.errors import ConfigError
 from rabbitscale.topology.profiles import Profile
 
-MESSAGE_TYPES = {"video": "VideoGenerationRequested", "image": "ImageGenerationRequested",
-                 "spend": "SpendUpdateRequested", "webhook": "WebhookDeliveryRequested"}
-# the API path each kind is sent to (ConduitLLM's, and the stack's /v1/spend and /v1/webhook)
-TASK_PATHS = {"video": "/v1/videos/generations/async", "image": "/v1/images/generations/async",
-              "spend": "/v1/spend", "webhook": "/v1/webhook"}
-TASK_KINDS = ("video", "image", "spend")  # the async-task stream; webhooks are their own
-# what a --task-mix may name: the tasks, and webhooks sent as one steady stream of the mix
-# (find-max and the validation step a webhook-only stream this way)
-MIX_KINDS = (*TASK_KINDS, "webhook")
-DEFAULT_MIX = {"video": 0.3, "image": 0.3, "spend": 0.4}
 
-
-def parse_task_mix(text: str) -> dict[str, float]:
-    """'video=0.3,image=0.3,spend=0.4' -> weights; one-line ConfigError otherwise."""
+def parse_task_mix(text: str, profile: Profile | None = None) -> dict[str, float]:
+    """'orders=0.7,refunds=0.3' -> weights; one-line ConfigError otherwise. With a profile,
+    every kind must be one of its task kinds."""
     mix: dict[str, float] = {}
     for part in str(text).split(","):
         kind, sep, weight = part.partition("=")
         kind = kind.strip()
-        if not sep or kind not in MIX_KINDS:
-            raise ConfigError(f"--task-mix: bad entry {part.strip()!r} "
-                              f"(use {'|'.join(MIX_KINDS)}=weight, comma-separated)")
+        if not sep or not kind:
+            raise ConfigError(f"--task-mix: bad entry {part.strip()!r} (use kind=weight, "
+                              f"comma-separated)")
         try:
             value = float(weight)
         except ValueError:
@@ -39,6 +26,16 @@ def parse_task_mix(text: str) -> dict[str, float]:
         mix[kind] = value
     if not sum(mix.values()):
         raise ConfigError("--task-mix: weights must not all be 0")
+    if profile is not None:
+        check_mix(mix, profile)
+    return mix
+
+
+def check_mix(mix: dict[str, float], profile: Profile) -> dict[str, float]:
+    unknown = [k for k in mix if k not in profile.tasks]
+    if unknown:
+        raise ConfigError(f"--task-mix: profile {profile.name!r} has no task kind "
+                          f"{unknown[0]!r} (has {', '.join(profile.tasks) or 'none'})")
     return mix
 
 
@@ -52,5 +49,12 @@ def shares(mix: dict[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in mix.items() if v > 0}
 
 
-def queue_for(profile: Profile, kind: str) -> str:
-    return profile.for_type(MESSAGE_TYPES[kind]).queue
+def arrivals_per_queue(profile: Profile, mix: dict[str, float], rate_per_s: float
+                       ) -> dict[str, float]:
+    """Messages per second each endpoint receives when tasks arrive at ``rate_per_s`` in
+    ``mix``: a message type's exchange fans out to every endpoint that consumes it."""
+    out: dict[str, float] = {}
+    for kind, share in shares(mix).items():
+        for queue in profile.queues_of(kind):
+            out[queue] = out.get(queue, 0.0) + rate_per_s * share
+    return out

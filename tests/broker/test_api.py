@@ -14,8 +14,9 @@ from rabbitscale.broker.publisher import Publisher
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import VirtualKeys
 from rabbitscale.harness.health import DepthThresholds
-from rabbitscale.topology.overrides import apply_overrides
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.profile_file import apply_overrides, get_profile
+
+CONDUIT = get_profile("conduit")
 
 
 @pytest.fixture

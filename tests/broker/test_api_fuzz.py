@@ -18,8 +18,11 @@ from rabbitscale.broker.management import Management
 from rabbitscale.broker.publisher import Publisher
 from rabbitscale.harness.api import ApiState, create_app
 from rabbitscale.harness.auth import VirtualKeys
-from rabbitscale.harness.openapi import DOCUMENT
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.harness.openapi import document
+from rabbitscale.topology.profile_file import get_profile
+
+CONDUIT = get_profile("conduit")
+DOCUMENT = document(CONDUIT)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -18,9 +18,16 @@ from rabbitscale.harness.completions import Completion, listen
 from rabbitscale.harness.consumer import ConsumerInstance, ConsumerOptions
 from rabbitscale.topology import messages
 from rabbitscale.topology.envelope import CONTENT_TYPE, build_envelope
-from rabbitscale.topology.naming import type_exchange
-from rabbitscale.topology.overrides import apply_overrides
-from rabbitscale.topology.profiles import CONDUIT, GUIDE
+from rabbitscale.topology.profile_file import apply_overrides, get_profile
+
+CONDUIT = get_profile("conduit")
+
+
+def spend(key_id: int, amount: float, request_id: str) -> dict:
+    """A SpendUpdateRequested as conduit's template writes it."""
+    return messages.build(CONDUIT, "SpendUpdateRequested", key_id=key_id, task_id=request_id,
+                          request={"amount": amount})
+GUIDE = get_profile("guide")
 
 
 async def _declared(settings, profile):
@@ -51,9 +58,9 @@ async def test_declared_topology_equals_profile(vhost_settings):
         assert q["arguments"] == ep.declared_arguments()
         assert queues[ep.error_queue]["type"] == "quorum"
         assert exchanges[ep.queue]["type"] == "fanout"
-        assert exchanges[type_exchange(ep.message_type)]["type"] == "fanout"
+        assert exchanges[CONDUIT.message(ep.message_type).exchange]["type"] == "fanout"
         assert (ep.queue, ep.queue, "queue") in bindings
-        assert (type_exchange(ep.message_type), ep.queue, "exchange") in bindings
+        assert (CONDUIT.message(ep.message_type).exchange, ep.queue, "exchange") in bindings
         assert (ep.error_queue, ep.error_queue, "queue") in bindings
     # a conflicting re-declaration is a one-line error, not a broken channel traceback
     changed = apply_overrides(CONDUIT, {"spend-update-events": {
@@ -71,7 +78,7 @@ async def test_confirmed_publish_consume_round_trip(vhost_settings):
                                   queues=["spend-update-events"]).start()
     async with Publisher(vhost_settings, CONDUIT, run_id="t") as pub:
         results = [await pub.publish("SpendUpdateRequested",
-                                     messages.spend_update(7, 1.5, f"r{i}"))
+                                     spend(7, 1.5, f"r{i}"))
                    for i in range(20)]
         assert all(r.outcome is Outcome.CONFIRMED for r in results)
         # ConduitLLM reads neither MinConnections nor MaxConnections: one connection, as
@@ -93,7 +100,7 @@ async def test_guide_profile_pools_publisher_connections(vhost_settings):
         assert pub.stats.connections == vhost_settings.min_connections
         for key in range(40):
             assert (await pub.publish("SpendUpdateRequested",
-                                      messages.spend_update(key, 1.0, f"r{key}"))).ok
+                                      spend(key, 1.0, f"r{key}"))).ok
         assert vhost_settings.min_connections < pub.stats.connections <= \
             vhost_settings.max_connections
 
@@ -103,8 +110,9 @@ async def test_full_reject_publish_queue_counts_rejections(vhost_settings):
         "x-max-length": 5, "x-overflow": "reject-publish"}}})
     conn = await _declared(vhost_settings, profile)
     async with Publisher(vhost_settings, profile) as pub:
-        results = [await pub.publish("WebhookDeliveryRequested", messages.webhook_delivery(
-            f"t{i}", "http://127.0.0.1:9/hook")) for i in range(8)]
+        results = [await pub.publish("WebhookDeliveryRequested", messages.build(
+            CONDUIT, "WebhookDeliveryRequested", task_id=f"t{i}",
+            request={"url": "http://127.0.0.1:9/hook"})) for i in range(8)]
     outcomes = [r.outcome for r in results]
     confirmed, rejected = outcomes.count(Outcome.CONFIRMED), outcomes.count(Outcome.REJECTED)
     # a quorum queue checks the limit after enqueueing, so it may accept one over x-max-length
@@ -119,10 +127,11 @@ async def test_full_reject_publish_queue_counts_rejections(vhost_settings):
 async def _raw_publish(pub: Publisher, type_name: str, message: dict | None, *,
                        message_id: str, headers: dict, raw: bytes | None = None) -> None:
     """Publish with AMQP headers of our choosing (RS-Fail) or a raw, non-envelope body."""
+    mt = CONDUIT.message(type_name)
     body = raw if raw is not None else build_envelope(
-        type_name, message or {}, message_id=message_id, sent_time=0.0, destination="",
+        mt.urns, message or {}, message_id=message_id, sent_time=0.0, destination="",
         headers={})
-    ex = await pub._pool[0].exchange(type_exchange(type_name))
+    ex = await pub._pool[0].exchange(mt.exchange)
     await ex.publish(aio_pika.Message(body, content_type=CONTENT_TYPE, message_id=message_id,
                                       headers=headers), routing_key="")
 
@@ -135,11 +144,11 @@ async def test_failing_handler_retries_then_succeeds_or_lands_in_error(vhost_set
     done: list[Completion] = []
     inst.completed.add_listener(lambda record: done.append(record))
     async with Publisher(vhost_settings, profile) as pub:
-        await _raw_publish(pub, "SpendUpdateRequested", messages.spend_update(1, 1, "a"),
+        await _raw_publish(pub, "SpendUpdateRequested", spend(1, 1, "a"),
                            message_id="flaky", headers={H_FAIL: 2})
         await _raw_publish(pub, "SpendUpdateRequested", None, message_id="garbage",
                            headers={}, raw=b'{"not": "an envelope"')
-        await _raw_publish(pub, "SpendUpdateRequested", messages.spend_update(1, 1, "b"),
+        await _raw_publish(pub, "SpendUpdateRequested", spend(1, 1, "b"),
                            message_id="poison", headers={H_FAIL: "always"})
         await _wait_for(lambda: len(done) == 3)
     await inst.stop()
@@ -177,7 +186,7 @@ async def test_single_active_consumer_keeps_per_key_order(vhost_settings):
     async with Publisher(vhost_settings, CONDUIT) as pub:
         async def key_stream(k: int) -> None:  # like a client: in order per key, keys parallel
             for i in range(40):
-                await pub.publish("SpendUpdateRequested", messages.spend_update(k, 1, f"{k}-{i}"))
+                await pub.publish("SpendUpdateRequested", spend(k, 1, f"{k}-{i}"))
 
         await asyncio.gather(*[key_stream(k) for k in range(5)])
         await _wait_for(lambda: len(done) == 200)
@@ -203,7 +212,8 @@ async def test_circuit_breaker_trips_at_its_ratio(vhost_settings):
     async with Publisher(vhost_settings, profile) as pub:
         for i in range(10):
             await _raw_publish(pub, "VideoGenerationRequested",
-                               messages.video_generation(f"r{i}", "1"), message_id=f"m{i}",
+                               messages.build(CONDUIT, "VideoGenerationRequested",
+                                              task_id=f"r{i}"), message_id=f"m{i}",
                                headers={H_FAIL: "always"} if i in (5, 6) else {})
     await _wait_for(lambda: len(done) == 10)
     await inst.stop()

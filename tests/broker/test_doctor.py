@@ -5,17 +5,16 @@ the broker (objects, arguments, message counts)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from pathlib import Path
 
 import aio_pika
 
 from rabbitscale.broker.declare import declare
-from rabbitscale.topology.naming import type_exchange
-from rabbitscale.topology.overrides import apply_overrides
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.profile_file import apply_overrides, get_profile
 from tests.support import broker_objects, management, rabbitscale, stats_ready
+
+CONDUIT = get_profile("conduit")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,10 +32,9 @@ def test_deviations_are_reported_and_nothing_changes(vhost_settings):
     # the conduit topology, then: webhook-delivery classic without its length limit, spend
     # without single-active-consumer, a policy capping media-retention-checks at 10, a
     # consumer with prefetch 500 on image-generation-events, 200 messages in an _error queue
-    others = dataclasses.replace(CONDUIT, endpoints=tuple(
-        ep for ep in CONDUIT.endpoints if ep.queue != "webhook-delivery"))
-    others = apply_overrides(others, {"spend-update-events": {"queue_arguments": {
-        "x-max-length": 10000}}})
+    others = apply_overrides(CONDUIT, {"webhook-delivery": {"remove": True},
+                                       "spend-update-events": {"queue_arguments": {
+                                           "x-max-length": 10000}}})
 
     async def arrange() -> tuple[aio_pika.abc.AbstractConnection, int]:
         conn = await aio_pika.connect(s.amqp_url)
@@ -46,7 +44,7 @@ def test_deviations_are_reported_and_nothing_changes(vhost_settings):
         ex = await ch.declare_exchange("webhook-delivery", aio_pika.ExchangeType.FANOUT,
                                        durable=True)
         await wd.bind(ex)
-        tx = await ch.declare_exchange(type_exchange("WebhookDeliveryRequested"),
+        tx = await ch.declare_exchange(CONDUIT.message("WebhookDeliveryRequested").exchange,
                                        aio_pika.ExchangeType.FANOUT, durable=True)
         await ex.bind(tx)
         errx = await ch.get_exchange("media-cleanup-batches_error")

@@ -30,8 +30,9 @@ from rabbitscale.topology.envelope import (
     parse_envelope,
     sent_time_text,
 )
-from rabbitscale.topology.naming import type_exchange
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.profile_file import get_profile
+
+CONDUIT = get_profile("conduit")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "masstransit"
 
@@ -78,7 +79,7 @@ async def publish_as_dotnet(settings, type_name: str, body: bytes, message_id: s
     exchange, content type, message id, persistent."""
     conn = await aio_pika.connect(settings.amqp_url)
     ch = await conn.channel(publisher_confirms=True)
-    ex = await ch.get_exchange(type_exchange(type_name), ensure=False)
+    ex = await ch.get_exchange(CONDUIT.message(type_name).exchange, ensure=False)
     await ex.publish(aio_pika.Message(body, content_type=CONTENT_TYPE, message_id=message_id,
                                       delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                       headers=headers), routing_key="")
@@ -230,8 +231,10 @@ def test_reading_is_case_insensitive_and_tolerant():
 
 
 def test_what_the_stack_writes_is_what_masstransit_writes():
-    body = messages.webhook_delivery("t-1", "http://x/h", event_type="TaskCompleted")
-    env = json.loads(build_envelope("WebhookDeliveryRequested", body, message_id="m",
+    body = messages.build(CONDUIT, "WebhookDeliveryRequested", task_id="t-1",
+                          request={"url": "http://x/h", "event": "TaskCompleted"})
+    env = json.loads(build_envelope(CONDUIT.message("WebhookDeliveryRequested").urns, body,
+                                    message_id="m",
                                     sent_time=1_700_000_000.1234567, destination="q",
                                     headers=measurement_headers(1.0, 2.0, "k", 0, "r")))
     assert env["messageType"] == [
@@ -243,8 +246,6 @@ def test_what_the_stack_writes_is_what_masstransit_writes():
     assert env["message"]["partitionKey"] == "t-1" and "eventId" in env["message"]
     assert env["sentTime"] == sent_time_text(1_700_000_000.1234567)
     assert len(env["sentTime"].split(".")[1]) == 8  # 7 digits and the Z
-    for kind, (fn, args) in {"video": (messages.video_generation, ("r", "5")),
-                             "image": (messages.image_generation, ("t", 5)),
-                             "spend": (messages.spend_update, (5, 1.0, "r"))}.items():
-        m = fn(*args)
+    for kind in ("video", "image", "spend"):
+        m = messages.build(CONDUIT, CONDUIT.task(kind).message, key_id=5)
         assert all(k[0].islower() for k in m), kind

@@ -28,8 +28,8 @@ def rabbitscale(*args: str, env: dict[str, str] | None = None, timeout: float = 
 
 def test_small_backlog_on_the_shared_broker(tmp_path):
     out = tmp_path / "run"
-    done = rabbitscale("run", "backlog", "--queued", "2000", "--drain-service-time",
-                       "fixed:200ms", "--out", str(out))
+    done = rabbitscale("run", "backlog", "--queued", "2000", "--task-mix", "video=1,image=1",
+                       "--drain-service-time", "fixed:200ms", "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["scenario"] == "backlog" and s["verdict"] == "PASS"

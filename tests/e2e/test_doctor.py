@@ -8,8 +8,10 @@ import json
 import time
 from pathlib import Path
 
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.profile_file import get_profile
 from tests.support import rabbitscale, stats_ready
+
+CONDUIT = get_profile("conduit")
 
 ROOT = Path(__file__).resolve().parents[2]
 

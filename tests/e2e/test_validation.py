@@ -20,7 +20,10 @@ from rabbitscale.runner.validation import (
     capacity_case,
     render,
 )
+from rabbitscale.topology.profile_file import get_profile
 from rabbitscale.topology.settings import load_settings
+
+CONDUIT = get_profile("conduit")
 
 # the cases one after another on one xdist worker: each measures capacity, not its neighbours
 pytestmark = pytest.mark.xdist_group("validation")
@@ -34,7 +37,7 @@ def _settings():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_model_within_15_percent(case, tmp_path):
-    result = asyncio.run(capacity_case(_settings(), case, tmp_path))
+    result = asyncio.run(capacity_case(_settings(), CONDUIT, case, tmp_path))
     print(render([result]))
     assert result.bracket == (HELD, BROKE), [
         (s["rate_per_s"], s["outcome"], s["keep_up_ratio"], s["failed_checks"])
@@ -42,7 +45,7 @@ def test_model_within_15_percent(case, tmp_path):
 
 
 def test_burst_backlog_within_20_percent(tmp_path):
-    result = asyncio.run(burst_case(_settings(), tmp_path))
+    result = asyncio.run(burst_case(_settings(), CONDUIT, tmp_path))
     print(render([result]))
     assert result.measured, "no backlog measured"
     assert abs(result.error_pct or 100) <= 20, (result.predicted, result.measured)
@@ -55,9 +58,9 @@ def test_a_wrong_model_fails_the_same_test(tmp_path):
     (One step: the upper end is what fails.)"""
     case = CASES[0]
     settings = _settings()
-    wrong = case.predicted_per_s(settings) / 2
+    wrong = case.predicted_per_s(settings, CONDUIT) / 2
     _, high = bracket_rates(wrong)
-    search = Search(run_attempt(settings, case.profile(), base_options(case), tmp_path, 0.97,
-                                print, [0]))
+    search = Search(run_attempt(settings, case.profile(CONDUIT), base_options(case, CONDUIT),
+                                tmp_path, 0.97, print, [0]))
     step = asyncio.run(search.attempt(high))
     assert step.outcome == HELD, step  # the bracket needs BROKE here: the model fails

@@ -26,8 +26,10 @@ from rabbitscale.runner.backlog import (
     predicted_drain_s,
     with_service_time,
 )
-from rabbitscale.topology.profiles import CONDUIT
+from rabbitscale.topology.profile_file import get_profile
 from rabbitscale.topology.settings import RabbitSettings
+
+CONDUIT = get_profile("conduit")
 
 ROOT = Path(__file__).resolve().parents[2]
 KB10 = 10_000

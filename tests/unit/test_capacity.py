@@ -22,9 +22,11 @@ from rabbitscale.core.units import (
     parse_rate_per_s,
     parse_size_bytes,
 )
-from rabbitscale.topology.overrides import apply_overrides, profile_spec
-from rabbitscale.topology.profiles import CONDUIT, GUIDE
+from rabbitscale.topology.profile_file import apply_overrides, get_profile, profile_spec
 from rabbitscale.topology.settings import RabbitSettings
+
+CONDUIT = get_profile("conduit")
+GUIDE = get_profile("guide")
 
 
 def test_units_are_explicit():

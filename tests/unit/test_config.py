@@ -1,10 +1,10 @@
 import pytest
 
+from rabbitscale.topology.profile_file import load_system
 from rabbitscale.topology.settings import (
     ConfigError,
     RabbitSettings,
     load_settings,
-    read_profile_file,
 )
 
 
@@ -64,25 +64,29 @@ def test_password_is_never_in_repr_or_masked_dict():
 def test_profile_file_then_env(tmp_path):
     f = tmp_path / "p.toml"
     f.write_text('profile = "guide"\n[rabbitmq]\nPrefetchCount = 30\nMaxConnections = 8\n')
-    pf = read_profile_file(f)
-    s = load_settings(pf, environ={"CONDUITLLM__RABBITMQ__MAXCONNECTIONS": "9"})
-    assert s.prefetch_count == 30 and s.max_connections == 9 and pf.profile == "guide"
+    s, profile = load_system(None, str(f), environ={"CONDUITLLM__RABBITMQ__MAXCONNECTIONS": "9"})
+    assert s.prefetch_count == 30 and s.max_connections == 9 and profile.name == "guide"
 
 
 @pytest.mark.parametrize("text,match", [
     ("[rabbitmq]\nPrefetchCount = 0\n", "PrefetchCount"),
     ("[rabbitmq]\nNoSuchKey = 1\n", "unknown setting"),
     ("[rabbitmq\n", "not valid TOML"),
-    ("other = 1\n", "unknown top-level"),
+    ("other = 1\n", "other: not a key of the profile format"),
+    ('profile = "conduit"\n[endpoints.nosuch]\nprefetch = 5\n',
+     "endpoints.nosuch.consumes: required"),
+    ('profile = "conduit"\n[endpoints.webhook-delivery]\nprefetch = "lots"\n',
+     "endpoints.webhook-delivery.prefetch: Input should be a valid integer"),
+    ('profile = "nosuch"\n', "unknown profile 'nosuch'"),
 ])
 def test_bad_profile_files(tmp_path, text, match):
     f = tmp_path / "p.toml"
     f.write_text(text)
     with pytest.raises(ConfigError, match=match) as exc:
-        load_settings(read_profile_file(f), environ={})
+        load_system(None, str(f), environ={})
     assert "\n" not in str(exc.value)
 
 
 def test_missing_profile_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        read_profile_file(tmp_path / "nope.toml")
+        load_system(None, str(tmp_path / "nope.toml"))

@@ -16,6 +16,7 @@ from prometheus_client import generate_latest
 
 from rabbitscale.harness.metrics import LATENCY_BUCKETS_S, Metrics
 from rabbitscale.reports.junit import build as junit_build
+from rabbitscale.topology.profile_file import get_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 XSD = ROOT / "tests" / "fixtures" / "junit" / "junit-10.xsd"
@@ -27,7 +28,7 @@ def _record(queue: str = "video-generation-events", status: str = "completed",
 
 
 def test_exposition_has_the_run_figures():
-    m = Metrics(scenario="sustained_tasks", run="r1")
+    m = Metrics(scenario="sustained_tasks", run="r1", profile=get_profile("conduit"))
     m.on_publish(SimpleNamespace(message_type="VideoGenerationRequested", ok=True,
                                  outcome=SimpleNamespace(value="confirmed")))
     m.on_publish(SimpleNamespace(message_type="WebhookDeliveryRequested", ok=False,

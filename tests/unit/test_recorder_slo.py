@@ -14,7 +14,7 @@ def _rec(mid: str, seq: int, key: str = "1", status: str = "completed", run: str
 
 
 def test_recorder_counts_duplicates_order_and_splits_latency():
-    r = Recorder(run="r")
+    r = Recorder(run="r", ordered_queues=frozenset({"spend-update-events"}))
     for mid, seq in [("a", 1), ("b", 3), ("c", 2), ("b", 3)]:
         r.on_record(_rec(mid, seq))
     r.on_record(_rec("x", 1, run="other"))

@@ -8,9 +8,15 @@ from hypothesis import strategies as st
 
 from rabbitscale.capacity.audit import AuditError, audit, load_schema
 from rabbitscale.core.errors import ConfigError
-from rabbitscale.topology.overrides import apply_overrides
-from rabbitscale.topology.profiles import CONDUIT
-from rabbitscale.topology.settings import load_settings, read_profile_file
+from rabbitscale.topology.profile_file import (
+    apply_overrides,
+    get_profile,
+    load_system,
+    profile_from_spec,
+)
+from rabbitscale.topology.settings import load_settings
+
+CONDUIT = get_profile("conduit")
 
 TEXT = st.text(max_size=300)
 
@@ -21,9 +27,37 @@ def test_garbage_profile_files_are_one_line_errors(tmp_path_factory, text):
     f = tmp_path_factory.mktemp("p") / "p.toml"
     f.write_text(text)
     try:
-        pf = read_profile_file(f)
-        load_settings(pf, environ={})
-        apply_overrides(CONDUIT, pf.endpoints, str(f))
+        load_system(None, str(f), environ={})
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+
+
+JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6),
+                                 st.text(max_size=12)),
+                       lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                               st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=3)), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["extends", "name", "namespace", "publisher",
+                                        "queue_type", "rabbitmq", "messages", "endpoints",
+                                        "tasks", "thresholds", "x"]), JSONISH, max_size=5))
+def test_garbage_profile_data_is_one_line_errors(data):
+    """Any shape of data where a profile is expected: a Profile or one line, never a crash."""
+    try:
+        profile_from_spec(data, "p.toml")
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSONISH, st.text(max_size=30))
+def test_garbage_message_templates_are_one_line_errors(body, text):
+    spec = {"extends": "conduit", "messages": {"SpendUpdateRequested": {
+        "body": {"a": body, "b": "${" + text + "}", "c": text}}}}
+    try:
+        profile_from_spec(spec, "p.toml")
     except ConfigError as exc:
         assert "\n" not in str(exc)
 

@@ -2,10 +2,12 @@ import pytest
 
 from rabbitscale.capacity.plan import profile_findings
 from rabbitscale.core.errors import ConfigError
-from rabbitscale.topology.overrides import apply_overrides
 from rabbitscale.topology.policy import RetryPolicy, parse_breaker, parse_retry, parse_service_time
-from rabbitscale.topology.profiles import CONDUIT, GUIDE
+from rabbitscale.topology.profile_file import apply_overrides, get_profile
 from rabbitscale.topology.settings import RabbitSettings
+
+CONDUIT = get_profile("conduit")
+GUIDE = get_profile("guide")
 
 
 def test_conduit_profile_has_the_eight_endpoints():
@@ -51,9 +53,10 @@ def test_overrides_and_their_errors():
     ep = p.endpoint("video-generation-events")
     assert ep.concurrency == 4 and ep.service_time.mean_s == pytest.approx(0.2)
     assert ep.breaker is None and ep.retry.kind == "none" and ep.partitioned
-    for bad, match in [({"nope": {}}, "no such endpoint"),
+    for bad, match in [({"nope": {}}, "endpoints.nope.consumes: required"),
+                       ({"nope": {"consumes": ["NoSuchType"]}}, "no message type 'NoSuchType'"),
                        ({"webhook-delivery": {"prefetch": 0}}, "prefetch"),
-                       ({"webhook-delivery": {"colour": 1}}, "unknown setting"),
+                       ({"webhook-delivery": {"colour": 1}}, "colour: not a key"),
                        ({"webhook-delivery": {"failure_probability": 2}}, "failure_prob")]:
         with pytest.raises(ConfigError, match=match):
             apply_overrides(CONDUIT, bad)
@@ -77,16 +80,19 @@ def test_parse_policies():
 def test_profile_spec_round_trips():
     """A run directory records the profile it used as profile_spec; reading it back gives the
     same profile, resolved or not, built-in or changed by a profile file."""
-    from rabbitscale.topology.overrides import profile_from_spec, profile_spec
-    from rabbitscale.topology.profiles import CONDUIT as C
+    from rabbitscale.topology.profile_file import get_profile, profile_from_spec, profile_spec
+    C = get_profile("conduit")
 
     changed = apply_overrides(C, {"spend-update-events": {
         "service_time": "lognormal:50ms:0.4", "failure_probability": 0.02,
         "retry": "exponential:4:1s:30s:2s", "breaker": "30s:25:3:1m", "rate_limit": "7/2s",
         "partitions": 4, "queue_arguments": {"x-single-active-consumer": True,
                                              "x-max-length": 99}}})
-    for p in (C, GUIDE, changed, changed.resolved(RabbitSettings(prefetch_count=7))):
+    for p in (C, GUIDE, changed):
         assert profile_from_spec(profile_spec(p)) == p
+    settings = RabbitSettings(prefetch_count=7)
+    resolved = changed.resolved(settings)
+    assert profile_from_spec(profile_spec(resolved)).resolved(settings) == resolved
 
 
 def test_queue_arguments_are_validated_with_their_key():
@@ -94,6 +100,6 @@ def test_queue_arguments_are_validated_with_their_key():
                         ({"x-max-length": -5}, "x-max-length: expected an integer"),
                         ({"x-single-active-consumer": "false"}, "unquoted"),
                         ({"x-overflow": "drop-tail"}, "x-overflow: expected one of"),
-                        ({"x-max-lenght": 5}, "not a quorum-queue argument")]:
+                        ({"x-max-lenght": 5}, "x-max-lenght: not a queue argument")]:
         with pytest.raises(ConfigError, match=match):
             apply_overrides(CONDUIT, {"spend-update-events": {"queue_arguments": args}})

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rabbitscale.capacity.doctor import diagnose, read_broker, render, verdict
     from rabbitscale.core.verdicts import FAIL
-    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.profile_file import load_system
 
-    settings, profile = load_stack_config(args.profile, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
     if args.vhost:
         settings = settings.with_vhost(args.vhost)
     snap = asyncio.run(read_broker(settings, args.prometheus))

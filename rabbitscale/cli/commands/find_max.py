@@ -12,7 +12,7 @@ from rabbitscale.scenarios.registry import STEPPABLE
 
 def parser(argv: list[str]) -> Parser:
     p = Parser(prog="rabbitscale find-max",
-               parents=[options.instances(), options.profile(choose=False),
+               parents=[options.instances(), options.profile(),
                         options.load(tasks=False, webhooks=False, users=False)],
                description="Step the task arrival rate from 70% of the model's prediction "
                            "(x1.2 a step) until a step breaks, then bisect to 5%; each step a "
@@ -38,16 +38,17 @@ def run(args: argparse.Namespace) -> int:
     from rabbitscale.runner.find_max import run_find_max
     from rabbitscale.runner.run import RunOptions
     from rabbitscale.scenarios.schedule import Rates
-    from rabbitscale.topology.overrides import load_stack_config
-    from rabbitscale.topology.tasks import format_task_mix
+    from rabbitscale.topology.profile_file import load_system
+    from rabbitscale.topology.tasks import check_mix, format_task_mix
 
-    settings, profile = load_stack_config(None, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
+    mix = check_mix(args.task_mix, profile) if args.task_mix else profile.default_mix
     base = RunOptions(scenario=args.scenario, duration_s=args.step_duration,
                       instances=args.instances,
                       rates=Rates(1.0, targets.WEBHOOK_BASELINE_PER_S,
                                   targets.WEBHOOK_BURSTS_PER_S),
                       payload=args.payload_size, drain_timeout_s=args.drain_timeout,
-                      profile_file=args.profile_file, task_mix=format_task_mix(args.task_mix))
+                      profile_file=args.profile_file, task_mix=format_task_mix(mix))
     out = Path(args.out) if args.out else rundir.RUNS_DIR / f"find-max-{args.scenario}"
-    return run_find_max(settings, profile, base, start=args.start, mix=args.task_mix,
+    return run_find_max(settings, profile, base, start=args.start, mix=mix,
                         out_dir=out)

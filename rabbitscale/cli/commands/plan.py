@@ -36,7 +36,7 @@ def parser(argv: list[str]) -> Parser:
                    help="the largest message (a webhook's PayloadJson may be up to 1 MB)")
     g.add_argument("--service-time", type=a.queue_duration, action="append", default=[],
                    metavar="QUEUE=DURATION",
-                   help="work per attempt of an endpoint, e.g. video-generation-events=30s "
+                   help="work per attempt of an endpoint, e.g. QUEUE=30s "
                         "(repeatable; 0 means no work)")
     g = p.add_argument_group("the broker")
     g.add_argument("--node-memory", type=a.size, default="4GiB", metavar="SIZE",
@@ -85,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
     from rabbitscale.core.errors import BadInput
     from rabbitscale.core.units import format_bytes
     from rabbitscale.core.verdicts import FAIL
-    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.profile_file import load_system
+    from rabbitscale.topology.tasks import check_mix
 
     if args.out:
         raise BadInput("rabbitscale plan: --out goes with --calibrate RUN")
-    settings, profile = load_stack_config(args.profile, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
     known = {ep.queue for ep in profile.endpoints}
     for queue, _ in args.service_time:
         if queue not in known:
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         coefficients, fitted_service = read_calibration(args.calibration)
     inputs = PlanInputs(
         settings=settings, profile=profile, instances=args.instances,
-        task_rate_per_s=args.task_rate, mix=args.task_mix,
+        task_rate_per_s=args.task_rate,
+        mix=check_mix(args.task_mix, profile) if args.task_mix else None,
         webhook_burst_per_s=args.webhook_burst, webhook_baseline_per_s=args.webhook_rate,
         burst_s=args.burst_duration, message_bytes=args.message_size,
         worst_message_bytes=args.worst_message_size,
@@ -118,13 +120,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"profile": profile.name, "instances": args.instances,
                           "verdict": verdict(figs), "figures": [f.as_dict() for f in figs],
                           "broker": broker_plan(inputs).as_dict(),
-                          "findings": findings}, indent=2, default=str))
+                          "findings": findings, "estimates": dict(profile.estimates)},
+                         indent=2, default=str))
     else:
         print(f"capacity plan: profile {profile.name}, {args.instances} instances, "
               f"{args.task_rate * 60:g} tasks/min, webhook bursts {args.webhook_burst:g}/s "
               f"for {args.burst_duration:g}s, {args.queued_messages:,} queued x "
               f"{format_bytes(args.message_size)}, {args.replicas} replica(s)")
-        print(render_table(figs, findings))
+        print(render_table(figs, findings, profile.estimates))
     return 1 if verdict(figs) == FAIL else 0
 
 

@@ -103,7 +103,7 @@ def stack_parser() -> Parser:
 
 
 def backlog_parser() -> Parser:
-    from rabbitscale.runner.backlog import DEFAULT_MIX, DRAIN_SERVICE_TIME
+    from rabbitscale.runner.backlog import DRAIN_SERVICE_TIME
 
     p = Parser(prog="rabbitscale run backlog", usage="rabbitscale run backlog [OPTIONS]",
                parents=[options.instances(), options.profile(),
@@ -119,7 +119,6 @@ def backlog_parser() -> Parser:
                            "paused) until the queues hold --queued messages, hold, then drain; "
                            "memory and disk against the broker model.\n\n" + EXITS)
     p.add_argument("scenario", choices=[BACKLOG], metavar="backlog")
-    p.set_defaults(task_mix=DEFAULT_MIX)
     g = p.add_argument_group("backlog")
     g.add_argument("--queued", type=a.bounded(int, 1, 10**8, "a whole number"),
                    default=targets.QUEUED_MESSAGES,
@@ -162,8 +161,8 @@ def target_parser() -> Parser:
                    help="where the target can reach rabbitscale's callback receiver (default: "
                         "a free port on 127.0.0.1)")
     g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
-                   help="follow video/image tasks with GET /v1/tasks/{id} every INTERVAL "
-                        "instead of a callback (0: callbacks)")
+                   help="follow tasks whose route can be polled (the profile's route poll) "
+                        "with GET every INTERVAL instead of a callback (0: callbacks)")
     g = p.add_argument_group("load generators on other machines")
     g.add_argument("--expect-workers", type=a.bounded(int, 0, 256, "a whole number"),
                    default=0, help="wait for N workers joining with `rabbitscale worker`")
@@ -188,7 +187,8 @@ def _options(args: argparse.Namespace, **extra: Any) -> Any:
         scenario=args.scenario, duration_s=args.duration,
         workers=args.workers, out=Path(args.out) if args.out else None,
         rates=Rates(args.task_rate, args.webhook_rate, args.burst_rates),
-        payload=args.payload_size, users=args.users, task_mix=format_task_mix(args.task_mix),
+        payload=args.payload_size, users=args.users,
+        task_mix=format_task_mix(args.task_mix) if args.task_mix else "",
         sample_interval_s=args.sample_interval, drain_timeout_s=args.drain_timeout,
         thresholds_file=args.thresholds, vhost=args.vhost, profile_file=args.profile_file,
         junit=Path(args.junit) if args.junit else None, **extra)
@@ -204,9 +204,9 @@ def run_stack_mode(args: argparse.Namespace) -> int:
     import asyncio
 
     from rabbitscale.runner.run import Run
-    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.profile_file import load_system
 
-    settings, profile = load_stack_config(args.profile, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
     if args.cluster:
         from rabbitscale.broker.cluster import on_local_cluster
 
@@ -224,15 +224,15 @@ def run_target_mode(args: argparse.Namespace) -> int:
     import asyncio
 
     from rabbitscale.runner.target import TargetOptions, TargetRun, read_keys
-    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.profile_file import load_system
 
-    settings, _ = load_stack_config(args.profile, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
     if args.vhost:
         settings = settings.with_vhost(args.vhost)
     target = TargetOptions(url=args.target, prometheus=args.prometheus,
                            callback_url=args.callback_url, poll_interval_s=args.poll,
                            expect_workers=args.expect_workers, master_port=args.master_port)
-    return asyncio.run(TargetRun(settings, _options(args), target,
+    return asyncio.run(TargetRun(settings, profile, _options(args), target,
                                  read_keys(args.api_key)).execute())
 
 
@@ -242,10 +242,10 @@ def run_backlog_mode(args: argparse.Namespace) -> int:
     from rabbitscale.capacity.broker import BrokerCoefficients
     from rabbitscale.capacity.calibrate import read_calibration
     from rabbitscale.runner.backlog import BacklogOptions, BacklogRun
-    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.profile_file import load_system
     from rabbitscale.topology.tasks import format_task_mix
 
-    settings, profile = load_stack_config(args.profile, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
     replicas = 1
     if args.cluster:
         from rabbitscale.broker.cluster import on_local_cluster
@@ -254,7 +254,8 @@ def run_backlog_mode(args: argparse.Namespace) -> int:
     elif args.replicas:
         raise _bad("--replicas needs --cluster")
     opts = BacklogOptions(
-        queued=args.queued, payload=args.payload_size, task_mix=format_task_mix(args.task_mix),
+        queued=args.queued, payload=args.payload_size,
+        task_mix=format_task_mix(args.task_mix) if args.task_mix else "",
         instances=args.instances, out=Path(args.out) if args.out else None,
         vhost=args.vhost, keep_vhost=args.keep_vhost, sample_interval_s=args.sample_interval,
         drain_timeout_s=args.drain_timeout, service_time=args.drain_service_time,

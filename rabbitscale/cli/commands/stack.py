@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
     from rabbitscale.harness.stack import StackOptions, run_stack
     from rabbitscale.harness.webhook_sink import SinkOptions
-    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.profile_file import load_system
 
-    settings, profile = load_stack_config(args.profile, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
     opts = StackOptions(instances=args.instances, host=args.host, api_port=args.api_port,
                         sink_port=args.sink_port, time_scale=args.time_scale,
                         demo_s=args.demo, prometheus_port=args.prometheus_port,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rabbitscale.cli import options
 from rabbitscale.cli.args import Parser
 from rabbitscale.core import targets
 
@@ -12,8 +13,11 @@ def parser(argv: list[str]) -> Parser:
     from rabbitscale.runner.validation import BURST_CASE, CASES
 
     names = [c.name for c in (*CASES, BURST_CASE)]
-    p = Parser(prog="rabbitscale validate",
-               description="Cases chosen so that a wrong model fails: the model must hold at "
+    p = Parser(prog="rabbitscale validate", parents=[options.profile()],
+               description="Each case sets the endpoint of one task kind of the profile (its "
+                           "default mix's first; the burst case its webhook kind) and loads "
+                           "it alone. Cases chosen so that a wrong model fails: the model "
+                           "must hold at "
                            f"P/{1 + targets.MODEL_TOLERANCE:g} and break at "
                            f"P/{1 - targets.MODEL_TOLERANCE:g}.\n\nExit codes: 0 every case "
                            f"within tolerance ({targets.MODEL_TOLERANCE:.0%}, burst "
@@ -23,9 +27,6 @@ def parser(argv: list[str]) -> Parser:
                    help="run only this case (repeatable): " + ", ".join(names))
     p.add_argument("--search", action="store_true",
                    help="find-max around each prediction (slower) instead of the bracket")
-    p.add_argument("--profile-file", metavar="FILE",
-                   help="a profile file's [rabbitmq] settings (broker, prefetch defaults); "
-                        "the cases set their endpoints")
     p.add_argument("--out", metavar="DIR", help="directory for the runs "
                                                 "(default: runs/validation)")
     return p
@@ -36,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     from rabbitscale.core import rundir
     from rabbitscale.runner.validation import run_validate
-    from rabbitscale.topology.overrides import load_stack_config
+    from rabbitscale.topology.profile_file import load_system
 
-    settings, _ = load_stack_config(None, args.profile_file)
+    settings, profile = load_system(args.profile, args.profile_file)
     out = Path(args.out) if args.out else rundir.RUNS_DIR / "validation"
-    return run_validate(settings, out, args.case or None, args.search)
+    return run_validate(settings, profile, out, args.case or None, args.search)

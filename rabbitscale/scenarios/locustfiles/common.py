@@ -33,9 +33,11 @@ from rabbitscale.harness.auth import VirtualKeys
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.callback_urls import CallbackPlan
 from rabbitscale.scenarios.drivers import Task, TaskDriver
-from rabbitscale.scenarios.locustfiles.drivers import AmqpDriver, HttpDriver
+from rabbitscale.scenarios.locustfiles.drivers import AmqpDriver, HttpDriver, RoutedDriver
 from rabbitscale.scenarios.pacing import Pacer, RateFn
 from rabbitscale.scenarios.schedule import Rates
+from rabbitscale.topology.profile_file import PROFILE_ENV, profile_from_env
+from rabbitscale.topology.profiles import Profile, TaskKind
 from rabbitscale.topology.tasks import parse_task_mix
 
 START_LEAD_S = 2.0  # workers receive the start with the spawn message: leave them time
@@ -74,6 +76,7 @@ class Options:
     webhook_target: str
     callbacks: CallbackPlan | None
     poll_interval_s: float
+    profile: Profile
 
 
 def _keyring(o: Any) -> Callable[[int], str]:
@@ -106,15 +109,17 @@ def options(environment: Any) -> Options:
     try:
         callbacks = CallbackPlan(o.callback_url, o.run_name or "run", o.callback_secret) \
             if o.callback_url else None
+        profile = profile_from_env({PROFILE_ENV: o.profile_spec} if o.profile_spec else {})
         result = Options(
             task_rate=parse_rate_per_s(o.task_rate), webhook_rate=parse_rate_per_s(o.webhook_rate),
             burst_rates=tuple(parse_rate_per_s(r) for r in str(o.burst_rates).split(",") if r),
-            mix=parse_task_mix(o.task_mix), payload_bytes=parse_size_bytes(o.payload_size),
+            mix=parse_task_mix(o.task_mix, profile) if o.task_mix else profile.default_mix,
+            payload_bytes=parse_size_bytes(o.payload_size),
             virtual_keys=max(1, int(o.virtual_keys)), transport=o.transport,
             poisson=o.arrivals == "poisson", start_at=float(o.start_at or 0),
             keyring=_keyring(o) if o.transport == "http" else None,
             webhook_target=str(o.webhook_target or ""),
-            callbacks=callbacks, poll_interval_s=float(o.poll_interval or 0))
+            callbacks=callbacks, poll_interval_s=float(o.poll_interval or 0), profile=profile)
     except ValueError as exc:  # BadInput and friends: one line
         raise SystemExit(f"error: {exc}") from None
     environment._rabbitscale_options = result
@@ -293,7 +298,7 @@ class OpenModelMixin:
             record(f"{self.stream_name}_send_delay", lateness)
             task = self.make_task(slot)
             sent = driver.send(task)
-            if driver.request_type == "AMQP":
+            if sent.via == "AMQP":
                 self.environment.events.request.fire(
                     request_type="AMQP", name=f"publish {task.kind}",
                     response_time=sent.response_time_ms, response_length=sent.length,
@@ -301,26 +306,28 @@ class OpenModelMixin:
             record(f"{self.stream_name}_request", sent.response_time_ms / 1000)
 
 
+def sized(rng: random.Random, payload_bytes: int, sigma: float = 0.5) -> int:
+    """A message size, lognormal around ``payload_bytes``."""
+    return int(rng.lognormvariate(math.log(payload_bytes) - sigma**2 / 2, sigma))
+
+
 class TaskMixin(OpenModelMixin):
-    """Video, image and spend tasks over many virtual keys, ~10 KB lognormal payloads."""
+    """Tasks of the run's mix (the profile's task kinds) over many ordering keys, sized
+    lognormal around --payload-size unless their message type has a size of its own."""
+
+    def pick(self, o: Options, rng: random.Random) -> str:
+        kinds = list(o.mix)
+        return rng.choices(kinds, weights=[o.mix[k] for k in kinds])[0]
 
     def make_task(self, intended: float) -> Task:
         o = options(self.environment)
         rng = self._rng()
-        kinds = list(o.mix)
-        kind = rng.choices(kinds, weights=[o.mix[k] for k in kinds])[0]
-        if kind == "webhook":  # a webhook in the task stream: delivered to the run's sink
-            task_id = str(uuid.uuid4())
-            target = o.callbacks.url_for("webhook", task_id, intended) if o.callbacks \
-                else o.webhook_target or "https://example.com/hook"
-            return Task("webhook", 1, task_id, 1000, intended, webhook_url=target)
-        sigma = 0.5
-        size = int(rng.lognormvariate(math.log(o.payload_bytes) - sigma**2 / 2, sigma))
+        kind = o.profile.task(self.pick(o, rng))
+        fixed = o.profile.message(kind.message).size_bytes
         task_id = str(uuid.uuid4())
-        callback = o.callbacks.url_for(kind, task_id, intended) \
-            if o.callbacks and kind in ("video", "image") and not o.poll_interval_s else ""
-        return Task(kind, rng.randint(1, o.virtual_keys), task_id, size, intended,
-                    amount=round(rng.uniform(0.001, 0.1), 6), webhook_url=callback)
+        return Task(kind.name, rng.randint(1, o.virtual_keys), task_id,
+                    fixed or sized(rng, o.payload_bytes), intended,
+                    callback=callback_for(o, kind, task_id, intended))
 
     def _rng(self) -> random.Random:
         rng = getattr(self, "_random", None)
@@ -329,15 +336,30 @@ class TaskMixin(OpenModelMixin):
         return rng
 
 
-class WebhookMixin(OpenModelMixin):
+def callback_for(o: Options, kind: TaskKind, task_id: str, intended: float) -> str:
+    """The URL a task asks to be called back at: a callback URL of its own in a black-box run
+    (when its route carries one, or it is a webhook, and it is not followed by polling); the
+    run's webhook target for a webhook of a run against the reference stack; else none."""
+    route = kind.route
+    webhook = kind.stream == registry.WEBHOOKS
+    polled = bool(o.poll_interval_s and route is not None and route.poll and not webhook)
+    if o.callbacks and kind.calls_back and not polled:
+        return o.callbacks.url_for(kind.name, task_id, intended)
+    if webhook:
+        return o.webhook_target or "https://example.com/hook"
+    return ""
+
+
+class WebhookMixin(TaskMixin):
+    """The webhooks stream: tasks of the profile's webhook kind."""
+
     stream_name = registry.WEBHOOKS
 
-    def make_task(self, intended: float) -> Task:
-        o = options(self.environment)
-        task_id = str(uuid.uuid4())
-        target = o.callbacks.url_for("webhook", task_id, intended) if o.callbacks \
-            else o.webhook_target or "https://example.com/hook"
-        return Task("webhook", 1, task_id, 1000, intended, webhook_url=target)
+    def pick(self, o: Options, rng: random.Random) -> str:
+        if o.profile.webhook_kind is None:
+            raise SystemExit(f"error: profile {o.profile.name!r} has no task kind with "
+                             f"stream = \"webhooks\": the webhook scenarios cannot run")
+        return o.profile.webhook_kind
 
 
 class TaskUser(FastHttpUser):
@@ -355,7 +377,8 @@ def make_driver(user: Any) -> TaskDriver:
     """The driver of the run's transport: the system's API, or the broker."""
     o = options(user.environment)
     if o.transport == "amqp":
-        return AmqpDriver()
+        return AmqpDriver(o.profile)
     assert o.keyring is not None
-    return HttpDriver(user.client, o.keyring, poll_interval_s=o.poll_interval_s,
-                      callbacks=o.callbacks)
+    return RoutedDriver(HttpDriver(user.client, o.profile, o.keyring,
+                                   poll_interval_s=o.poll_interval_s, callbacks=o.callbacks),
+                        o.profile)

@@ -18,64 +18,61 @@ from typing import Any
 from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.scenarios import contract
 from rabbitscale.scenarios.callback_urls import POLL_PREFIX, CallbackPlan
-from rabbitscale.scenarios.drivers import Sent, Task, message_for
-from rabbitscale.topology.tasks import TASK_PATHS
+from rabbitscale.scenarios.drivers import Sent, Task, message_for, request_for
+from rabbitscale.topology.profiles import Profile
 
 
 class HttpDriver:
-    """Calls the system's API with a bearer key per task; Locust's FastHttpUser client fires
-    the request events itself. A task that carries a callback URL asks the system to call it
-    (``webhook_url``, or the webhook's ``url``); with ``poll_interval_s`` a video/image task is
-    followed with ``GET /v1/tasks/{id}`` instead, and its end reported to the receiver."""
+    """Calls the system's API, each task on its kind's route, with a bearer key per task;
+    Locust's FastHttpUser client fires the request events itself. A task that carries a
+    callback URL asks the system to call it (the route's callback field); with
+    ``poll_interval_s`` a task whose route can be polled is followed with GET instead, and its
+    end reported to the receiver."""
 
     request_type = "POST"
-    PATHS = TASK_PATHS
-    FINAL_STATES = {"completed", "failed", "cancelled", "timedout"}
+    FINAL_STATES = {"completed", "failed", "cancelled", "timedout", "succeeded", "done"}
 
-    def __init__(self, client: Any, keyring: Callable[[int], str], *,
+    def __init__(self, client: Any, profile: Profile, keyring: Callable[[int], str], *,
                  poll_interval_s: float = 0.0, callbacks: CallbackPlan | None = None) -> None:
         self.client = client
+        self.profile = profile
         self.keyring = keyring
         self.poll_interval_s = poll_interval_s
         self.callbacks = callbacks
 
-    def body(self, task: Task) -> dict[str, Any]:
-        if task.kind in ("video", "image"):
-            body: dict[str, Any] = {"prompt": "p" + "x" * max(0, task.size_bytes - 1)}
-            if task.webhook_url:
-                body["webhook_url"] = task.webhook_url
-            return body
-        if task.kind == "spend":
-            return {"amount": task.amount}
-        return {"url": task.webhook_url, "event": "TaskCompleted", "task_id": task.task_id,
-                "payload": {"data": "x" * max(0, task.size_bytes - 60)}}
-
     def send(self, task: Task) -> Sent:
-        path = self.PATHS[task.kind]
-        auth = {"Authorization": f"Bearer {self.keyring(task.key_id)}"}
+        route = self.profile.task(task.kind).route
+        if route is None:
+            raise RuntimeError(f"task kind {task.kind!r} has no route: it can only be "
+                               f"published (--transport amqp)")
+        headers = {X_INTENDED: f"{task.intended:.6f}"}
+        if route.auth == "bearer":
+            headers["Authorization"] = f"Bearer {self.keyring(task.key_id)}"
         t0 = time.perf_counter()
-        with self.client.post(path, json=self.body(task), name=path,
-                              headers={**auth, X_INTENDED: f"{task.intended:.6f}"},
-                              catch_response=True) as resp:
+        with self.client.request(route.method, route.path, json=request_for(self.profile, task),
+                                 name=route.path, headers=headers,
+                                 catch_response=True) as resp:
             ok = 200 <= resp.status_code < 300
             if not ok:
                 resp.failure(f"HTTP {resp.status_code}: {resp.error or (resp.text or '')[:200]}")
             elapsed_ms = (time.perf_counter() - t0) * 1000
-            if ok and self.poll_interval_s and task.kind in ("video", "image"):
-                their_id = _task_id(resp)
+            if ok and self.poll_interval_s and route.poll and route.callback:
+                their_id = _task_id(resp, route.id)
                 if their_id:
                     import gevent
 
-                    gevent.spawn(self._poll, task, their_id, auth)
+                    gevent.spawn(self._poll, task, route.poll, their_id, headers)
             return Sent(ok, "accepted" if ok else f"http_{resp.status_code}", elapsed_ms)
 
-    def _poll(self, task: Task, their_id: str, auth: dict[str, str]) -> None:
+    def _poll(self, task: Task, poll: str, their_id: str, headers: dict[str, str]) -> None:
         """GET the task until it is final, then tell the receiver when that was seen."""
         import gevent
 
+        auth = {k: v for k, v in headers.items() if k == "Authorization"}
         while True:
             gevent.sleep(self.poll_interval_s)
-            with self.client.get(f"/v1/tasks/{their_id}", headers=auth, name="/v1/tasks/[id]",
+            with self.client.get(poll.replace("{id}", their_id), headers=auth,
+                                 name=poll.replace("{id}", "[id]"),
                                  catch_response=True) as resp:
                 status = ""
                 if resp.status_code == 200:
@@ -94,12 +91,12 @@ class HttpDriver:
                 resp.success()
 
 
-def _task_id(resp: Any) -> str:
+def _task_id(resp: Any, field: str) -> str:
     try:
         doc = resp.json()
     except ValueError:
         return ""
-    return str(doc.get("task_id") or doc.get("id") or "") if isinstance(doc, dict) else ""
+    return str(doc.get(field) or doc.get("id") or "") if isinstance(doc, dict) else ""
 
 
 class _AsyncioBridge:
@@ -108,12 +105,8 @@ class _AsyncioBridge:
     _instance: _AsyncioBridge | None = None
     _guard = threading.Lock()
 
-    def __init__(self) -> None:
-        import json
-
+    def __init__(self, profile: Profile) -> None:
         from rabbitscale.broker.publisher import Publisher
-        from rabbitscale.topology.overrides import PROFILE_ENV, profile_from_spec
-        from rabbitscale.topology.profiles import get_profile
         from rabbitscale.topology.settings import load_settings
 
         try:  # under Locust, threading is monkey-patched: the loop needs a real thread
@@ -123,8 +116,7 @@ class _AsyncioBridge:
         except ImportError:  # pragma: no cover - Locust always brings gevent
             real_thread, real_event = threading.Thread, threading.Event
         settings = load_settings()
-        spec = os.environ.get(PROFILE_ENV)
-        profile = profile_from_spec(json.loads(spec)) if spec else get_profile("conduit")
+        self.profile = profile
         self.publisher = Publisher(settings, profile,
                                    run_id=os.environ.get(contract.RUN_NAME.env, ""))
         self.loop = asyncio.new_event_loop()
@@ -150,10 +142,10 @@ class _AsyncioBridge:
         self.waiters = ThreadPool(int(os.environ.get("RABBITSCALE_AMQP_IN_FLIGHT", "256")))
 
     @classmethod
-    def get(cls) -> _AsyncioBridge:
+    def get(cls, profile: Profile) -> _AsyncioBridge:
         with cls._guard:
             if cls._instance is None:
-                cls._instance = cls()
+                cls._instance = cls(profile)
             return cls._instance
 
 
@@ -162,15 +154,35 @@ class AmqpDriver:
 
     request_type = "AMQP"
 
-    def __init__(self) -> None:
-        self.bridge = _AsyncioBridge.get()
+    def __init__(self, profile: Profile) -> None:
+        self.bridge = _AsyncioBridge.get(profile)
+        self.profile = profile
 
     def send(self, task: Task) -> Sent:
-        type_name, body, key = message_for(task)
+        type_name, body = message_for(self.profile, task)
         t0 = time.perf_counter()
         fut = asyncio.run_coroutine_threadsafe(
-            self.bridge.publisher.publish(type_name, body, key=key, intended_time=task.intended),
+            self.bridge.publisher.publish(type_name, body, intended_time=task.intended),
             self.bridge.loop)
         result = self.bridge.waiters.spawn(fut.result).get()
         return Sent(result.ok, result.outcome.value, (time.perf_counter() - t0) * 1000,
-                    task.size_bytes, result.error)
+                    task.size_bytes, result.error, via="AMQP")
+
+
+class RoutedDriver:
+    """The HTTP transport for a system some of whose task kinds have no route: those enter by
+    being published (a payment gateway publishing to the broker), the rest on their routes."""
+
+    request_type = "POST"
+
+    def __init__(self, http: HttpDriver, profile: Profile) -> None:
+        self.http = http
+        self.profile = profile
+        self._amqp: AmqpDriver | None = None
+
+    def send(self, task: Task) -> Sent:
+        if self.profile.task(task.kind).route is not None:
+            return self.http.send(task)
+        if self._amqp is None:
+            self._amqp = AmqpDriver(self.profile)
+        return self._amqp.send(task)

@@ -1,5 +1,5 @@
 """webhook_burst: webhooks at a baseline rate, then bursts at 50/s and 100/s (the guide's
-50-100 webhooks/s), driven through POST /v1/webhook. The LoadTestShape sizes the user pool to
+50-100 webhooks/s), sent as the profile's webhook kind. The LoadTestShape sizes the user pool to
 the peak rate; the arrival schedule itself is open-model (scenarios/schedule.py).
 
     locust -f rabbitscale/scenarios/locustfiles/webhook_burst.py --config locust.conf \

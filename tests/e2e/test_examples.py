@@ -1,0 +1,50 @@
+"""The example system that is not ConduitLLM (examples/orders.toml: four endpoints, one
+single-active-consumer, one reject-publish with fan-out, one classic; a task kind that enters by
+HTTP, one published by a gateway, webhooks) through plan, stack, run and validate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support import ROOT, management, own_vhost, rabbitscale
+
+ORDERS = str(ROOT / "examples" / "orders.toml")
+ENDPOINTS = {"order-processing", "stock-reservations", "payment-capture",
+             "shipment-notifications"}
+
+
+def test_the_plan_of_the_example_system():
+    done = rabbitscale("plan", "--profile-file", ORDERS, "--json")
+    assert done.returncode in (0, 1), done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["profile"] == "orders"
+    assert {f["section"] for f in plan["figures"]} >= ENDPOINTS
+    text = rabbitscale("plan", "--profile-file", ORDERS).stdout
+    assert "only one instance consumes" in text  # payment-capture: single active consumer
+
+
+def test_stack_and_a_mixed_run_of_the_example_system(tmp_path):
+    with own_vhost("rs-orders") as vhost:
+        out = tmp_path / "run"
+        done = rabbitscale("run", "mixed_peak", "--profile-file", ORDERS, "--vhost", vhost,
+                           "--duration", "12s", "--task-rate", "10/s",
+                           "--burst-rates", "20/s,30/s", "--out", str(out), timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        s = json.loads((out / "summary.json").read_text())
+        assert s["verdict"] == "PASS" and s["ledger"]["lost"] == 0
+        with management() as mgmt:
+            queues = {q["name"]: q for q in mgmt("GET", f"/queues/{vhost}", None)}
+    assert set(queues) >= ENDPOINTS
+    assert queues["shipment-notifications"]["type"] == "classic"
+    assert queues["payment-capture"]["arguments"]["x-single-active-consumer"] is True
+    assert queues["stock-reservations"]["arguments"]["x-overflow"] == "reject-publish"
+
+
+@pytest.mark.xdist_group("validation")
+def test_validate_holds_the_model_on_the_example_system(tmp_path):
+    done = rabbitscale("validate", "--profile-file", ORDERS, "--case", "pooled",
+                       "--out", str(tmp_path), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "order-processing" in done.stdout or "pooled" in done.stdout
