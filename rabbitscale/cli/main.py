@@ -47,6 +47,8 @@ COMMANDS: dict[str, Command] = {
                                 "a baseline"),
     "doctor": Command("doctor", "read-only audit of a live broker against the profile and "
                                 "the guide"),
+    "discover": Command("discover", "write the profile file of a live MassTransit system from "
+                                    "its vhost (read-only)"),
     "audit": Command("audit", "check a rabbitmq.conf before deploying it"),
     "stack": Command("stack", "run the reference system: API, N consumer processes, webhook "
                               "sink"),

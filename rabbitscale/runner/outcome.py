@@ -237,3 +237,80 @@ def judge_target(f: TargetFacts, t: slo.Thresholds) -> Outcome:
     return Outcome(led, checks, slo.verdict(checks), expected, attempted,
                    done / max(1, led["tracked"]))
 
+
+@dataclass(frozen=True)
+class AmqpFacts:
+    """What a black-box AMQP run measured: Locust's confirms, and the broker's counters on
+    the system's queues (differences over the run, read-only)."""
+
+    scenario: str
+    duration_s: float
+    rates: Rates
+    published: dict[str, int]  # task kind -> publishes attempted
+    confirmed: dict[str, int]  # task kind -> confirmed by the broker
+    owed: int  # confirmed x the queues each message type reaches
+    consumed: int  # acks on those queues (a message moved to _error or _skipped is acked too)
+    arrived: int  # messages the queues received (others' publishes included)
+    faulted: int  # into the _error queues
+    skipped: int  # into the _skipped queues
+    still_queued: int  # more in the queues than before the run, after the drain
+    peak_depth: int = 0
+    queue_wait_s: float = 0.0  # derived: depth / ack rate, per sample
+    peak_memory_fraction: float = 0.0
+    memory_alarm: bool = False
+    app: dict[str, Any] | None = None  # app_metrics.difference(), with --app-metrics
+    error: str = ""
+    drain_timeout_s: float = 0.0
+
+
+def amqp_ledger(f: AmqpFacts) -> dict[str, Any]:
+    """owed (confirmed x fanout) = consumed + still queued + lost; what the broker shows of
+    other publishers is "foreign", never counted as ours."""
+    app = f.app or {}
+    return {
+        "mode": "black-box amqp",
+        "published": sum(f.published.values()), "confirmed": sum(f.confirmed.values()),
+        "confirmed_by_kind": dict(f.confirmed),
+        "unconfirmed": sum(f.published.values()) - sum(f.confirmed.values()),
+        "owed_deliveries": f.owed, "consumed": f.consumed, "faulted": f.faulted,
+        "skipped": f.skipped, "still_queued": f.still_queued,
+        "lost": max(0, f.owed - f.consumed - f.still_queued),
+        "foreign_deliveries": max(0, f.arrived - f.owed),
+        "app_consumed": int(app["messaging_masstransit_consume"])
+        if "messaging_masstransit_consume" in app else NOT_MEASURED,
+        "app_consume_errors": int(app["messaging_masstransit_consume_errors"])
+        if "messaging_masstransit_consume_errors" in app else NOT_MEASURED,
+        "order_violations": NOT_MEASURED,
+    }
+
+
+def judge_amqp(f: AmqpFacts, t: slo.Thresholds) -> Outcome:
+    led = amqp_ledger(f)
+    expected = scheduled(f.scenario, f.rates, f.duration_s)
+    attempted = led["published"]
+    checks = load_checks(f.scenario, f.rates, f.duration_s, attempted, (), t, "delivered")
+    checks += [
+        slo.at_most("unconfirmed_publishes", led["unconfirmed"], 0,
+                    "nacked, returned or timed out at publish"),
+        slo.depth_check("peak_queue_depth", f.peak_depth, t),
+        slo.at_most("queue_wait_derived_s", f.queue_wait_s, t.message_age_max_s,
+                    "derived from the broker: depth / ack rate at each sample"),
+        slo.at_most("peak_memory_fraction_of_watermark", f.peak_memory_fraction,
+                    t.memory_fraction_max),
+        slo.at_most("memory_alarm", int(f.memory_alarm), 0),
+        slo.at_most("error_rate", f.faulted / max(1, f.consumed), t.error_rate_max,
+                    f"{f.faulted} moved to _error queues of {f.consumed} consumed"),
+        slo.at_most("unfinished_after_drain", f.still_queued, 0,
+                    f"still queued after draining (up to {f.drain_timeout_s:g}s)"),
+        slo.at_most("lost", led["lost"], t.lost_max,
+                    "confirmed x queues reached = consumed + still queued + lost"),
+        slo.not_measured("order_violations", "needs per-key sequence numbers from consumers"),
+    ]
+    if led["foreign_deliveries"]:
+        checks.append(slo.Check("foreign_deliveries", "0", led["foreign_deliveries"], slo.WARN,
+                                "other publishers sent to the same queues during the run: "
+                                "consumed and queued include theirs, so lost may be hidden"))
+    if f.error:
+        checks.append(slo.Check("run_error", "none", f.error, slo.FAIL))
+    return Outcome(led, checks, slo.verdict(checks), expected, attempted,
+                   f.consumed / max(1, f.owed))

@@ -150,7 +150,9 @@ def target_parser() -> Parser:
     _timing(p, "1m")
     g = p.add_argument_group("the system under test")
     g.add_argument("--target", metavar="URL", required=True,
-                   help="the API of a system rabbitscale did not start")
+                   help="the API of a system rabbitscale did not start (http://host:port), or "
+                        "its broker (amqp://USER:PASS@HOST:PORT/VHOST): Locust then publishes "
+                        "the profile's message types to the system's exchanges")
     g.add_argument("--api-key", action="append", default=[], metavar="KEY",
                    help="bearer key for the target (repeatable); or set "
                         "RABBITSCALE_TARGET_API_KEYS=k1,k2 to keep keys off the command line")
@@ -163,6 +165,12 @@ def target_parser() -> Parser:
     g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
                    help="follow tasks whose route can be polled (the profile's route poll) "
                         "with GET every INTERVAL instead of a callback (0: callbacks)")
+    g = p.add_argument_group("a system loaded through its broker (--target amqp://...)")
+    g.add_argument("--management", metavar="URL",
+                   help="the broker's management API, read-only (default: http://HOST:15672)")
+    g.add_argument("--app-metrics", metavar="URL",
+                   help="the application's Prometheus endpoint with MassTransit's meters "
+                        "(messaging_masstransit_*): consume and delivery latency, consume errors")
     g = p.add_argument_group("load generators on other machines")
     g.add_argument("--expect-workers", type=a.bounded(int, 0, 256, "a whole number"),
                    default=0, help="wait for N workers joining with `rabbitscale worker`")
@@ -223,10 +231,17 @@ def run_stack_mode(args: argparse.Namespace) -> int:
 def run_target_mode(args: argparse.Namespace) -> int:
     import asyncio
 
+    from rabbitscale.core.urls import is_amqp
     from rabbitscale.runner.target import TargetOptions, TargetRun, read_keys
     from rabbitscale.topology.profile_file import load_system
 
     settings, profile = load_system(args.profile, args.profile_file)
+    if is_amqp(args.target):
+        return run_amqp_target(args, settings, profile)
+    for flag, value in (("--management", args.management), ("--app-metrics", args.app_metrics)):
+        if value:
+            raise _bad(f"{flag} applies to --target amqp://... (a system loaded through its "
+                       f"broker)")
     if args.vhost:
         settings = settings.with_vhost(args.vhost)
     target = TargetOptions(url=args.target, prometheus=args.prometheus,
@@ -234,6 +249,22 @@ def run_target_mode(args: argparse.Namespace) -> int:
                            expect_workers=args.expect_workers, master_port=args.master_port)
     return asyncio.run(TargetRun(settings, profile, _options(args), target,
                                  read_keys(args.api_key)).execute())
+
+
+def run_amqp_target(args: argparse.Namespace, settings: Any, profile: Any) -> int:
+    import asyncio
+
+    from rabbitscale.runner.amqp_target import AmqpTargetOptions, AmqpTargetRun
+
+    for flag, given in (("--api-key", args.api_key), ("--callback-url", args.callback_url),
+                        ("--poll", args.poll), ("--prometheus", args.prometheus),
+                        ("--expect-workers", args.expect_workers), ("--vhost", args.vhost)):
+        if given:
+            raise _bad(f"{flag} does not apply to --target amqp://... (the URL names the "
+                       f"vhost; the run calls no API)")
+    t = AmqpTargetOptions(url=args.target, management_url=args.management,
+                          app_metrics=args.app_metrics)
+    return asyncio.run(AmqpTargetRun(settings, profile, _options(args), t).execute())
 
 
 def run_backlog_mode(args: argparse.Namespace) -> int:

@@ -1,0 +1,67 @@
+"""`rabbitscale discover`: the profile file of a live MassTransit system, read from its vhost."""
+
+from __future__ import annotations
+
+import argparse
+
+from rabbitscale.cli.args import Parser
+
+
+def parser(argv: list[str]) -> Parser:
+    p = Parser(prog="rabbitscale discover",
+               usage="rabbitscale discover --vhost VHOST [--management URL] --out FILE",
+               description="Reads the management API (GET only) and writes the profile file "
+                           "of the system in VHOST: message-type exchanges, endpoints and their "
+                           "queues (type, arguments after policies, prefetch), and where the "
+                           "broker shows traffic, rates and service times marked as estimates "
+                           "with their source. Then `plan --profile-file FILE` and "
+                           "`doctor --vhost VHOST --profile-file FILE`.\n\nExit codes: 0 "
+                           "written, 1 no MassTransit endpoint found, 2 bad input, 3 broker "
+                           "unreachable or not authorised.")
+    p.add_argument("--vhost", required=True, help="the vhost the system uses")
+    p.add_argument("--management", metavar="URL",
+                   help="the management API, e.g. http://host:15672 (default: the "
+                        "configuration's host and management port; credentials from AMQP_URL "
+                        "or CONDUITLLM__RABBITMQ__USERNAME/PASSWORD)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the profile file to write (- for standard output)")
+    p.add_argument("--name", help="the profile's name (default: discovered-VHOST)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import sys
+    import time
+    from pathlib import Path
+
+    from rabbitscale.capacity.discover import discover, to_toml
+    from rabbitscale.capacity.doctor import read_broker
+    from rabbitscale.core.errors import BadInput
+    from rabbitscale.core.urls import check_url
+    from rabbitscale.topology.settings import load_settings
+
+    settings = load_settings().with_vhost(args.vhost)
+    if args.management:
+        check_url(args.management, "the management API", "--management")
+        settings = dataclasses.replace(settings, management_url=args.management)
+    out = None if args.out == "-" else Path(args.out)
+    if out is not None and (out.is_dir() or not out.parent.is_dir()):
+        raise BadInput(f"--out: {args.out!r} is not a file in an existing directory")
+    snap = asyncio.run(read_broker(settings))
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data = discover(snap, args.name, when)
+    if not data["endpoints"]:
+        print(f"error: no MassTransit receive endpoint in vhost {args.vhost!r} (a queue bound "
+              f"from an exchange of its own name); nothing written", file=sys.stderr)
+        return 1
+    text = to_toml(data, args.vhost, when)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        n = data["endpoints"]
+        print(f"wrote {out}: {len(n)} endpoint(s), {len(data['messages'])} message type(s), "
+              f"{len(data.get('estimates', {}))} estimate(s) marked with their source")
+    return 0
