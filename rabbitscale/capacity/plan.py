@@ -8,13 +8,14 @@ hold. Imports stay light (no aio-pika, pandas or matplotlib) so the command answ
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rabbitscale.capacity import broker, model
 from rabbitscale.core import targets
-from rabbitscale.core.units import format_bps, format_bytes
+from rabbitscale.core.units import format_bps, format_bytes, format_iec
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN
 from rabbitscale.topology.profiles import Endpoint, Profile
 from rabbitscale.topology.settings import RabbitSettings
@@ -64,14 +65,23 @@ class Figure:
     note: str = ""
 
     @property
+    def id(self) -> str:
+        """Stable snake_case id for --json readers: section.figure."""
+        return f"{_slug(self.section)}.{_slug(self.name)}"
+
+    @property
     def display(self) -> str:
         return display(self.value, self.unit)
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {"id": self.id, **asdict(self)}
         out["value"] = None if math.isinf(self.value) or math.isnan(self.value) else self.value
         out["display"] = self.display
         return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def _fmt(v: float) -> str:
@@ -85,8 +95,9 @@ def _fmt(v: float) -> str:
 def display(value: float, unit: str) -> str:
     if math.isinf(value):
         return "unbounded" if value > 0 else "-inf"
-    if unit == "B":
-        return format_bytes(value)
+    if unit == "B":  # IEC, as RabbitMQ and the kernel count; SI beside it, as the guide writes
+        return format_iec(value) if abs(value) < 1000 else \
+            f"{format_iec(value)} ({format_bytes(value)})"
     if unit == "bps":
         return format_bps(value)
     if unit == "%":
@@ -280,7 +291,7 @@ def _capacity_figures(p: PlanInputs, e: _EndpointLoad) -> list[Figure]:
         Figure(sec, "capacity", e.capacity, "msg/s", inputs, INFO,
                "single-active-consumer: one instance consumes"
                if ep.single_active_consumer else ""),
-        Figure(sec, "utilisation at target", util, "", f"{e.arrival:.3g} msg/s arriving",
+        Figure(sec, "utilisation at target", util, "%", f"{e.arrival:.3g} msg/s arriving",
                FAIL if util >= 1 else WARN if util > 1 - p.headroom else OK),
         Figure(sec, "instances needed", needed, "", f"{p.headroom:.0%} headroom",
                FAIL if math.isinf(needed) else OK if needed <= p.instances else FAIL,
@@ -384,7 +395,8 @@ class BrokerPlan:
     """The broker figures of a plan, as numbers (``plan --json`` -> ``broker``) and as rows."""
 
     memory_bytes: float
-    disk_bytes: float
+    disk_bytes: float  # at the backlog's peak (the WAL not yet rolled over)
+    stored_bytes: float  # settled once written: what `run backlog` compares its node with
     network_in_bps: float
     network_out_bps: float
     replication_bps: float
@@ -447,7 +459,9 @@ def broker_plan(p: PlanInputs) -> BrokerPlan:
               "disk_free_limit_bytes": _disk_free_limit(p), "link_bps": p.link_bps,
               "rate_per_s": b.rate, "connections": b.connections, "channels": b.channels,
               "wal_max_bytes": broker.WAL_MAX_BYTES, "coefficients": p.coefficients.as_dict()}
-    return BrokerPlan(mem, disk, net_in, net_out, net["replication"], ceiling, inputs, figs)
+    stored = broker.stored_bytes(p.queued_messages, p.message_bytes, 1, c=p.coefficients)
+    return BrokerPlan(mem, disk, stored, net_in, net_out, net["replication"], ceiling, inputs,
+                      figs)
 
 
 def _node_memory_figures(p: PlanInputs, b: _BrokerLoad, mem: float) -> list[Figure]:
@@ -521,7 +535,7 @@ def _network_figures(p: PlanInputs, b: _BrokerLoad, net_in: float, net_out: floa
                            f"{b.rate:.4g} msg/s (tasks + webhook burst) x "
                            f"({format_bytes(p.message_bytes)} + {broker.AMQP_FRAMING_BYTES} B "
                            f"framing): {what}",
-                           FAIL if share >= 1 else
+                           FAIL if share >= targets.LINK_FAIL_FRACTION else
                            WARN if share >= targets.LINK_WARNING_FRACTION else OK,
                            f"{share:.0%} of a {format_bps(p.link_bps)} link"))
     return figs
@@ -592,29 +606,64 @@ def profile_findings(profile: Profile, settings: RabbitSettings) -> list[str]:
     return out
 
 
+PLAN_SCHEMA_VERSION = 2  # plan --json: bump when an id, a key or a unit changes meaning
+SEVERITY = (FAIL, WARN, OK, INFO)
+LEGEND = ("FAIL: the plan does not hold; WARN: it holds with less margin than the guide asks; "
+          "OK: it holds; INFO: a figure shown for context, not judged")
+
+
 def verdict(figs: list[Figure]) -> str:
     verdicts = {f.verdict for f in figs}
     return FAIL if FAIL in verdicts else WARN if WARN in verdicts else OK
 
 
+def counts(figs: list[Figure]) -> dict[str, int]:
+    return {v: sum(f.verdict == v for f in figs) for v in SEVERITY}
+
+
+def counts_line(figs: list[Figure]) -> str:
+    c = counts(figs)
+    return ", ".join(f"{c[v]} {v}" for v in SEVERITY)
+
+
+def as_json(figs: list[Figure], **extra: Any) -> dict[str, Any]:
+    """``plan --json``: versioned, each figure with its stable id, value and unit."""
+    return {"schema_version": PLAN_SCHEMA_VERSION, **extra, "verdict": verdict(figs),
+            "counts": counts(figs), "figures": [f.as_dict() for f in figs]}
+
+
 def render_table(figs: list[Figure], findings: list[str],
-                 estimates: Mapping[str, str] | None = None) -> str:
-    """The plan as text; ``estimates`` are the profile's inputs that were estimated (by
+                 estimates: Mapping[str, str] | None = None, title: str = "") -> str:
+    """The plan as text: the counts, the FAILs and WARNs first, then every figure by section
+    under column headers; ``estimates`` are the profile's inputs that were estimated (by
     discover), each with where it came from, so no estimate reads as a fact."""
-    lines = []
-    section = None
     w = max(len(f.name) for f in figs) + 2
+    header = f"  {'figure':<{w}} {'value':>24}  {'verdict':<7}  inputs -- note"
+
+    def row(f: Figure, section: bool = False) -> str:
+        name = f"{f.section}: {f.name}" if section else f.name
+        return (f"  {name:<{w}} {f.display:>24}  {f.verdict:<7}  {f.inputs}"
+                + (f"  -- {f.note}" if f.note else ""))
+
+    lines = [f"plan: {counts_line(figs)} -> verdict {verdict(figs)}"] + ([title] if title else [])
+    attention = [f for f in figs if f.verdict in (FAIL, WARN)]
+    attention.sort(key=lambda f: SEVERITY.index(f.verdict))
+    if attention:
+        w = max(w, max(len(f.section) + len(f.name) + 4 for f in attention))
+        header = f"  {'figure':<{w}} {'value':>24}  {'verdict':<7}  inputs -- note"
+        lines += ["", "[needs attention]", header] + [row(f, True) for f in attention]
+    section = None
+    lines += ["", "[all figures]", header]
     for f in figs:
         if f.section != section:
             section = f.section
-            lines.append(f"\n[{section}]")
-        lines.append(f"  {f.name:<{w}} {f.display:>16}  {f.verdict:<4}  {f.inputs}"
-                     + (f"  -- {f.note}" if f.note else ""))
+            lines.append(f" [{section}]")
+        lines.append(row(f))
     if findings:
         lines.append("\n[profile findings]")
         lines += [f"  - {x}" for x in findings]
     if estimates:
         lines.append("\n[estimated inputs of the profile]")
         lines += [f"  - {key}: {source}" for key, source in sorted(estimates.items())]
-    lines.append(f"\nverdict: {verdict(figs)}")
-    return "\n".join(lines).lstrip("\n")
+    lines += ["", LEGEND, f"verdict: {verdict(figs)}"]
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ CONTAINER_MEMORY_BYTES = 4 * 2**30  # the guide's compose memory limit (4G)
 DISK_FREE_LIMIT_RELATIVE = 2.0  # disk_free_limit.relative in the guide's rabbitmq.conf
 LINK_BPS = 100e6  # "Network: 100+ Mbps for high throughput"
 LINK_WARNING_FRACTION = 0.7  # of the link: a burst needs room above the sustained load
+LINK_FAIL_FRACTION = 0.9  # of the link: TCP on a link this full queues and drops, latency grows
 BURST_MAX_LAG_S = 5.0  # a burst webhook counts as absorbed if delivered this soon (ours)
 
 # rabbitscale's own claim for its capacity model (rabbitscale/runner/validation.py holds it to them)

@@ -13,8 +13,8 @@ from rabbitscale.core.errors import BadInput
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
 }
 _DURATION_UNITS = {
     "us": 1e-6, "ms": 1e-3, "s": 1.0, "": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
@@ -49,10 +49,15 @@ def _scaled(text: str | int | float, units: Mapping[str, float], unit_chars: str
 
 
 def parse_size_bytes(text: str | int | float) -> int:
-    """'10KB' -> 10000, '10KiB' -> 10240, '1.5MB' -> 1500000, 512 -> 512."""
+    """'10KB' -> 10000, '10KiB' -> 10240, '1.5MB' -> 1500000, 512 -> 512. B is a byte; a
+    lowercase b after a prefix is a bit, which no size here is counted in: refused."""
     plain = _plain(text, "size")
     if plain is not None:
         return int(plain)
+    m = re.fullmatch(_NUMBER + r"\s*([kKmMgGtTpP]i?)b", str(text).strip())
+    if m:
+        raise UnitError(f"not a size: {text!r} is in bits (b); sizes are in bytes (B), e.g. "
+                        f"{m.group(1)}{m.group(2).upper().replace('I', 'i')}B")
     return int(round(_scaled(text, _SIZE_UNITS, "a-zA-Z", "size", "10KB, 10KiB, 1MB, 512")))
 
 
@@ -69,25 +74,44 @@ def parse_duration_s(text: str | int | float) -> float:
 
 
 def parse_rate_per_s(text: str | int | float) -> float:
-    """'1000/min' -> 16.67, '100/s' -> 100.0, '17' -> 17.0 (per second)."""
+    """'1000/min' -> 16.67, '100/s' -> 100.0. Text needs its unit: '1000' could be per second
+    or per minute (the guide counts tasks per minute, webhooks per second), so it is refused
+    with both readings; a number given as a number is per second."""
     plain = _plain(text, "rate")
     if plain is not None:
         return plain
-    m = re.fullmatch(_NUMBER + r"\s*(?:/\s*([a-zA-Z]+))?", str(text).strip())
-    if not m or (m.group(2) and m.group(2).lower() not in _RATE_UNITS):
+    raw = str(text).strip()
+    if raw.startswith("-"):
+        raise UnitError(f"a rate must not be negative, got {text!r}")
+    m = re.fullmatch(_NUMBER + r"\s*(?:/\s*([a-zA-Z]+))?", raw)
+    if m and not m.group(2):
+        raise UnitError(f"a rate needs its unit: {text!r} is {raw}/min or {raw}/s?")
+    if not m or m.group(2).lower() not in _RATE_UNITS:
         raise UnitError(f"not a rate: {text!r} (use e.g. 1000/min, 100/s)")
-    per = _RATE_UNITS[m.group(2).lower()] if m.group(2) else 1.0
-    return float(m.group(1)) / per
+    return float(m.group(1)) / _RATE_UNITS[m.group(2).lower()]
 
 
-_BITRATE_UNITS = {"bps": 1, "kbps": 10**3, "mbps": 10**6, "gbps": 10**9,
-                  "bit/s": 1, "kbit/s": 10**3, "mbit/s": 10**6, "gbit/s": 10**9}
+_PREFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
 def parse_bitrate_bps(text: str | int | float) -> float:
-    """'100Mbps' -> 1e8, '1Gbit/s' -> 1e9, 5e7 -> 5e7 (bits per second, SI, as links are
-    sold)."""
-    return _scaled(text, _BITRATE_UNITS, "a-zA-Z/", "link speed", "100Mbps, 1Gbps, 10Gbit/s")
+    """Bits per second. b is a bit and B a byte (x 8), as links and NICs write them:
+    '100Mbps' and '100Mbit/s' -> 1e8, '100MBps' and '100MB/s' -> 8e8, '1GiB/s' -> 8 x 2^30;
+    a number is bits per second."""
+    plain = _plain(text, "link speed")
+    if plain is not None:
+        return plain
+    raw = str(text).strip()
+    if raw.startswith("-"):
+        raise UnitError(f"a link speed must not be negative, got {text!r}")
+    m = re.fullmatch(_NUMBER + r"\s*([kKmMgGtT]i?)?(bit|byte|b|B)(ps|/s)", raw)
+    if not m:
+        raise UnitError(f"not a link speed: {text!r} (use e.g. 100Mbps, 1Gbit/s, 100MBps for "
+                        f"bytes, 1GiB/s)")
+    prefix = (m.group(2) or "").lower()
+    per_unit = 8 if m.group(3) in ("B", "byte") else 1
+    return float(m.group(1)) * _PREFIX[prefix] * per_unit
 
 
 def format_bps(n: float) -> str:
@@ -99,7 +123,16 @@ def format_bps(n: float) -> str:
 
 def format_bytes(n: float) -> str:
     """Human-readable SI bytes, the way the guide writes them (1.25MB)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    for unit, scale in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}B"
+
+
+def format_iec(n: float) -> str:
+    """Human-readable IEC bytes, the way RabbitMQ and the kernel count memory (1.16MiB)."""
+    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20),
+                        ("KiB", 2**10)):
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:.0f}B"

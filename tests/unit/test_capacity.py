@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 from hypothesis import given
@@ -18,6 +19,8 @@ from rabbitscale.cli.main import main
 from rabbitscale.core.units import (
     UnitError,
     format_bytes,
+    format_iec,
+    parse_bitrate_bps,
     parse_duration_s,
     parse_rate_per_s,
     parse_size_bytes,
@@ -42,6 +45,31 @@ def test_units_are_explicit():
         with pytest.raises(UnitError):
             fn(bad)
     assert format_bytes(1_250_000) == "1.25MB"
+
+
+@pytest.mark.parametrize("text,bps", [
+    ("100Mbps", 1e8), ("100Mbit/s", 1e8), ("100MBps", 8e8), ("100MB/s", 8e8),
+    ("1Gbit/s", 1e9), ("1GiB/s", 8 * 2**30), ("10Gbps", 1e10), ("100kbps", 1e5)])
+def test_link_speeds_tell_bits_from_bytes(text, bps):
+    assert parse_bitrate_bps(text) == bps
+
+
+@pytest.mark.parametrize("fn,text,says", [
+    (parse_rate_per_s, "1000", "1000/min or 1000/s"),
+    (parse_rate_per_s, "-5/s", "must not be negative"),
+    (parse_size_bytes, "10Kb", "in bits (b); sizes are in bytes (B), e.g. 10KB"),
+    (parse_size_bytes, "-1KB", "not a size"),
+    (parse_bitrate_bps, "100M", "not a link speed"),
+    (parse_bitrate_bps, "-1Gbps", "must not be negative"),
+])
+def test_unit_mistakes_are_named(fn, text, says):
+    with pytest.raises(UnitError, match=re.escape(says)):
+        fn(text)
+
+
+def test_sizes_reach_petabytes_and_print_in_iec():
+    assert parse_size_bytes("2TB") == 2 * 10**12 and parse_size_bytes("1PiB") == 2**50
+    assert format_iec(4 * 2**30) == "4GiB" and format_iec(537_000_000) == "512MiB"
 
 
 def test_guide_arithmetic():
@@ -85,7 +113,7 @@ def test_plan_holds_for_the_guide_and_says_where_it_does_not():
     figs = build(PlanInputs(RabbitSettings(), CONDUIT))
     by = {(f.section, f.name): f for f in figs}
     assert by[("guide", "prefetch memory (default endpoints)")].value == 1_250_000
-    assert by[("guide", "prefetch memory (default endpoints)")].display == "1.25MB"
+    assert by[("guide", "prefetch memory (default endpoints)")].display == "1.19MiB (1.25MB)"
     assert "no effect" in by[("guide", "partition throughput")].note
     # one instance: its rate limit (100/s) is below a 150/s burst, so the queue grows
     heavy = build(PlanInputs(RabbitSettings(), CONDUIT, instances=1, webhook_burst_per_s=150))
@@ -159,6 +187,35 @@ def test_plan_json_is_strict_json_with_numbers(capsys):
             assert isinstance(f["display"], str)
         units = {f["unit"] for f in doc["figures"]}
         assert "B" in units and "bps" in units
+
+
+def test_the_plan_reads_top_down(capsys):
+    """Counts first, the FAILs and WARNs before everything, headers, % for utilisation; the
+    JSON versioned with stable ids and a unit for every figure."""
+    assert main(["plan"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"plan: 1 FAIL, 1 WARN, \d+ OK, \d+ INFO -> verdict FAIL", lines[0])
+    attention = lines.index("[needs attention]")
+    assert attention < 5 and "figure" in lines[attention + 1] and "verdict" in lines[attention + 1]
+    assert "FAIL" in lines[attention + 2] and "share of the backlog" in lines[attention + 2]
+    util = next(line for line in lines if "utilisation at target" in line)
+    assert re.search(r"\s\d+%\s+OK", util)
+    assert any(line.startswith("INFO: ") or "INFO: a figure shown for context" in line
+               for line in lines)
+    main(["plan", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 2 and doc["counts"]["FAIL"] == 1
+    ids = [f["id"] for f in doc["figures"]]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z0-9_]+\.[a-z0-9_]+", i)
+                                             for i in ids)
+    assert "video_generation_events.utilisation_at_target" in ids
+    assert doc["broker"]["stored_bytes"] < doc["broker"]["disk_bytes"]
+
+
+def test_a_link_nearly_full_fails():
+    figs = build(PlanInputs(RabbitSettings(), CONDUIT, link_bps=9.9e6))  # ~97% full
+    net = [f for f in figs if f.name.startswith("network in")]
+    assert net[0].verdict == "FAIL"
 
 
 def test_verdicts_follow_the_figures():

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from rabbitscale.capacity.broker import BrokerCoefficients
     from rabbitscale.capacity.plan import (
         PlanInputs,
+        as_json,
         broker_plan,
         build,
         profile_findings,
@@ -117,17 +118,16 @@ def run(args: argparse.Namespace) -> int:
     figs = build(inputs)
     findings = profile_findings(profile, settings)
     if args.json:
-        print(json.dumps({"profile": profile.name, "instances": args.instances,
-                          "verdict": verdict(figs), "figures": [f.as_dict() for f in figs],
-                          "broker": broker_plan(inputs).as_dict(),
-                          "findings": findings, "estimates": dict(profile.estimates)},
-                         indent=2, default=str))
+        print(json.dumps(as_json(figs, profile=profile.name, instances=args.instances,
+                                 broker=broker_plan(inputs).as_dict(), findings=findings,
+                                 estimates=dict(profile.estimates)), indent=2, default=str))
     else:
-        print(f"capacity plan: profile {profile.name}, {args.instances} instances, "
-              f"{args.task_rate * 60:g} tasks/min, webhook bursts {args.webhook_burst:g}/s "
-              f"for {args.burst_duration:g}s, {args.queued_messages:,} queued x "
-              f"{format_bytes(args.message_size)}, {args.replicas} replica(s)")
-        print(render_table(figs, findings, profile.estimates))
+        bursts = (f", webhook bursts {args.webhook_burst:g}/s for {args.burst_duration:g}s"
+                  if profile.webhook_kind else "")
+        title = (f"capacity plan: profile {profile.name}, {args.instances} instances, "
+                 f"{args.task_rate * 60:g} tasks/min{bursts}, {args.queued_messages:,} queued "
+                 f"x {format_bytes(args.message_size)}, {args.replicas} replica(s)")
+        print(render_table(figs, findings, profile.estimates, title=title))
     return 1 if verdict(figs) == FAIL else 0
 
 
