@@ -70,7 +70,14 @@ class Management:
                     raise self._http_error(method, path, resp.status, text)
                 if resp.status == 204 or resp.content_length == 0:
                     return None
-                return await resp.json(content_type=None)
+                try:
+                    return await resp.json(content_type=None)
+                except ValueError:
+                    raise self._not_management(f"{method} {path} answered with no JSON"
+                                               ) from None
+        except (aiohttp.ClientResponseError, aiohttp.ServerDisconnectedError) as exc:
+            # e.g. the AMQP port (5672): "Bad status line ... AMQP"
+            raise self._not_management(f"{type(exc).__name__}") from None
         except aiohttp.ClientError as exc:
             raise ManagementUnavailable(
                 f"cannot reach the RabbitMQ management API at {self.base}: {exc}; check "
@@ -80,6 +87,12 @@ class Management:
             raise ManagementUnavailable(
                 f"the RabbitMQ management API at {self.base} did not answer {method} {path} "
                 f"in time") from None
+
+    def _not_management(self, why: str) -> ManagementUnavailable:
+        return ManagementUnavailable(
+            f"not a RabbitMQ management API at {self.settings.management_base_url} ({why}); "
+            f"give the management port (15672), not AMQP's (5672) or rabbitmq_prometheus's "
+            f"(15692)")
 
     def _http_error(self, method: str, path: str, status: int, text: str) -> ManagementError:
         if status == 401:
@@ -104,8 +117,19 @@ class Management:
             await self.request("GET", f"/vhosts/{self.q(vhost)}")
         except ManagementError as exc:
             if "HTTP 404" in str(exc):
+                await self.require_management()
                 raise BadInput(f"{flag}: the broker has no vhost {vhost!r}") from None
             raise
+
+    async def require_management(self) -> None:
+        """The URL is RabbitMQ's management API (its overview names a RabbitMQ version), or
+        Unavailable saying so: a 404 from another server is not a missing vhost."""
+        try:
+            overview = await self.request("GET", "/overview")
+        except ManagementError:
+            overview = None
+        if not isinstance(overview, dict) or "rabbitmq_version" not in overview:
+            raise self._not_management("no RabbitMQ overview at /api/overview")
 
     async def overview(self) -> dict[str, Any]:
         return await self.request("GET", "/overview")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import glob
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rabbitscale.core.errors import BadInput
@@ -66,6 +66,16 @@ class Schema:
     version: str
     source: str
     keys: dict[str, str]  # pattern -> schema (plugin) name
+    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)  # pattern -> values
+
+    def enum(self, key: str) -> tuple[str, ...] | None:
+        """The values a key whose datatype is only an enum may take, else None."""
+        if key in self.enums:
+            return self.enums[key]
+        for pattern, values in self.enums.items():
+            if "$" in pattern and _pattern_re(pattern).fullmatch(key):
+                return values
+        return None
 
     def match(self, key: str) -> str | None:
         """The schema (plugin) that defines ``key``, or None. ``$name`` matches one segment."""
@@ -88,27 +98,48 @@ def _pattern_re(pattern: str) -> re.Pattern[str]:
     return rx
 
 
+_MAPPING = re.compile(r'^\s*\{mapping,\s*"([^"]+)"(.*?)\]\s*\}\.', re.M | re.S)
+_ENUM_ONLY = re.compile(r"\{datatype,\s*\{enum,\s*\[([^\]]*)\]\}\s*\}")
+
+
+def schema_mappings(text: str) -> list[tuple[str, tuple[str, ...] | None]]:
+    """(key, enum values when the key's datatype is only an enum) of a cuttlefish schema."""
+    out = []
+    for m in _MAPPING.finditer(text):
+        enum = _ENUM_ONLY.search(m.group(2))
+        values = tuple(v.strip().strip("'\"") for v in enum.group(1).split(",")
+                       if v.strip()) if enum else None
+        out.append((m.group(1), values))
+    return out
+
+
 def load_schema(prefer_installed: bool = True) -> Schema:
     """Schema of the installed RabbitMQ if any, else the bundled snapshot."""
     files = sorted(glob.glob(INSTALLED_GLOB)) if prefer_installed else []
     if files:
         keys: dict[str, str] = {}
+        enums: dict[str, tuple[str, ...]] = {}
         version = re.search(r"rabbitmq_server-([^/]+)/", files[0])
         for f in files:
             owner = Path(f).stem
-            for m in re.finditer(r'^\s*\{mapping,\s*"([^"]+)"', Path(f).read_text(), re.M):
-                keys.setdefault(m.group(1), owner)
-        return Schema(version.group(1) if version else "installed", "installed RabbitMQ", keys)
+            for key, values in schema_mappings(Path(f).read_text()):
+                keys.setdefault(key, owner)
+                if values:
+                    enums.setdefault(key, values)
+        return Schema(version.group(1) if version else "installed", "installed RabbitMQ", keys,
+                      enums)
     snapshots = sorted(SNAPSHOT_DIR.glob("rabbitmq-*.keys"))
     if not snapshots:
         raise AuditError("no RabbitMQ schema found (none installed, no snapshot)")
     snap = snapshots[-1]
-    keys = {}
+    keys, enums = {}, {}
     for line in snap.read_text().splitlines():
         if line and not line.startswith("#"):
-            pattern, _, owner = line.partition("\t")
+            pattern, owner, *rest = line.split("\t")
             keys[pattern] = owner
-    return Schema(snap.stem.removeprefix("rabbitmq-"), f"snapshot {snap.name}", keys)
+            if rest and rest[0].startswith("enum:"):
+                enums[pattern] = tuple(rest[0].removeprefix("enum:").split(","))
+    return Schema(snap.stem.removeprefix("rabbitmq-"), f"snapshot {snap.name}", keys, enums)
 
 
 def parse_conf(text: str) -> tuple[list[tuple[int, str, str]], list[Finding]]:
@@ -196,6 +227,10 @@ def _key_findings(entries: list[tuple[int, str, str]], schema: Schema, plugins: 
                                        f"unless {owner} is enabled"))
         if key in DEPRECATED:
             add(Finding(WARNING, n, key, DEPRECATED[key]))
+        allowed = schema.enum(key)
+        if allowed is not None and value not in allowed:
+            add(Finding(ERROR, n, key, f"expects one of {', '.join(allowed)}, got {value!r}: "
+                                       f"the node refuses to boot"))
         if key in INT_KEYS and not re.fullmatch(r"[0-9]+", value) and \
                 not (key == "listeners.tcp.default" and re.fullmatch(r"[0-9.:\[\]a-f]+", value)):
             add(Finding(ERROR, n, key, f"expects an integer, got {value!r}"))
@@ -244,7 +279,20 @@ def _memory_findings(conf: _Conf, container_memory_bytes: int | None) -> list[Fi
 
 def _disk_findings(conf: _Conf, container_memory_bytes: int | None, disk_bytes: int | None
                    ) -> list[Finding]:
-    """A relative disk limit (x the memory the node sees) against the disk."""
+    """The disk limit, relative (x the memory the node sees) or absolute, against the disk."""
+    absolute = rmq_bytes(conf.get("disk_free_limit.absolute") or "x")
+    if disk_bytes and absolute is not None:
+        key = "disk_free_limit.absolute"
+        if absolute >= disk_bytes:
+            return [Finding(ERROR, conf.line[key], key,
+                            f"requires {format_bytes(absolute)} free of a "
+                            f"{format_bytes(disk_bytes)} disk: the disk alarm blocks "
+                            f"publishers from the start")]
+        if absolute >= 0.8 * disk_bytes:
+            return [Finding(WARNING, conf.line[key], key,
+                            f"{format_bytes(absolute)} of a {format_bytes(disk_bytes)} disk "
+                            f"leaves {format_bytes(disk_bytes - absolute)} for the data "
+                            f"before the alarm")]
     key = "disk_free_limit.relative"
     disk_rel = conf.get(key)
     seen_memory = conf.override or container_memory_bytes

@@ -26,7 +26,9 @@ from rabbitscale.topology import naming
 from rabbitscale.topology.profiles import QUORUM, Endpoint, Profile
 from rabbitscale.topology.settings import RabbitSettings
 
-GROUPS = ("topology", "consumers", "depth", "node", "plan")
+GROUPS = ("topology", "consumers", "depth", "forecast", "node", "plan")
+FORECAST_FAIL_S = 3600.0  # a limit reached within the hour at today's growth: act now
+FORECAST_WARN_S = 86400.0  # within a day
 NOT_MEASURED = "not measured"
 NOT_SET = "not set"
 MIN_POLICY = ("max-length", "max-length-bytes", "delivery-limit")  # lower of arg and policy
@@ -468,16 +470,101 @@ def live_plan(s: Snapshot, profile: Profile, settings: RabbitSettings,
 # --- all of it ------------------------------------------------------------------------------
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:,.0f} min" if seconds < 86400 * 2 else f"{seconds / 86400:,.0f} d"
+
+
+def _forecast_verdict(seconds: float) -> str:
+    return FAIL if seconds < FORECAST_FAIL_S else WARN if seconds < FORECAST_WARN_S else OK
+
+
+def forecast(s: Snapshot, profile: Profile) -> list[Finding]:
+    """At each queue's observed growth (the management API's rate of its depth): the time
+    until its length limit, and, through the broker model, until the node's memory and disk
+    alarms. Nothing growing: nothing to forecast."""
+    out: list[Finding] = []
+    growth, held, size_sum = 0.0, 0.0, 0.0
+    for ep in profile.endpoints:
+        q = s.queues.get(ep.queue)
+        rate = ((q or {}).get("messages_details") or {}).get("rate")
+        if q is None or rate is None:
+            continue
+        messages = int(q.get("messages") or 0)
+        size = (q.get("message_bytes") or 0) / messages if messages and q.get("message_bytes") \
+            else ASSUMED_MESSAGE_BYTES
+        held += messages
+        if rate <= 0:
+            continue
+        growth += rate
+        size_sum += rate * size
+        effective, _ = effective_arguments(q)
+        limit = effective.get("x-max-length")
+        if limit is None:
+            continue
+        overflow = effective.get("x-overflow", "drop-head")
+        left_s = max(0.0, (int(limit) - messages) / rate)
+        then = "the oldest are dropped" if overflow == "drop-head" else "publishes are refused"
+        out.append(_f("forecast", ep.queue, "time to x-max-length", _minutes(left_s),
+                      f">= {_minutes(FORECAST_WARN_S)}", "observed growth (management API)",
+                      _forecast_verdict(left_s),
+                      f"{ep.queue}: +{rate:.3g} msg/s, reaches {int(limit):,} in "
+                      f"{_minutes(left_s)}, then {overflow}: {then}"))
+    if growth <= 0:
+        return out
+    size = size_sum / growth
+    mem_per_s = (broker.memory_growth_bytes(held + growth, size)
+                 - broker.memory_growth_bytes(held, size))
+    disk_per_s = broker.stored_bytes(growth, size)
+    for n in s.nodes:
+        name = n.get("name", "node")
+        used, limit = n.get("mem_used"), n.get("mem_limit")
+        if used is not None and limit and mem_per_s > 0:
+            left_s = max(0.0, (limit - used) / mem_per_s)
+            out.append(_f("forecast", name, "time to the memory alarm", _minutes(left_s),
+                          f">= {_minutes(FORECAST_WARN_S)}", "observed growth x broker model",
+                          _forecast_verdict(left_s),
+                          f"+{growth:.3g} msg/s of ~{format_bytes(size)} adds "
+                          f"{format_bytes(mem_per_s)}/s: {format_bytes(used)} of the "
+                          f"{format_bytes(limit)} watermark in {_minutes(left_s)}"))
+        free, free_limit = n.get("disk_free"), n.get("disk_free_limit")
+        if free is not None and free_limit is not None and disk_per_s > 0:
+            left_s = max(0.0, (free - free_limit) / disk_per_s)
+            out.append(_f("forecast", name, "time to the disk alarm", _minutes(left_s),
+                          f">= {_minutes(FORECAST_WARN_S)}", "observed growth x broker model",
+                          _forecast_verdict(left_s),
+                          f"+{growth:.3g} msg/s writes {format_bytes(disk_per_s)}/s: "
+                          f"{format_bytes(free)} free reaches disk_free_limit "
+                          f"{format_bytes(free_limit)} in {_minutes(left_s)}"))
+    return out
+
+
 def diagnose(s: Snapshot, profile: Profile, settings: RabbitSettings, *,
              container_memory_bytes: float | None = None) -> list[Finding]:
     findings = (topology(s, profile) + consumers(s, profile, settings) + depth(s, profile)
-                + node(s, container_memory_bytes) + live_plan(s, profile, settings))
+                + forecast(s, profile) + node(s, container_memory_bytes)
+                + live_plan(s, profile, settings))
     rank = {FAIL: 0, WARN: 1, OK: 2, INFO: 3}
     return sorted(findings, key=lambda f: (rank.get(f.verdict, 4), GROUPS.index(f.group)))
 
 
 def verdict(findings: list[Finding]) -> str:
     return worst(f.verdict for f in findings)
+
+
+def wrap_row(cells: tuple[str, ...], widths: tuple[int, ...], tail: str) -> list[str]:
+    """A table row whose cells wrap within their columns (never cut): as many lines as the
+    longest cell needs; ``tail`` (the free-text last column) on the first line."""
+    import textwrap
+
+    wrapped = [textwrap.wrap(c, w, break_long_words=True, break_on_hyphens=False) or [""]
+               for c, w in zip(cells, widths, strict=True)]
+    height = max(len(w) for w in wrapped)
+    out = []
+    for i in range(height):
+        line = "  ".join((col[i] if i < len(col) else "").ljust(w)
+                         for col, w in zip(wrapped, widths, strict=True))
+        out.append((line + (f"  {tail}" if i == 0 and tail else "")).rstrip())
+    return out
 
 
 def render(findings: list[Finding], vhost: str, profile: str, *, verbose: bool = False) -> str:
@@ -493,8 +580,7 @@ def render(findings: list[Finding], vhost: str, profile: str, *, verbose: bool =
                  + "  source / detail")
     for f in shown:
         cells = (f.verdict, f.group, f.subject, f.check, str(f.observed), str(f.expected))
-        lines.append("  ".join(str(c)[:w].ljust(w) for c, w in zip(cells, widths, strict=True))
-                     + f"  {f.source}" + (f": {f.detail}" if f.detail else ""))
+        lines += wrap_row(cells, widths, f"{f.source}" + (f": {f.detail}" if f.detail else ""))
     if not shown:
         lines.append("(nothing to report: add --verbose to see every check)")
     lines.append(f"verdict: {verdict(findings)}")

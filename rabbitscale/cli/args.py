@@ -142,6 +142,17 @@ def _duration(text: str) -> float:
     return parse_duration_s(text)
 
 
+def _latency_threshold(text: str) -> str:
+    from rabbitscale.core.errors import ConfigError
+    from rabbitscale.runner.slo import parse_latency
+
+    try:
+        parse_latency(text)
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+    return text
+
+
 instances = bounded(int, 1, 1000, "a whole number")
 positive_int = bounded(int, 1, None, "a whole number")
 port = bounded(int, 0, 65535, "a port number")
@@ -154,6 +165,33 @@ size = typed(_size)
 bitrate = typed(parse_bitrate_bps)
 mix = typed(parse_task_mix)
 queue_duration = typed(_queue_duration)
+latency_threshold = typed(_latency_threshold)  # checked, kept as written (the run parses it)
+
+
+def _http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise BadInput(f"bad port in {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(f"expected an http(s) URL such as http://host:15672, got {text!r}")
+    return text
+
+
+http_url = typed(_http_url)  # an http(s) URL, checked, kept as written
+
+
+def _rabbitmq_version(text: str) -> str:
+    m = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if not m or int(m.group(1)) not in (3, 4):
+        raise BadInput(f"expected a RabbitMQ version such as 3.13 or 4.0.5, got {text!r}")
+    return text.strip()
+
+
+rabbitmq_version = typed(_rabbitmq_version)
 
 
 def _size_text(text: str) -> str:

@@ -9,6 +9,8 @@ status, and ``rabbitscale.cli.main`` is the one place that turns an error into t
     3  a dependency is unreachable or refuses us: broker, management
        API, Prometheus, the target under test                        (Unavailable)
     4  the run itself failed: Locust crashed, a node did not boot     (RunFailed)
+    5  the run is INVALID: the load generator did not hold its schedule, so the
+       measurement says nothing of the system under test             (EXIT_INVALID)
 
 ``str(error)`` is one line saying what failed and what to check; nothing here prints.
 """
@@ -20,6 +22,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_RUN_FAILED = 4
+EXIT_INVALID = 5  # a run whose own measurement cannot be trusted (runner/validity.py)
 EXIT_INTERRUPTED = 130
 
 

@@ -28,3 +28,11 @@ BURST_MAX_LAG_S = 5.0  # a burst webhook counts as absorbed if delivered this so
 # rabbitscale's own claim for its capacity model (rabbitscale/runner/validation.py holds it to them)
 MODEL_TOLERANCE = 0.15  # |predicted - measured| / measured maximum rate
 BURST_BACKLOG_TOLERANCE = 0.20  # |predicted - measured| / measured peak backlog of a burst
+
+# rabbitscale's own claim for a run's measurement (runner/validity.py): beyond these the load
+# generator did not hold the open-model schedule, so the run is INVALID, not a FAIL of the system
+GENERATOR_LATE_S = 0.010  # a send this much after its slot is late
+GENERATOR_LATE_SHARE_MAX = 0.05  # of all sends
+GENERATOR_SEND_DELAY_P99_MAX_S = 0.100
+GENERATOR_CPU_MAX = 0.90  # of one core per Locust process (Locust itself warns at 90%)
+CLOCK_OFFSET_MAX_S = 0.050  # a remote worker's clock against the master's

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 PASS, OK, WARN, FAIL, INFO = "PASS", "OK", "WARN", "FAIL", "INFO"
 SKIP = "SKIP"  # a check this kind of run cannot make (black-box: no completion records)
-_RANK = {INFO: 0, PASS: 0, OK: 0, SKIP: 0, WARN: 1, FAIL: 2}
+INVALID = "INVALID"  # the run's own measurement cannot be trusted (the generator fell short)
+_RANK = {INFO: 0, PASS: 0, OK: 0, SKIP: 0, WARN: 1, FAIL: 2, INVALID: 3}
 
 
 def worst(verdicts: Iterable[str], best: str = OK) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import BadInput
-from rabbitscale.core.verdicts import FAIL, SKIP
+from rabbitscale.core.verdicts import FAIL, INVALID, SKIP
 
 
 def _seconds(value: float) -> str:
@@ -30,7 +30,8 @@ def _suite(name: str, cases: list[ET.Element], props: dict[str, Any], timestamp:
     failures = sum(c.find("failure") is not None for c in cases)
     skipped = sum(c.find("skipped") is not None for c in cases)
     suite = ET.Element("testsuite", {
-        "name": name, "tests": str(len(cases)), "failures": str(failures), "errors": "0",
+        "name": name, "tests": str(len(cases)), "failures": str(failures),
+        "errors": str(sum(c.find("error") is not None for c in cases)),
         "skipped": str(skipped), "time": _seconds(duration_s),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)),
         "hostname": socket.gethostname()})
@@ -51,6 +52,11 @@ def check_case(classname: str, check: dict[str, Any]) -> ET.Element:
             "type": "SLO", "message": f"{check['name']}: measured {check['measured']}, "
                                       f"target {check['target']}"})
         failure.text = text
+    elif check["verdict"] == INVALID:  # the measurement, not the system: an <error>
+        ET.SubElement(case, "error", {
+            "type": "INVALID", "message": f"{check['name']}: measured {check['measured']}, "
+                                          f"bound {check['target']}: the run is invalid"}
+                      ).text = text
     elif check["verdict"] == SKIP:
         ET.SubElement(case, "skipped", {"message": check.get("detail") or "not measured"})
     ET.SubElement(case, "system-out").text = text
@@ -94,7 +100,7 @@ def build(run_dir: str | Path, deltas: list[dict[str, Any]] | None = None,
     cases_list = list(all_cases)
     suites.set("tests", str(len(cases_list)))
     suites.set("failures", str(sum(c.find("failure") is not None for c in cases_list)))
-    suites.set("errors", "0")
+    suites.set("errors", str(sum(c.find("error") is not None for c in cases_list)))
     suites.set("time", _seconds(duration))
     ET.indent(suites)
     return ET.ElementTree(suites)

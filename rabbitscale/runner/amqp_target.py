@@ -27,9 +27,9 @@ from rabbitscale.broker.observe import ManagementSource
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import BadInput, ConfigError
 from rabbitscale.core.urls import check_url
-from rabbitscale.runner import app_metrics, outcome, output, slo
+from rabbitscale.runner import app_metrics, outcome, output, slo, validity
 from rabbitscale.runner.load import LoadSpec, LocustProcesses, amqp_publishes, start_delay_s
-from rabbitscale.runner.run import RunOptions, run_kinds
+from rabbitscale.runner.run import RunOptions, latency_scopes, run_kinds
 from rabbitscale.runner.sampler import Sampler
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.topology import naming
@@ -108,8 +108,11 @@ class AmqpTargetRun:
         self.queues = sorted({ep.queue for k in self.kinds
                               for ep in profile.consumers_of(profile.task(k).message)})
         self.name, self.run_dir = rundir.place(o.out, o.scenario)
-        self.thresholds = slo.load_thresholds(o.thresholds_file, profile, error_rate_max=max(
-            [ep.failure_probability for ep in profile.endpoints] + [0.0]) * 1.5)
+        self.thresholds = slo.load_thresholds(
+            o.thresholds_file, profile, o.threshold_exprs, error_rate_max=max(
+                [ep.failure_probability for ep in profile.endpoints] + [0.0]) * 1.5)
+        self.scopes = latency_scopes(profile)
+        slo.check_scopes(self.thresholds, self.scopes, f"profile {profile.name!r}")
         self.spec = LoadSpec(
             scenario=self.scenario, duration_s=o.duration_s, rates=o.rates, payload=o.payload,
             transport="amqp", task_mix=format_task_mix(self.mix),
@@ -200,6 +203,11 @@ class AmqpTargetRun:
             memory_alarm=sampler.memory_alarm(), app=app, error=error,
             drain_timeout_s=o.drain_timeout_s)
         options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
+        send_delays = validity.read_send_delays(self.run_dir)
+        measured = validity.checks(send_delays, locust.cpu_fractions(), {})
+        # no completion records: a latency threshold is "not measured" (the application's
+        # meters are reported beside, not judged against the run's own metrics)
+        checks = slo.latency_checks(self.thresholds, {}, self.scopes) + measured
         target = {**asdict(t), "url": _masked(t.url)}
         latency = {"queue_wait_derived_s": round(facts.queue_wait_s, 3),
                    **({"application": app} if app is not None else {})}
@@ -207,7 +215,8 @@ class AmqpTargetRun:
             self.say(line)
         return output.RunResult(
             name=self.name, scenario=o.scenario,
-            outcome=outcome.judge_amqp(facts, self.thresholds), started_at=start_at,
+            outcome=outcome.extended(outcome.judge_amqp(facts, self.thresholds), checks),
+            started_at=start_at,
             load_ended_at=load_end, duration_s=o.duration_s, instances=0, workers=o.workers,
             transport="amqp", rates=o.rates, thresholds=self.thresholds,
             peak_depth=facts.peak_depth,
@@ -215,7 +224,7 @@ class AmqpTargetRun:
                     "rabbitmq": self.settings.masked(), "options": options,
                     "target_options": target, "profile": self.profile.name},
             extra={"mode": "black-box amqp", "target": target["url"], "queues": self.queues,
-                   "latency": latency})
+                   "latency": latency, "validity": validity.summary(send_delays, measured)})
 
     async def _watch(self, locust: LocustProcesses, mgmt: Management, sampler: Sampler,
                      before: dict[str, Counts], start_at: float) -> str:
@@ -225,6 +234,7 @@ class AmqpTargetRun:
             now = time.time()
             if now > start_at + self.o.duration_s + 120:
                 return "Locust did not finish in time"
+            locust.sample_cpu()
             if progress.due(now, start_at):
                 counts = await read_counts(mgmt, self.settings.vhost)
                 consumed = sum(max(0, counts.get(q, Counts()).acked - before[q].acked)

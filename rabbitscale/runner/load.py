@@ -12,6 +12,7 @@ import contextlib
 import csv
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -87,6 +88,47 @@ class LocustProcesses:
         self.env = env
         self.procs: list[asyncio.subprocess.Process] = []
         self._log: IO[str] | None = None
+        self._cpu: dict[int, tuple[float, float]] = {}  # pid -> (cpu seconds, wall seconds)
+
+    def sample_cpu(self) -> None:
+        """Note each process's CPU time so far (called every second: a process that has
+        exited keeps its last figure)."""
+        import psutil
+
+        for p in self.procs:
+            if p.returncode is not None:
+                continue
+            try:
+                proc = psutil.Process(p.pid)
+                t = proc.cpu_times()
+                self._cpu[p.pid] = (t.user + t.system, time.time() - proc.create_time())
+            except psutil.Error:
+                continue
+
+    def cpu_fractions(self) -> dict[str, float]:
+        """Locust process -> its CPU time over its life, as a share of one core (Locust runs
+        one gevent thread per process)."""
+        names = ["master" if self.spec.distributed else "locust"] + \
+            [f"worker-{i}" for i in range(1, len(self.procs))]
+        out = {}
+        for name, p in zip(names, self.procs, strict=False):
+            cpu, wall = self._cpu.get(p.pid, (0.0, 0.0))
+            if wall > 1.0:
+                out[name] = round(cpu / wall, 4)
+        return out
+
+    def clock_offsets(self) -> dict[str, float]:
+        """Remote worker -> its clock's offset against the master's, as measured at its start
+        (the master's workers file)."""
+        import json
+
+        path = self.run_dir / contract.WORKERS_FILE
+        try:
+            workers = json.loads(path.read_text()) if path.exists() else []
+        except ValueError:
+            return {}
+        return {f"worker {w.get('index')}": float(w["clock_offset_s"]) for w in workers
+                if isinstance(w, dict) and w.get("clock_offset_s") is not None}
 
     async def start(self) -> None:
         self._log = (self.run_dir / rundir.LOCUST_LOG).open("w", encoding="utf-8")
@@ -117,6 +159,17 @@ class LocustProcesses:
             return 0
         with path.open(newline="") as f:
             return sum(int(row.get("Count") or 0) for row in csv.DictReader(f))
+
+    async def stop(self) -> None:
+        """End the load early (--abort-on-fail): SIGTERM, on which Locust fires its quitting
+        event (the histograms are written) and closes its CSV files."""
+        import signal
+
+        if self.procs and self.procs[0].returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.procs[0].send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.procs[0].wait(), 30)
 
     async def close(self) -> None:
         for p in self.procs:

@@ -7,6 +7,7 @@ and the terminal prints. Nothing here does I/O, so every rule is unit-tested dir
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,14 @@ class Outcome:
     scheduled_arrivals: float
     arrivals: int
     keep_up_ratio: float
+
+
+def extended(o: Outcome, checks: list[slo.Check]) -> Outcome:
+    """The outcome with more checks (latency thresholds, the run's validity), judged again."""
+    if not checks:
+        return o
+    merged = [*o.checks, *checks]
+    return dataclasses.replace(o, checks=merged, verdict=slo.verdict(merged))
 
 
 def scheduled(scenario: str, rates: Rates, duration_s: float) -> float:

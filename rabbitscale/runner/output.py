@@ -144,7 +144,12 @@ def conclude(run_dir: Path, result: RunResult, m: Measurements, *, say: Any,
     """The end of every kind of run, in one place: write the run directory, print the checks
     and the verdict, the JUnit file when asked, the HTML page unless quiet (find-max steps),
     and the exit code (4 when the run itself failed, 1 when a check did)."""
-    from rabbitscale.core.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_RUN_FAILED
+    from rabbitscale.core.errors import (
+        EXIT_CHECK_FAILED,
+        EXIT_INVALID,
+        EXIT_OK,
+        EXIT_RUN_FAILED,
+    )
 
     write(run_dir, result, m)
     for line in render_checks(result):
@@ -163,4 +168,8 @@ def conclude(run_dir: Path, result: RunResult, m: Measurements, *, say: Any,
             say(f"report not written: {type(exc).__name__}: {exc}")
     if any(c.name == "run_error" for c in result.outcome.checks):
         return EXIT_RUN_FAILED
+    if result.verdict == slo.INVALID:
+        say("the run is INVALID: the load generator did not hold its schedule (see the "
+            "generator_* checks); nothing is said of the system under test")
+        return EXIT_INVALID
     return EXIT_OK if result.verdict == slo.PASS else EXIT_CHECK_FAILED

@@ -24,6 +24,7 @@ from rabbitscale.core.events import EventHook
 from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness.completions import COMPLETED, FAULTED, SKIPPED, Completion
 
+WEBHOOK_SINK = "webhook-sink"  # the name the sink's end-to-end histogram goes by
 METRICS = ("e2e", "queue_wait", "slot_wait", "processing", "publish_delay")
 
 
@@ -145,12 +146,12 @@ class Recorder:
 
     def histograms(self) -> dict[str, dict[str, Any]]:
         out = {queue: dict(q.histograms) for queue, q in self.queues.items()}
-        out["webhook-sink"] = {"e2e": self.webhook_e2e}
+        out[WEBHOOK_SINK] = {"e2e": self.webhook_e2e}
         return out
 
     def throughput(self) -> dict[tuple[int, str], int]:
         out = dict(self.per_second)
-        out.update({(sec, "webhook-sink"): n for sec, n in self.webhook_per_second.items()})
+        out.update({(sec, WEBHOOK_SINK): n for sec, n in self.webhook_per_second.items()})
         return out
 
     def peak_backlog(self) -> dict[str, int]:

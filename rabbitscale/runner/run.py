@@ -27,11 +27,11 @@ from rabbitscale.harness.completions import listen
 from rabbitscale.harness.metrics import Metrics
 from rabbitscale.harness.stack import Stack, StackOptions
 from rabbitscale.harness.webhook_sink import SinkOptions
-from rabbitscale.runner import outcome, output, slo, soak
+from rabbitscale.runner import outcome, output, slo, soak, validity
 from rabbitscale.runner.faults import FAULTS, Fault, FaultContext
 from rabbitscale.runner.live import setup_live_metrics
 from rabbitscale.runner.load import LoadSpec, LocustProcesses, amqp_publishes, start_delay_s
-from rabbitscale.runner.recorder import Recorder
+from rabbitscale.runner.recorder import WEBHOOK_SINK, Recorder
 from rabbitscale.runner.sampler import Sampler, exact_counter
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.schedule import Rates
@@ -71,6 +71,8 @@ class RunOptions:
     prometheus_port: int | None = None  # serve /metrics while the run goes (0: any port)
     prometheus_linger_s: float = 0.0  # keep serving after the verdict, for a last scrape
     junit: Path | None = None  # the checks as JUnit XML
+    threshold_exprs: tuple[str, ...] = ()  # --threshold: latency thresholds
+    abort_on_fail_s: float | None = None  # --abort-on-fail GRACE: stop the load early
 
 
 def run_kinds(scenario: registry.Scenario, profile: Profile, mix: dict[str, float]
@@ -90,6 +92,36 @@ def run_kinds(scenario: registry.Scenario, profile: Profile, mix: dict[str, floa
 def ordered_queues(profile: Profile, settings: RabbitSettings) -> frozenset[str]:
     """Endpoints that apply messages in key order: what the order check watches."""
     return frozenset(ep.queue for ep in profile.resolved(settings).endpoints if ep.ordered)
+
+
+def latency_scopes(profile: Profile) -> dict[str, list[str]]:
+    """What a latency threshold's scope names: a task kind (the queues its message reaches),
+    a queue, or the webhook sink."""
+    scopes: dict[str, list[str]] = {ep.queue: [ep.queue] for ep in profile.endpoints}
+    scopes.update({k: list(profile.queues_of(k)) for k in profile.tasks})
+    scopes[WEBHOOK_SINK] = [WEBHOOK_SINK]
+    return scopes
+
+
+class LatencyWatch:
+    """--abort-on-fail: evaluated every second on the live histograms; says when a latency
+    threshold has failed for ``grace_s`` without a break."""
+
+    def __init__(self, thresholds: slo.Thresholds, scopes: dict[str, list[str]],
+                 grace_s: float) -> None:
+        self.thresholds, self.scopes, self.grace_s = thresholds, scopes, grace_s
+        self.failing_since: dict[str, float] = {}
+
+    def due(self, histograms: dict[str, dict[str, Any]], now: float) -> slo.Check | None:
+        failed = None
+        for c in slo.latency_checks(self.thresholds, histograms, self.scopes):
+            if c.verdict != slo.FAIL:
+                self.failing_since.pop(c.name, None)
+                continue
+            since = self.failing_since.setdefault(c.name, now)
+            if now - since >= self.grace_s and failed is None:
+                failed = c
+        return failed
 
 
 def _free_port() -> int:
@@ -114,10 +146,13 @@ class Run:
         overrides = self.fault.overrides(profile, self.kinds) if self.fault else {}
         self.profile = apply_overrides(profile, overrides, f"fault {o.fault}") if overrides \
             else profile
-        self.thresholds = slo.load_thresholds(o.thresholds_file, profile, **{
+        self.thresholds = slo.load_thresholds(o.thresholds_file, profile, o.threshold_exprs, **{
             "error_rate_max": max([ep.failure_probability for ep in profile.endpoints]
                                   + [0.0]) * 1.5,
             **(self.fault.thresholds if self.fault else {})})
+        self.scopes = latency_scopes(profile)
+        slo.check_scopes(self.thresholds, self.scopes, f"profile {profile.name!r}")
+        self.aborted: slo.Check | None = None
         self.recorder = Recorder(run=self.name, burst_max_lag_s=self.thresholds.burst_max_lag_s,
                                  ordered_queues=ordered_queues(self.profile, settings))
         self.metrics = Metrics(scenario=o.scenario, run=self.name, profile=profile)
@@ -234,10 +269,25 @@ class Run:
             self.fault_ctx = FaultContext(stack, mgmt, self.name, self.say, self.kinds)
             fault_task = asyncio.create_task(self._run_fault(start_at))
         progress = output.Progress(self.say, "completed")
+        watch = LatencyWatch(self.thresholds, self.scopes, self.o.abort_on_fail_s) \
+            if self.o.abort_on_fail_s is not None and self.thresholds.latency else None
         try:
             while locust.running:
                 await asyncio.sleep(1.0)
                 now = time.time()
+                locust.sample_cpu()
+                failed = watch.due(self.recorder.histograms(), now) \
+                    if watch and now > start_at else None
+                if failed is not None:
+                    self.aborted = slo.Check(
+                        "aborted_on_fail", "no latency threshold failing for "
+                        f"{self.o.abort_on_fail_s:g}s", f"{now - start_at:.0f}s", slo.FAIL,
+                        f"the load stopped at {now - start_at:.0f}s of "
+                        f"{self.o.duration_s:g}s: {failed.detail}")
+                    self.say(f"  abort: {failed.name} {failed.measured} ms, target "
+                             f"{failed.target}: stopping the load, draining")
+                    await locust.stop()
+                    break
                 if not scaled and now >= start_at + self.o.duration_s / 2:
                     scaled = True
                     for _ in range(self.o.instances, self.o.scale_to):
@@ -321,8 +371,14 @@ class Run:
             webhook_duplicates=rec.webhook_duplicates, spawned=rec.spawned, error=error,
             drain_timeout_s=o.drain_timeout_s,
             process_growth=soak.growth(soak.read(self.run_dir)))
+        send_delays = validity.read_send_delays(self.run_dir)
+        measured = validity.checks(send_delays, self.locust.cpu_fractions() if self.locust
+                                   else {}, self.locust.clock_offsets() if self.locust else {})
+        checks = slo.latency_checks(self.thresholds, rec.histograms(), self.scopes) + measured \
+            + ([self.aborted] if self.aborted else [])
         return output.RunResult(
-            name=self.name, scenario=o.scenario, outcome=outcome.judge(facts, self.thresholds),
+            name=self.name, scenario=o.scenario,
+            outcome=outcome.extended(outcome.judge(facts, self.thresholds), checks),
             started_at=start_at, load_ended_at=load_end, duration_s=o.duration_s,
             instances=o.instances, workers=o.workers, transport=o.transport, rates=o.rates,
             thresholds=self.thresholds, peak_depth=facts.peak_depth, publisher=publisher,
@@ -333,4 +389,5 @@ class Run:
                     "options": {**{k: (str(v) if isinstance(v, Path) else v)
                                    for k, v in asdict(o).items()},
                                 "task_mix": format_task_mix(self.mix)}},
-            extra={"peak_backlog": rec.peak_backlog(), "processes": facts.process_growth})
+            extra={"peak_backlog": rec.peak_backlog(), "processes": facts.process_growth,
+                   "validity": validity.summary(send_delays, measured)})

@@ -7,18 +7,70 @@ fails when any check FAILs. Field names here are the stable names of summary.jso
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rabbitscale.core import targets
+from rabbitscale.core import latency, targets
 from rabbitscale.core.errors import ConfigError
-from rabbitscale.core.verdicts import FAIL, PASS, SKIP, WARN
+from rabbitscale.core.units import UnitError, parse_duration_s
+from rabbitscale.core.verdicts import FAIL, INVALID, PASS, SKIP, WARN
 from rabbitscale.topology.profiles import Profile
 
-__all__ = ["FAIL", "PASS", "SKIP", "WARN", "Check", "Thresholds", "load_thresholds"]
+__all__ = ["FAIL", "INVALID", "PASS", "SKIP", "WARN", "Check", "LatencyThreshold",
+           "Thresholds", "load_thresholds"]
+
+LATENCY_METRICS = ("e2e", "queue_wait", "processing", "publish_delay")
+LATENCY_STATS = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9, "max": 100.0}
+LATENCY_KEY = "latency"  # the list of expressions in a [thresholds] table
+_EXPR = re.compile(r"\s*(?:(?P<scope>\S+)\.)?(?P<metric>" + "|".join(LATENCY_METRICS)
+                   + r")\.(?P<stat>" + "|".join(LATENCY_STATS) + r")\s*<=?\s*(?P<value>\S+)\s*")
+
+
+@dataclass(frozen=True)
+class LatencyThreshold:
+    """``[TASK_KIND_OR_QUEUE.]METRIC.STAT<VALUE``: the stat of the metric's distribution (over
+    the scope's queues, or all of them) must stay below VALUE."""
+
+    scope: str | None
+    metric: str
+    stat: str
+    max_s: float
+    source: str = ""  # where it was set: --threshold, a profile (an assumption), a file
+
+    @property
+    def name(self) -> str:
+        return f"latency {self.scope + ' ' if self.scope else ''}{self.metric} {self.stat}"
+
+    @property
+    def text(self) -> str:
+        return f"{self.scope + '.' if self.scope else ''}{self.metric}.{self.stat}" \
+               f"<{_ms(self.max_s * 1000)}"
+
+
+def parse_latency(text: str, source: str = "") -> LatencyThreshold:
+    """'video.queue_wait.p95<500ms' -> LatencyThreshold; one-line ConfigError otherwise."""
+    m = _EXPR.fullmatch(str(text))
+    where = f"{source}: " if source else ""
+    if not m:
+        raise ConfigError(f"{where}not a latency threshold: {text!r} (expected "
+                          f"[TASK_KIND_OR_QUEUE.]METRIC.STAT<DURATION, METRIC one of "
+                          f"{', '.join(LATENCY_METRICS)}, STAT one of {', '.join(LATENCY_STATS)};"
+                          f" e.g. e2e.p99<2s)")
+    try:
+        value = parse_duration_s(m.group("value"))
+    except UnitError as exc:
+        raise ConfigError(f"{where}{text!r}: {exc}") from None
+    if value <= 0:
+        raise ConfigError(f"{where}{text!r}: the limit must be above zero")
+    return LatencyThreshold(m.group("scope"), m.group("metric"), m.group("stat"), value, source)
+
+
+def _ms(ms: float) -> str:
+    return f"{ms / 1000:g}s" if ms >= 1000 else f"{ms:g}ms"
 
 
 @dataclass(frozen=True)
@@ -34,27 +86,49 @@ class Thresholds:
     lost_max: int = 0
     rss_growth_max_mb_per_hour: float = 50.0  # any process of ours (soak)
     soak_min_duration_s: float = 600.0  # shorter runs cannot tell growth from warm-up
+    latency: tuple[LatencyThreshold, ...] = ()  # percentiles a run must stay under
+
+
+def _latency_list(value: Any, source: str) -> tuple[LatencyThreshold, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: {LATENCY_KEY}: expected a list of expressions such as "
+                          f"[\"e2e.p99<2s\"]")
+    return tuple(parse_latency(v, source) for v in value)
 
 
 def load_thresholds(path: str | Path | None, profile: Profile | None = None,
-                    **overrides: Any) -> Thresholds:
+                    latency_exprs: Sequence[str] = (), **overrides: Any) -> Thresholds:
     """The guide's thresholds, then the run's own (``error_rate_max``), the profile's
-    ``[thresholds]``, a fault's (``overrides`` after the profile's), then a thresholds file."""
+    ``[thresholds]``, a fault's (``overrides`` after the profile's), then a thresholds file;
+    latency thresholds: the profile's (assumptions), a file's, then ``--threshold``, a later
+    one replacing an earlier one of the same scope, metric and stat."""
     own = {k: v for k, v in overrides.items() if k == "error_rate_max"}
-    base = _replaced(Thresholds(**own), profile.thresholds if profile else {},
+    prof = dict(profile.thresholds) if profile else {}
+    lat = _latency_list(prof.pop(LATENCY_KEY), f"profile {profile.name}: thresholds "
+                        f"(an assumption of the profile)") if profile and LATENCY_KEY in prof \
+        else ()
+    base = _replaced(Thresholds(**own), prof,
                      f"profile {profile.name}: thresholds" if profile else "")
     base = dataclasses.replace(base, **{k: v for k, v in overrides.items()
                                         if k != "error_rate_max"})
-    if path is None:
-        return base
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: thresholds file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read thresholds: {exc}") from None
-    return _replaced(base, data, str(p))
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: thresholds file not found") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{p}: cannot read thresholds: {exc}") from None
+        if LATENCY_KEY in data:
+            lat += _latency_list(data.pop(LATENCY_KEY), str(p))
+        base = _replaced(base, data, str(p))
+    lat += tuple(parse_latency(e, "--threshold") for e in latency_exprs)
+    merged: dict[tuple[str | None, str, str], LatencyThreshold] = {}
+    for t in lat:
+        merged[(t.scope, t.metric, t.stat)] = t
+    return dataclasses.replace(base, latency=tuple(merged.values()))
 
 
 def _replaced(base: Thresholds, data: Mapping[str, Any], source: str) -> Thresholds:
@@ -104,5 +178,48 @@ def not_measured(name: str, detail: str) -> Check:
 
 
 def verdict(checks: list[Check]) -> str:
-    """A run fails when any check FAILs; WARNs are shown, not failed."""
+    """INVALID when the measurement cannot be trusted (the generator fell short: nothing is
+    said of the system), else FAIL when any check FAILs; WARNs are shown, not failed."""
+    if any(c.verdict == INVALID for c in checks):
+        return INVALID
     return FAIL if any(c.verdict == FAIL for c in checks) else PASS
+
+
+def check_scopes(thresholds: Thresholds, scopes: Iterable[str], what: str) -> None:
+    """Refuse, before the load, a latency threshold whose scope the run has no such name."""
+    known = set(scopes)
+    for t in thresholds.latency:
+        if t.scope is not None and t.scope not in known:
+            raise ConfigError(f"{t.source}: {t.text}: no task kind or queue {t.scope!r} in "
+                              f"{what} (known: {', '.join(sorted(known))})")
+
+
+def latency_checks(thresholds: Thresholds, histograms: Mapping[str, Mapping[str, Any]],
+                   scopes: Mapping[str, Sequence[str]]) -> list[Check]:
+    """One check per latency threshold: the stat of the scope's merged HDR histograms.
+    ``histograms``: name (queue, callback kind) -> metric -> histogram; ``scopes``: task kind
+    or queue -> the names it covers (no scope: every name)."""
+    out = []
+    for t in thresholds.latency:
+        names = list(scopes.get(t.scope, ())) if t.scope else list(histograms)
+        merged = latency.new_histogram()
+        for name in names:
+            h = histograms.get(name, {}).get(t.metric)
+            if h is not None:
+                merged.add(h)
+        target = f"< {_ms(t.max_s * 1000)}"
+        where = f"{t.scope} ({', '.join(names)})" if t.scope and names != [t.scope] else \
+            (t.scope or "all queues")
+        if not merged.get_total_count():
+            out.append(Check(t.name, target, "not measured", SKIP,
+                             f"no {t.metric} samples for {where} ({t.source})"))
+            continue
+        p = LATENCY_STATS[t.stat]
+        value_ms = (merged.get_max_value() if p == 100.0
+                    else merged.get_value_at_percentile(p)) / 1000
+        ok = value_ms < t.max_s * 1000
+        out.append(Check(t.name, target, round(value_ms, 1), PASS if ok else FAIL,
+                         f"{t.metric} {t.stat} of {where}: {value_ms:,.1f} ms "
+                         f"{'<' if ok else '>='} {t.max_s * 1000:,.0f} ms over "
+                         f"{merged.get_total_count():,} samples ({t.source})"))
+    return out

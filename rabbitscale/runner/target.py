@@ -31,7 +31,7 @@ from rabbitscale.core.errors import (
     Unavailable,
 )
 from rabbitscale.core.urls import check_url
-from rabbitscale.runner import outcome, output, slo
+from rabbitscale.runner import outcome, output, slo, validity
 from rabbitscale.runner.callbacks import CallbackLedger, CallbackReceiver
 from rabbitscale.runner.load import LoadSpec, LocustProcesses, start_delay_s
 from rabbitscale.runner.run import RunOptions, run_kinds
@@ -113,7 +113,11 @@ class TargetRun:
         self.settings = settings
         self.vhost = settings.vhost
         self.name, self.run_dir = rundir.place(o.out, o.scenario)
-        self.thresholds = slo.load_thresholds(o.thresholds_file, profile)
+        self.thresholds = slo.load_thresholds(o.thresholds_file, profile, o.threshold_exprs)
+        self.scopes = {k: [f"callback-{k}"] for k in profile.tasks}  # callbacks, by kind
+        slo.check_scopes(self.thresholds, self.scopes, f"the task kinds of profile "
+                                                       f"{profile.name!r} (a black-box run "
+                                                       f"measures latency per kind)")
         self.ledger = CallbackLedger(burst_max_lag_s=self.thresholds.burst_max_lag_s,
                                      burst_kind=profile.webhook_kind)
         self.secret = new_secret()
@@ -215,9 +219,13 @@ class TargetRun:
             memory_alarm=sampler.memory_alarm(), missing_workers=self._missing_workers(),
             error=error, drain_timeout_s=o.drain_timeout_s)
         options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
+        send_delays = validity.read_send_delays(self.run_dir)
+        measured = validity.checks(send_delays, locust.cpu_fractions(), locust.clock_offsets())
+        checks = slo.latency_checks(self.thresholds, self.ledger.histograms(), self.scopes) \
+            + measured
         return output.RunResult(
-            name=self.name, scenario=o.scenario, outcome=outcome.judge_target(
-                facts, self.thresholds),
+            name=self.name, scenario=o.scenario, outcome=outcome.extended(
+                outcome.judge_target(facts, self.thresholds), checks),
             started_at=start_at, load_ended_at=load_end, duration_s=o.duration_s, instances=0,
             workers=o.workers + t.expect_workers, transport="http", rates=o.rates,
             thresholds=self.thresholds, peak_depth=facts.peak_depth,
@@ -225,7 +233,8 @@ class TargetRun:
                     "rabbitmq": {**self.settings.masked(), "vhost": self.vhost},
                     "options": options, "target_options": asdict(t)},
             extra={"mode": "black-box", "target": t.url, "broker_source": source.name,
-                   "callback_url": callback_url})
+                   "callback_url": callback_url,
+                   "validity": validity.summary(send_delays, measured)})
 
     def _tracked(self) -> tuple[str, ...]:
         """Kinds whose tasks come back: webhooks (their URL is a callback), and kinds whose
@@ -255,6 +264,7 @@ class TargetRun:
             now = time.time()
             if start_at and now > start_at + self.o.duration_s + 120:
                 return "Locust did not finish in time"
+            locust.sample_cpu()
             progress.tick(now, start_at, self.ledger.unique, sampler.current_depth(),
                           self.ledger.e2e_p99_ms())
         return await locust.wait()

@@ -229,7 +229,10 @@ class ProfileModel(_Strict):
     messages: dict[str, MessageModel] = {}
     endpoints: dict[str, EndpointModel] = {}
     tasks: dict[str, TaskModel] = {}
-    thresholds: dict[str, float] = Field({}, description="SLO thresholds of a run")
+    thresholds: dict[str, float | list[str]] = Field(
+        {}, description="SLO thresholds of a run; latency = [\"[KIND_OR_QUEUE.]METRIC.STAT<DURATION"
+                        "\", ...] (METRIC e2e|queue_wait|processing|publish_delay, STAT "
+                        "p50|p95|p99|p999|max)")
     estimates: dict[str, str] = Field({}, description="figures discover estimated, and from "
                                                       "what")
 

@@ -230,7 +230,7 @@ class Profile:
     messages: Mapping[str, MessageType] = field(default_factory=dict)
     tasks: Mapping[str, TaskKind] = field(default_factory=dict)
     pooled_publisher: bool = False
-    thresholds: Mapping[str, float] = field(default_factory=dict)
+    thresholds: Mapping[str, float | list[str]] = field(default_factory=dict)
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     estimates: Mapping[str, str] = field(default_factory=dict)  # figure -> where it came from
 

@@ -103,6 +103,13 @@ def test_bad_input_and_unreachable_broker():
         ([], {"CONDUITLLM__RABBITMQ__PASSWORD": "wrong"}, 3, "refused user 'guest'"),
         ([], {"CONDUITLLM__RABBITMQ__MANAGEMENTPORT": "1"}, 3, "cannot reach the RabbitMQ "
                                                              "management API"),
+        # rabbitmq_prometheus's port answers 404 for /api/...: not a missing vhost
+        ([], {"CONDUITLLM__RABBITMQ__MANAGEMENTPORT": "15692"}, 3,
+         "not a RabbitMQ management API at http://127.0.0.1:15692"),
+        # AMQP's port answers HTTP with an AMQP header
+        ([], {"CONDUITLLM__RABBITMQ__MANAGEMENTPORT": "5672"}, 3,
+         "not a RabbitMQ management API at http://127.0.0.1:5672"),
+        (["--prometheus", "notaurl"], {}, 2, "expected an http(s) URL"),
     ]:
         done = rabbitscale("doctor", *args, **env)
         err = done.stderr.strip()

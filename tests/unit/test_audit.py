@@ -73,3 +73,29 @@ def test_audit_cli_exit_codes(capsys, tmp_path):
     bad = tmp_path / "bin.conf"
     bad.write_bytes(b"\xff\xfe\x00garbage")
     assert main(["audit", str(bad)]) == 2
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_enum_values_are_checked_against_the_schema(snapshot):
+    schema = load_schema(prefer_installed=not snapshot)
+    assert schema.enum("log.console.level") is not None
+    bad = audit("log.console.level = loud\nlog.console.level = debug\n", schema=schema)
+    errors = [f for f in bad if f.severity == ERROR]
+    assert len(errors) == 1 and errors[0].line == 1 and "expects one of debug" in errors[0].message
+
+
+def test_an_absolute_disk_limit_is_held_to_the_disk(schema):
+    found = audit("disk_free_limit.absolute = 60GB\n", schema=schema, disk_bytes=5 * 10**9)
+    assert [f.severity for f in found if f.key == "disk_free_limit.absolute"] == [ERROR]
+    close = audit("disk_free_limit.absolute = 4.5GB\n", schema=schema, disk_bytes=5 * 10**9)
+    assert [f.severity for f in close if f.key == "disk_free_limit.absolute"] == [WARNING]
+    fine = audit("disk_free_limit.absolute = 2GB\n", schema=schema, disk_bytes=50 * 10**9)
+    assert not [f for f in fine if f.key == "disk_free_limit.absolute"]
+
+
+def test_the_target_version_must_be_a_version(capsys, tmp_path):
+    conf = tmp_path / "r.conf"
+    conf.write_text("log.console.level = info\n")
+    assert main(["audit", str(conf), "--target-version", "banana"]) == 2
+    assert "expected a RabbitMQ version" in capsys.readouterr().err
+    assert main(["audit", str(conf), "--target-version", "4.0.5"]) == 0

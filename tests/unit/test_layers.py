@@ -96,3 +96,34 @@ def test_no_module_is_importable_under_a_second_name():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_runtime_dependency_is_imported_and_every_import_declared():
+    """pyproject's dependencies are exactly what the package imports (a dependency's own
+    dependency, used through it, named with it); test-only packages stay in `dev`."""
+    import ast
+    import re
+    import sys
+    import tomllib
+
+    declared = {re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0].lower()
+                for d in tomllib.loads((ROOT / "pyproject.toml").read_text())
+                ["project"]["dependencies"]}
+    import_name = {"aio-pika": "aio_pika", "hdrhistogram": "hdrh", "tomli-w": "tomli_w",
+                   "prometheus-client": "prometheus_client"}
+    through = {"aiormq": "aio-pika", "gevent": "locust", "yarl": "aiohttp"}
+    imported: set[str] = set()
+    for path in (ROOT / "rabbitscale").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported
+                   if m not in sys.stdlib_module_names and m not in ("rabbitscale", "hdrh")
+                   } | ({"hdrh"} & imported)
+    wanted = {import_name.get(d, d) for d in declared}
+    undeclared = {m for m in third_party if m not in wanted and through.get(m) not in declared}
+    unused = wanted - third_party
+    assert not undeclared, f"imported, not in dependencies: {sorted(undeclared)}"
+    assert not unused, f"in dependencies, never imported: {sorted(unused)}"

@@ -16,8 +16,8 @@ def parser(argv: list[str]) -> Parser:
                            "errors (the node would not boot or the settings do not fit), 2 "
                            "unreadable input.")
     p.add_argument("conf", metavar="FILE", help="the rabbitmq.conf to check")
-    p.add_argument("--target-version", default="3.13",
-                   help="the RabbitMQ version the file is for")
+    p.add_argument("--target-version", default="3.13", type=a.rabbitmq_version,
+                   metavar="X.Y[.Z]", help="the RabbitMQ version the file is for")
     p.add_argument("--disk", type=a.size, default=None, metavar="SIZE",
                    help="disk under the data directory, e.g. 50GB")
     p.add_argument("--plugins", default="rabbitmq_management", metavar="LIST",

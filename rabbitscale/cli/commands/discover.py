@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rabbitscale.cli import args as a
 from rabbitscale.cli.args import Parser
 
 
@@ -19,7 +20,7 @@ def parser(argv: list[str]) -> Parser:
                            "written, 1 no MassTransit endpoint found, 2 bad input, 3 broker "
                            "unreachable or not authorised.")
     p.add_argument("--vhost", required=True, help="the vhost the system uses")
-    p.add_argument("--management", metavar="URL",
+    p.add_argument("--management", type=a.http_url, metavar="URL",
                    help="the management API, e.g. http://host:15672 (default: the "
                         "configuration's host and management port; credentials from AMQP_URL "
                         "or CONDUITLLM__RABBITMQ__USERNAME/PASSWORD)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rabbitscale.cli import args as a
 from rabbitscale.cli import options
 from rabbitscale.cli.args import Parser
 
@@ -17,7 +18,7 @@ def parser(argv: list[str]) -> Parser:
                            "\n\nExit codes: 0 no FAIL, 1 a FAIL, 2 bad input, 3 broker "
                            "unreachable or not authorised.")
     p.add_argument("--vhost", help="the vhost the system uses (default: the configuration's)")
-    p.add_argument("--prometheus", action="append", default=[], metavar="URL",
+    p.add_argument("--prometheus", type=a.http_url, action="append", default=[], metavar="URL",
                    help="also read rabbitmq_prometheus (one per node), e.g. when the "
                         "management metrics collector is off")
     p.add_argument("--json", action="store_true", help="the findings as JSON")

@@ -19,7 +19,8 @@ from rabbitscale.core import targets
 from rabbitscale.scenarios.registry import BACKLOG, SCENARIOS
 
 EXITS = ("Exit codes: 0 every check passed, 1 a check failed, 2 bad input, 3 the broker "
-         "(or target) unreachable, 4 the run itself failed.")
+         "(or target) unreachable, 4 the run itself failed, 5 the run is INVALID (the load "
+         "generator did not hold its schedule).")
 BLACK_BOX_ONLY = ("--target", "--api-key", "--prometheus", "--callback-url", "--poll",
                   "--expect-workers", "--master-port")
 STACK_ONLY = ("--instances", "--transport", "--scale-to", "--keep-vhost", "--fault",
@@ -61,6 +62,18 @@ def _timing(p: Parser, drain_default: str) -> None:
     g.add_argument("--workers", type=a.bounded(int, 0, 64, "a whole number"), default=0,
                    help="local Locust worker processes (distributed mode); 0 = one process")
     g.add_argument("--thresholds", metavar="FILE", help="TOML file overriding SLO thresholds")
+    g = p.add_argument_group("latency thresholds")
+    g.add_argument("--threshold", action="append", default=[], metavar="EXPR",
+                   type=a.latency_threshold,
+                   help="[TASK_KIND_OR_QUEUE.]METRIC.STAT<DURATION, repeatable: METRIC e2e, "
+                        "queue_wait, processing or publish_delay; STAT p50, p95, p99, p999 or "
+                        "max; e.g. e2e.p99<2s, video.queue_wait.p95<500ms. Added to the "
+                        "profile's [thresholds] latency list (one of the same scope, metric and "
+                        "stat replaces it)")
+    g.add_argument("--abort-on-fail", nargs="?", const="0s", default=None, type=a.duration,
+                   metavar="GRACE",
+                   help="stop the load once a latency threshold has failed for GRACE (default "
+                        "0s: at once); the run still drains, writes everything and exits 1")
 
 
 def stack_parser() -> Parser:
@@ -112,7 +125,8 @@ def backlog_parser() -> Parser:
                elsewhere={**_elsewhere(BLACK_BOX_ONLY, "applies to black-box runs: "
                                                         "run SCENARIO --target URL"),
                           **_elsewhere(("--duration", "--workers", "--fault", "--transport",
-                                        "--thresholds", "--prometheus-port", "--users"),
+                                        "--thresholds", "--prometheus-port", "--users",
+                                        "--threshold", "--abort-on-fail"),
                                        "does not apply: a backlog is filled to --queued, "
                                        "then drained")},
                description="The broker holding a backlog: publish with confirms (consumers "
@@ -156,19 +170,19 @@ def target_parser() -> Parser:
     g.add_argument("--api-key", action="append", default=[], metavar="KEY",
                    help="bearer key for the target (repeatable); or set "
                         "RABBITSCALE_TARGET_API_KEYS=k1,k2 to keep keys off the command line")
-    g.add_argument("--prometheus", action="append", default=[], metavar="URL",
+    g.add_argument("--prometheus", type=a.http_url, action="append", default=[], metavar="URL",
                    help="read the broker from rabbitmq_prometheus (http://host:15692), one per "
                         "node, instead of the management API")
-    g.add_argument("--callback-url", metavar="URL",
+    g.add_argument("--callback-url", type=a.http_url, metavar="URL",
                    help="where the target can reach rabbitscale's callback receiver (default: "
                         "a free port on 127.0.0.1)")
     g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
                    help="follow tasks whose route can be polled (the profile's route poll) "
                         "with GET every INTERVAL instead of a callback (0: callbacks)")
     g = p.add_argument_group("a system loaded through its broker (--target amqp://...)")
-    g.add_argument("--management", metavar="URL",
+    g.add_argument("--management", type=a.http_url, metavar="URL",
                    help="the broker's management API, read-only (default: http://HOST:15672)")
-    g.add_argument("--app-metrics", metavar="URL",
+    g.add_argument("--app-metrics", type=a.http_url, metavar="URL",
                    help="the application's Prometheus endpoint with MassTransit's meters "
                         "(messaging_masstransit_*): consume and delivery latency, consume errors")
     g = p.add_argument_group("load generators on other machines")
@@ -199,6 +213,7 @@ def _options(args: argparse.Namespace, **extra: Any) -> Any:
         task_mix=format_task_mix(args.task_mix) if args.task_mix else "",
         sample_interval_s=args.sample_interval, drain_timeout_s=args.drain_timeout,
         thresholds_file=args.thresholds, vhost=args.vhost, profile_file=args.profile_file,
+        threshold_exprs=tuple(args.threshold), abort_on_fail_s=args.abort_on_fail,
         junit=Path(args.junit) if args.junit else None, **extra)
 
 

@@ -217,13 +217,19 @@ def _fix_start(environment: Any, **_: Any) -> None:
 @events.report_to_master.add_listener
 def _ship(client_id: str, data: dict[str, Any]) -> None:
     data["rabbitscale_hdr"] = {name: latency.encode(h) for name, h in _HISTOGRAMS.items()}
+    data["rabbitscale_clock"] = time.time()  # the master measures this worker's clock offset
     for h in _HISTOGRAMS.values():
         h.reset()
 
 
 @events.worker_report.add_listener
 def _receive(client_id: str, data: dict[str, Any]) -> None:
-    _WORKERS_SEEN.setdefault(client_id, {"reports": 0})["reports"] += 1
+    seen = _WORKERS_SEEN.setdefault(client_id, {"reports": 0})
+    seen["reports"] += 1
+    if "clock_offset_s" not in seen and "rabbitscale_clock" in data:
+        # the worker's clock minus the master's, at its first report (one-way: the transit,
+        # well under a millisecond on a LAN, is part of the figure)
+        seen["clock_offset_s"] = round(float(data["rabbitscale_clock"]) - time.time(), 6)
     for name, encoded in data.get("rabbitscale_hdr", {}).items():
         _merge_into(name, encoded)
 
@@ -258,7 +264,8 @@ def _dump(environment: Any, **_: Any) -> None:
             workers.append({"id": cid, "index": runner.get_worker_index(cid),
                             "state": client.state if client is not None else "quit",
                             "user_count": client.user_count if client is not None else None,
-                            "reports": _WORKERS_SEEN.get(cid, {}).get("reports", 0)})
+                            "reports": _WORKERS_SEEN.get(cid, {}).get("reports", 0),
+                            "clock_offset_s": _WORKERS_SEEN.get(cid, {}).get("clock_offset_s")})
         (Path(run_dir) / contract.WORKERS_FILE).write_text(json.dumps(workers, indent=2))
 
 
