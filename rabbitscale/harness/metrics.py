@@ -3,9 +3,10 @@ and `stack --prometheus-port`.
 
 One registry per run or stack (never the library's global one), served by the client
 library's own HTTP server on a thread of its own. Names follow Prometheus conventions
-(``rabbitscale_`` prefix, ``_total`` counters, base units); broker figures the sampler reads
-use rabbitmq_prometheus's names and labels (``rabbitmq_queue_messages_ready{vhost,queue}``,
-``rabbitmq_process_resident_memory_bytes``) so a dashboard query works on either source.
+(``rabbitscale_`` prefix, ``_total`` counters, base units). Only rabbitscale's own figures:
+the broker's (depth, consumers, memory, rates) come from its rabbitmq_prometheus, which the
+dashboard scrapes itself; re-exporting them here under the broker's names counted each queue
+twice.
 Latency histograms have buckets fitted to the guide's targets: the 5 s burst lag and the
 5-minute message age are bucket bounds, so "within target" is an exact bucket count.
 """
@@ -93,23 +94,6 @@ class Metrics:
         self.process_rss = Gauge("rabbitscale_process_resident_memory_bytes",
                                  "Resident memory of each process of the run.", ["process"],
                                  registry=r)
-        q = ["vhost", "queue"]
-        self.q_messages = Gauge("rabbitmq_queue_messages", "Ready + unacked (sampled).", q,
-                                registry=r)
-        self.q_ready = Gauge("rabbitmq_queue_messages_ready", "Ready (sampled).", q, registry=r)
-        self.q_unacked = Gauge("rabbitmq_queue_messages_unacked", "Unacked (sampled).", q,
-                               registry=r)
-        self.q_consumers = Gauge("rabbitmq_queue_consumers", "Consumers (sampled).", q,
-                                 registry=r)
-        n = ["rabbitmq_node"]
-        self.n_memory = Gauge("rabbitmq_process_resident_memory_bytes",
-                              "Node memory used (sampled).", n, registry=r)
-        self.n_limit = Gauge("rabbitmq_resident_memory_limit_bytes",
-                             "The memory high watermark (sampled).", n, registry=r)
-        self.n_disk = Gauge("rabbitmq_disk_space_available_bytes", "Disk free (sampled).", n,
-                            registry=r)
-        self.n_alarm = Gauge("rabbitmq_alarms_memory_used_watermark",
-                             "1 while the memory alarm is on (sampled).", n, registry=r)
 
     # --- what producers call -----------------------------------------------------------------
 
@@ -135,23 +119,6 @@ class Metrics:
 
     def on_webhook(self, **_: Any) -> None:
         self.webhooks.inc()
-
-    def on_sample(self, vhost: str, queues: Iterable[Any], nodes: Iterable[Any]) -> None:
-        """The sampler's figures (harness.observe QueueSample / NodeSample); unknown (None)
-        figures are left as they were."""
-        for s in queues:
-            for gauge, value in ((self.q_messages, s.messages), (self.q_ready, s.ready),
-                                 (self.q_unacked, s.unacked), (self.q_consumers, s.consumers)):
-                if value is not None:
-                    gauge.labels(vhost, s.name).set(value)
-        for node in nodes:
-            memory = node.rss if getattr(node, "rss", None) is not None else node.mem_used
-            for gauge, value in ((self.n_memory, memory), (self.n_limit, node.mem_limit),
-                                 (self.n_disk, node.disk_free),
-                                 (self.n_alarm, None if node.mem_alarm is None
-                                  else int(node.mem_alarm))):
-                if value is not None:
-                    gauge.labels(node.node).set(value)
 
     def on_processes(self, rss: dict[str, int]) -> None:
         for name, value in rss.items():

@@ -1,5 +1,10 @@
 """Charts of a run, rendered with matplotlib (Agg) and embedded as PNG data URIs, so the
-report is one self-contained file that fetches nothing."""
+report is one self-contained file that fetches nothing.
+
+A chart with nothing to show (every value zero, no samples) is not drawn: its function returns
+None and the report says so in one line. Time charts take ``markers`` (seconds from the start,
+label): the fault's steps and the end of the load, drawn as labelled vertical lines; limits are
+drawn as bands above them."""
 
 from __future__ import annotations
 
@@ -30,51 +35,88 @@ def _uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+Markers = list[tuple[float, str]]
+
+
+def _markers(ax: Any, markers: Markers | None) -> None:
+    for t, label in markers or []:
+        ax.axvline(t, color="dimgray", linestyle=":", linewidth=1)
+        ax.text(t, 1.0, label, rotation=90, fontsize=6, va="top", ha="right", color="dimgray",
+                transform=ax.get_xaxis_transform())
+
+
+def _all_zero(values: Any) -> bool:
+    try:
+        return len(values) == 0 or not bool((values.fillna(0) != 0).any())
+    except AttributeError:
+        return not any(values)
+
+
 def _relative_t(df: Any, t0: float) -> Any:
     return df["t"] - t0
 
 
-def throughput(tp: Any, t0: float) -> str:
+def throughput(tp: Any, t0: float, markers: Markers | None = None) -> str | None:
+    if "completed" not in tp or _all_zero(tp["completed"]):
+        return None
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     for queue, g in tp.groupby("queue"):
         g = g.sort_values("t")
         ax.plot(g["t"] - t0, g["completed"], label=queue, linewidth=1)
     ax.set(title="Completed per second", xlabel="seconds", ylabel="messages/s")
+    _markers(ax, markers)
     _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
 
-def depth(queues: Any, t0: float, warning: int, critical: int) -> str:
+def depth(queues: Any, t0: float, warning: int, critical: int,
+          markers: Markers | None = None) -> str | None:
+    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)] if len(queues) else queues
+    if not len(main) or (_all_zero(main["messages"]) and
+                         ("ready_now" not in main or _all_zero(main["ready_now"]))):
+        return None
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]
     col = "ready_now" if "ready_now" in main and main["ready_now"].notna().any() else "messages"
     for queue, g in main.groupby("queue"):
         ax.plot(g["t"] - t0, g[col].fillna(g["messages"]), label=queue, linewidth=1)
-    ax.axhline(warning, color="orange", linestyle="--", linewidth=1, label=f"warning {warning}")
-    ax.axhline(critical, color="red", linestyle="--", linewidth=1, label=f"critical {critical}")
     top = max(float(main[col].fillna(0).max() or 0), 1.0)
-    ax.set_ylim(0, max(top * 1.2, 10))
+    ymax = max(top * 1.2, 10)
+    ax.axhspan(warning, max(critical, ymax), color="orange", alpha=0.08,
+               label=f"warning > {warning}")
+    ax.axhspan(critical, max(critical, ymax) * 2, color="red", alpha=0.08,
+               label=f"critical > {critical}")
+    ax.set_ylim(0, ymax)
     ax.set(title="Queue depth (ready)", xlabel="seconds", ylabel="messages")
+    _markers(ax, markers)
     _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
 
-def message_age(queues: Any, t0: float, limit_s: float) -> str:
+def message_age(queues: Any, t0: float, limit_s: float,
+                markers: Markers | None = None) -> str | None:
+    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)] if len(queues) else queues
+    if not len(main) or "oldest_age_s" not in main or _all_zero(main["oldest_age_s"]):
+        return None
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]
     for queue, g in main.groupby("queue"):
         ax.plot(g["t"] - t0, g["oldest_age_s"], label=queue, linewidth=1)
-    ax.axhline(limit_s, color="red", linestyle="--", linewidth=1, label=f"limit {limit_s:g}s")
+    ymax = max(float(main["oldest_age_s"].max() or 0) * 1.2, 1.0)
+    ax.axhspan(limit_s, max(limit_s, ymax) * 2, color="red", alpha=0.08,
+               label=f"over the limit {limit_s:g}s")
     ax.set(title="Oldest message age (consumer lag)", xlabel="seconds", ylabel="seconds")
-    ax.set_ylim(0, max(float(main["oldest_age_s"].max() or 0) * 1.2, 1.0))
+    ax.set_ylim(0, ymax)
+    _markers(ax, markers)
     _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
 
-def memory(node: Any, t0: float, fraction: float) -> str:
+def memory(node: Any, t0: float, fraction: float,
+           markers: Markers | None = None) -> str | None:
+    if not len(node) or "mem_used" not in node or _all_zero(node["mem_used"]):
+        return None
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     mib = 2**20
     groups = node.groupby("node") if "node" in node else [("node", node)]
@@ -90,6 +132,7 @@ def memory(node: Any, t0: float, fraction: float) -> str:
     if len(alarms):
         ax.scatter(alarms["t"] - t0, alarms["mem_used"] / mib, color="red", s=8, label="alarm")
     ax.set(title="Broker node memory", xlabel="seconds", ylabel="MiB")
+    _markers(ax, markers)
     _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
@@ -161,7 +204,7 @@ def backlog_disk(node: Any, t0: float, backlog: dict[str, Any]) -> str:
     return _uri(fig)
 
 
-def processes(procs: Any, t0: float) -> str:
+def processes(procs: Any, t0: float) -> str | None:
     """Resident memory of each process of the run (soak: a rising line is a leak)."""
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     mib = 2**20
@@ -174,19 +217,24 @@ def processes(procs: Any, t0: float) -> str:
     return _uri(fig)
 
 
-def consumers(queues: Any, t0: float) -> str:
+def consumers(queues: Any, t0: float, markers: Markers | None = None) -> str | None:
+    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)] if len(queues) else queues
+    if not len(main) or "consumers" not in main or _all_zero(main["consumers"]):
+        return None
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
-    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)]
     for queue, g in main.groupby("queue"):
         ax.step(g["t"] - t0, g["consumers"], where="post", label=queue, linewidth=1)
     ax.set(title="Consumers per queue", xlabel="seconds", ylabel="consumers")
+    _markers(ax, markers)
     _legend(ax)
     ax.grid(alpha=0.3)
     return _uri(fig)
 
 
-def percentile_curves(series: dict[str, Any], title: str) -> str:
+def percentile_curves(series: dict[str, Any], title: str) -> str | None:
     """HDR percentile distribution on a log scale of 1/(1-p), the HdrHistogram plot."""
+    if not any(h.get_total_count() for h in series.values()):
+        return None
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     ticks = [50, 90, 99, 99.9, 99.99]
     for label, h in series.items():
@@ -203,9 +251,6 @@ def percentile_curves(series: dict[str, Any], title: str) -> str:
     ax.set_xticklabels([f"{t:g}%" for t in ticks])
     ax.set(title=title, xlabel="percentile", ylabel="ms")
     _legend(ax, "upper left")
-    if not ax.get_legend_handles_labels()[0]:
-        ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center",
-                transform=ax.transAxes, color="gray")
     ax.grid(alpha=0.3)
     return _uri(fig)
 

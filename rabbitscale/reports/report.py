@@ -17,7 +17,7 @@ import jinja2
 
 from rabbitscale.core import targets
 from rabbitscale.core.rundir import REPORT_HTML, REPORT_JSON, RunData, load
-from rabbitscale.core.verdicts import FAIL
+from rabbitscale.core.verdicts import FAIL, INVALID
 from rabbitscale.reports import charts
 from rabbitscale.reports.compare import DEFAULT_TOLERANCE, compare
 
@@ -73,6 +73,53 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
     return rows
 
 
+def markers(s: dict[str, Any]) -> list[tuple[float, str]]:
+    """Vertical markers of the time charts: the fault's steps, the end of the load."""
+    out = [(float(e["t"]), f"fault {e['step']}") for e in (s.get("fault") or {}).get("events", [])
+           if isinstance(e.get("t"), int | float)]
+    if s.get("duration_s"):
+        out.append((float(s["duration_s"]), "load ends"))
+    return out
+
+
+def summary_cards(s: dict[str, Any]) -> list[dict[str, str]]:
+    """The figures at the top of the page: verdict, rate, p99 end to end per queue (or
+    callback kind), lost, and whether the measurement can be trusted."""
+    m = s.get("measured", {})
+    cards = [{"label": "verdict", "value": str(s.get("verdict", "?")),
+              "cls": f"v-{s.get('verdict', '')}"}]
+    if m.get("achieved_rate_per_min") is not None:
+        cards.append({"label": "achieved rate", "value":
+                      f"{float(m['achieved_rate_per_min']):,.0f}/min", "cls": ""})
+    for name, metrics in sorted((m.get("latency_ms") or {}).items()):
+        p99 = (metrics.get("e2e") or {}).get("p99_ms")
+        if p99 is not None:
+            cards.append({"label": f"e2e p99 {name}", "value": f"{float(p99):,.0f} ms",
+                          "cls": ""})
+    lost = (s.get("ledger") or {}).get("lost")
+    if lost is not None:
+        cards.append({"label": "lost", "value": str(lost),
+                      "cls": "v-FAIL" if lost not in (0, "0") else "v-PASS"})
+    validity = s.get("validity")
+    if validity is not None:
+        ok = bool(validity.get("valid"))
+        cards.append({"label": "measurement", "value": "valid" if ok else "INVALID",
+                      "cls": "v-PASS" if ok else "v-FAIL"})
+    return cards
+
+
+def ledger_items(ledger: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ledger as (field, value) pairs, tables flattened one level: it wraps as a grid
+    instead of one row wider than the page."""
+    out = []
+    for k, v in ledger.items():
+        if isinstance(v, dict):
+            out += [(f"{k}: {kk}", str(vv)) for kk, vv in v.items()] or [(k, "-")]
+        else:
+            out.append((k, str(v)))
+    return out
+
+
 @dataclass(frozen=True)
 class Report:
     path: Path
@@ -92,17 +139,20 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
     delays = dict(by_metric["publish_delay"])
     delays.update({f"locust {k}": v for k, v in charts.decode_all(run.locust_hdr).items()
                    if k.endswith("send_delay")})
-    chart_list = [
-        ("Throughput per queue", charts.throughput(run.throughput, t0)),
+    marks = markers(s)
+    chart_list: list[tuple[str, str | None]] = [
+        ("Throughput per queue", charts.throughput(run.throughput, t0, marks)),
         ("Queue depth", charts.depth(run.queues, t0,
                                      thresholds.get("depth_warning", targets.DEPTH_WARNING),
-                                     thresholds.get("depth_critical", targets.DEPTH_CRITICAL))),
+                                     thresholds.get("depth_critical", targets.DEPTH_CRITICAL),
+                                     marks)),
         ("Oldest message age", charts.message_age(run.queues, t0,
                                                   thresholds.get("message_age_max_s",
-                                                                 targets.MESSAGE_AGE_MAX_S))),
+                                                                 targets.MESSAGE_AGE_MAX_S),
+                                                  marks)),
         ("Node memory", charts.memory(run.node, t0, thresholds.get(
-            "memory_fraction_max", targets.MEMORY_WARNING_FRACTION))),
-        ("Consumers", charts.consumers(run.queues, t0)),
+            "memory_fraction_max", targets.MEMORY_WARNING_FRACTION), marks)),
+        ("Consumers", charts.consumers(run.queues, t0, marks)),
         ("End-to-end latency", charts.percentile_curves(by_metric["e2e"],
                                                         "End-to-end latency (HDR)")),
         ("Queue wait", charts.percentile_curves(by_metric["queue_wait"], "Queue wait (HDR)")),
@@ -121,8 +171,11 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
     deltas = compare(s, base.summary, tolerance) if base else None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
+    soak_min = float(thresholds.get("soak_min_duration_s", 600.0))
     html = env.get_template("report.html.j2").render(
-        run=run, s=s, failed=[c["name"] for c in s["checks"] if c["verdict"] == FAIL],
+        run=run, s=s, failed=[c["name"] for c in s["checks"] if c["verdict"] in (FAIL, INVALID)],
+        cards=summary_cards(s), long_enough=float(s.get("duration_s") or 0) >= soak_min,
+        soak_min=soak_min, ledger=ledger_items(s.get("ledger", {})),
         latency=s.get("measured", {}).get("latency_ms", {}), charts=chart_list,
         model=model_rows, backlog=backlog,
         deltas=[d.as_dict() for d in deltas] if deltas is not None else None,

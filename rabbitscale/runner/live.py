@@ -1,7 +1,7 @@
 """Wiring a run's live metrics (harness/metrics.py) to what produces them, in one function
 called at start, as Locust's ``setup_distributed_stats_event_listeners`` does: the recorder's
-counted records, the stack's publishes and sink arrivals, the sampler's broker figures and
-process memory."""
+counted records, the stack's publishes and sink arrivals, the processes' memory and the
+instances running (the broker's figures come from its own rabbitmq_prometheus)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ def setup_live_metrics(metrics: Metrics, recorder: Any, stack: Any, sampler: Any
 
     def on_sample(vhost: str, queues: list[Any], nodes: list[Any], rss: dict[str, int]
                   ) -> None:
-        metrics.on_sample(vhost, queues, nodes)
         metrics.on_processes(rss)
         metrics.instances.set(len(stack.procs))
 

@@ -47,7 +47,7 @@ def test_dashboard_queries_name_exported_metrics():
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     assert len(exprs) >= 10
     functions = {"sum", "rate", "by", "histogram_quantile", "le", "queue", "kind", "outcome",
-                 "status", "instance", "process", "without", "max", "avg"}
+                 "status", "instance", "process", "without", "max", "avg", "job", "vhost"}
     for expr in exprs:
         bare = re.sub(r"\[[0-9]+[smh]\]", "", re.sub(r'"[^"]*"', "", expr))  # ranges, strings
         words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare))
@@ -58,3 +58,10 @@ def test_dashboard_queries_name_exported_metrics():
     assert any("5000" in json.dumps(p.get("fieldConfig")) for p in dash["panels"])  # critical
 
 
+
+
+def test_the_run_exports_only_its_own_metrics():
+    """No rabbitmq_* name: the broker's figures come from its rabbitmq_prometheus, which the
+    dashboard scrapes; re-exporting them counted each queue twice."""
+    names = _names(generate_latest(Metrics().registry).decode())
+    assert names and all(n.startswith("rabbitscale_") for n in names), sorted(names)

@@ -38,7 +38,9 @@ def test_report_sections_charts_and_no_secrets(run_dir):
         assert f'<section id="{section}">' in html
     assert "Verdict: PASS" in html and "burst_2_absorbed" in html
     imgs = re.findall(r'<img alt="([^"]+)" title="[^"]+" src="([^"]+)"', html)
-    assert len(imgs) == 9
+    not_drawn = re.findall(r'<p class="muted">([^:<]+): zero throughout', html)
+    assert len(imgs) + len(not_drawn) == 9 and len(imgs) >= 5, (imgs, not_drawn)
+    assert set(not_drawn) <= {"Queue wait", "Processing", "Oldest message age", "Queue depth"}
     assert all(src.startswith("data:image/png;base64,") and len(src) > 2000 for _, src in imgs)
     assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched
     assert "pw-7f3a9c-do-not-show" not in html and "sec-51d2e8-do-not-show" not in html
@@ -103,3 +105,49 @@ def test_headless_chromium_renders_the_page(run_dir, tmp_path):
     # the green verdict banner is there, near the top
     top = img.crop((0, 0, 1200, 300))
     assert any(g > 100 and r < 80 and b < 80 for _, (r, g, b) in top.getcolors(1 << 20))
+
+
+def _layout(chromium: str, page: Path, width: int, tmp_path: Path) -> tuple[int, int]:
+    """(document scrollWidth, window innerWidth) of the page in headless Chromium at
+    ``width`` px. Headless windows are at least 500 px wide, so the page goes in an iframe of
+    that width, measured by a script of the host page that writes the figures into the DOM
+    Chromium dumps."""
+    host = tmp_path / f"host-{width}.html"
+    host.write_text(
+        f'<html><body style="margin:0"><iframe id="f" src="{page.as_uri()}" '
+        f'style="border:0;width:{width}px;height:900px"></iframe><script>'
+        "document.getElementById('f').onload = function () {"
+        "  var d = this.contentDocument;"
+        "  document.body.setAttribute('data-layout',"
+        "    d.documentElement.scrollWidth + ' ' + this.contentWindow.innerWidth);"
+        "};</script></body></html>")
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--no-first-run", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync",
+                           "--allow-file-access-from-files", "--hide-scrollbars",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1600,1000",
+                           "--virtual-time-budget=5000", "--dump-dom", host.as_uri()],
+                          capture_output=True, text=True, timeout=120, check=True)
+    import re
+
+    m = re.search(r'data-layout="(\d+) (\d+)"', done.stdout)
+    assert m, done.stdout[-500:]
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_the_report_fits_the_page(run_dir, tmp_path, width):
+    """No horizontal scrolling on a desktop or a phone: wide tables scroll inside their own
+    box, the ledger wraps as a grid, charts share a grid."""
+    chromium = require_tool("chromium")
+    page = build(run_dir).path
+    scroll, inner = _layout(chromium, page, width, tmp_path)
+    assert inner == width and scroll <= inner, (scroll, inner)
+
+
+def test_the_top_of_the_report_has_the_figures(run_dir):
+    html = build(run_dir).path.read_text()
+    top = html[:html.index('id="targets"')]
+    for label in ("verdict", "achieved rate", "e2e p99", "lost"):
+        assert f'<div class="label">{label}' in top, label
+    assert 'class="ledger"' in html and "<th>published</th>" not in html
