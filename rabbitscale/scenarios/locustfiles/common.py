@@ -384,7 +384,9 @@ def make_driver(user: Any) -> TaskDriver:
     """The driver of the run's transport: the system's API, or the broker."""
     o = options(user.environment)
     if o.transport == "amqp":
-        return AmqpDriver(o.profile)
+        driver = AmqpDriver(o.profile)
+        driver.open()  # before the user's first slot: connecting is not part of a send
+        return driver
     assert o.keyring is not None
     return RoutedDriver(HttpDriver(user.client, o.profile, o.keyring,
                                    poll_interval_s=o.poll_interval_s, callbacks=o.callbacks),
