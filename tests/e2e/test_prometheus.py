@@ -118,11 +118,16 @@ def test_prometheus_scrapes_a_run_and_agrees_with_its_summary(tmp_path):
         for r in drained:
             if r["metric"].get("vhost") == vhost:
                 assert float(r["value"][1]) == queues[r["metric"]["queue"]]["messages_ready"]
-        # consumers per queue mid-run: the run's instances, each consuming every endpoint
+        # consumers per endpoint queue mid-run: the run's instances, each consuming every
+        # endpoint (the _error queues have none, the recorder's queue one)
+        endpoints = set(json.loads((out / "config.json").read_text())["profile_spec"]
+                        ["endpoints"])
         consumers = _query(base, next(k for k in answers if "rabbitmq_queue_consumers" in k),
                            mid)
-        assert {float(r["value"][1]) for r in consumers
-                if r["metric"].get("vhost") == vhost} == {float(s["instances"])}
+        per_queue = {r["metric"]["queue"]: float(r["value"][1]) for r in consumers
+                     if r["metric"].get("vhost") == vhost}
+        assert {per_queue[q] for q in endpoints} == {float(s["instances"])}, per_queue
+        assert all(per_queue[q] == 0 for q in per_queue if q.endswith("_error"))
         # node memory: one series per node, the management API's figure within 10%
         memory = _query(base, 'rabbitmq_process_resident_memory_bytes{job="rabbitmq"}')
         nodes = _management("/nodes")
