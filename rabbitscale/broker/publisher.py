@@ -190,8 +190,10 @@ class Publisher:
                 return pc
             conn = await amqp.connect(self.settings, f"rabbitscale-pub-{slot + 1}")
             conn.reconnect_callbacks.add(self._on_reconnect)
-            channel = await conn.channel(
-                publisher_confirms=self.settings.publisher_confirmation, on_return_raises=True)
+            # aio-pika refuses on_return_raises without confirms: a returned message is then
+            # simply not known to the publisher (what publishing without confirms means)
+            confirms = self.settings.publisher_confirmation
+            channel = await conn.channel(publisher_confirms=confirms, on_return_raises=confirms)
             pc = self._slots[slot] = _PooledConnection(conn, channel)
             self.stats.connections = len(self._pool)
             return pc

@@ -168,6 +168,15 @@ queue_duration = typed(_queue_duration)
 latency_threshold = typed(_latency_threshold)  # checked, kept as written (the run parses it)
 
 
+def _nemesis_kinds(text: str) -> tuple[str, ...]:
+    from rabbitscale.runner.nemesis import parse_kinds
+
+    return parse_kinds(text)
+
+
+nemesis_kinds = typed(_nemesis_kinds)
+
+
 def _http_url(text: str) -> str:
     from urllib.parse import urlsplit
 

@@ -27,12 +27,13 @@ from rabbitscale.harness.completions import listen
 from rabbitscale.harness.metrics import Metrics
 from rabbitscale.harness.stack import Stack, StackOptions
 from rabbitscale.harness.webhook_sink import SinkOptions
-from rabbitscale.runner import outcome, output, slo, soak, validity
+from rabbitscale.runner import nemesis, outcome, output, slo, soak, validity
 from rabbitscale.runner.faults import FAULTS, Fault, FaultContext
 from rabbitscale.runner.live import setup_live_metrics
 from rabbitscale.runner.load import LoadSpec, LocustProcesses, amqp_publishes, start_delay_s
 from rabbitscale.runner.recorder import WEBHOOK_SINK, Recorder
 from rabbitscale.runner.sampler import Sampler, exact_counter
+from rabbitscale.runner.total_queue import TotalQueue
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology import naming
@@ -73,6 +74,9 @@ class RunOptions:
     junit: Path | None = None  # the checks as JUnit XML
     threshold_exprs: tuple[str, ...] = ()  # --threshold: latency thresholds
     abort_on_fail_s: float | None = None  # --abort-on-fail GRACE: stop the load early
+    nemesis: tuple[str, ...] = ()  # --nemesis: fault kinds on a schedule (needs a cluster)
+    seed: int = 0
+    nemesis_interval_s: float = 30.0
 
 
 def run_kinds(scenario: registry.Scenario, profile: Profile, mix: dict[str, float]
@@ -140,6 +144,13 @@ class Run:
         if self.fault and self.fault.needs_cluster and not settings.cluster_nodes:
             raise BadInput(f"--fault {o.fault} stops a cluster node: run it with --cluster "
                            f"against `rabbitscale cluster up --nodes 3`")
+        self.cluster: Any = None  # the local cluster, recorded in the run (and the nemesis')
+        if o.nemesis:
+            self.cluster = self._nemesis_cluster(settings)
+        elif settings.cluster_nodes:
+            from rabbitscale.broker import cluster
+
+            self.cluster = cluster.load()
         self.mix = parse_task_mix(o.task_mix, profile) if o.task_mix else profile.default_mix
         self.scenario = registry.get(o.scenario)
         self.kinds = run_kinds(self.scenario, profile, self.mix)
@@ -159,6 +170,8 @@ class Run:
         self.locust: LocustProcesses | None = None
         self.fault_events: list[dict[str, Any]] = []
         self.fault_ctx: FaultContext | None = None
+        self.nemesis: nemesis.Nemesis | None = None
+        self.total_queue: TotalQueue | None = None
         self.spec = LoadSpec(
             scenario=self.scenario, duration_s=o.duration_s, rates=o.rates, payload=o.payload,
             transport=o.transport, task_mix=format_task_mix(self.mix),
@@ -168,6 +181,26 @@ class Run:
     def say(self, text: str) -> None:
         if not self.o.quiet:
             print(text, flush=True)
+
+    def _nemesis_cluster(self, settings: RabbitSettings) -> Any:
+        """The local cluster a nemesis acts on; refused up front where it cannot run."""
+        from rabbitscale.broker import cluster, partition
+
+        o = self.o
+        if not settings.cluster_nodes:
+            raise BadInput("--nemesis acts on a local cluster: run with --cluster against "
+                           "`rabbitscale cluster up --nodes 3`")
+        if o.fault:
+            raise BadInput("--nemesis and --fault do not go together: the nemesis schedules "
+                           "its own faults")
+        if o.transport != "http":
+            raise BadInput("--nemesis keeps the total-queue ledger of the stack's publishes: "
+                           "use --transport http")
+        if any(k in nemesis.PARTITIONS or k == "client-link" for k in o.nemesis):
+            why = partition.available()
+            if why:
+                raise BadInput(f"--nemesis: network partitions cannot be made here: {why}")
+        return cluster.require()
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -209,6 +242,12 @@ class Run:
         await listen(await conn.channel(), self.recorder.on_record, expires_s=3600,
                      queue_name=naming.RECORDER_QUEUE, durable=True)
         stack.sink.arrived.add_listener(self.recorder.on_arrival)
+        if o.nemesis:
+            tq = self.total_queue = TotalQueue(
+                queues_of=lambda t: [ep.queue for ep in stack.profile.consumers_of(t)],
+                idempotent=lambda q: stack.profile.endpoint(q).idempotent, run=self.name)
+            stack.published.add_listener(tq.on_published)
+            stack.recorded.add_listener(tq.on_record)
         sampler = Sampler(
             ManagementSource(mgmt), self.vhost,
             [ep.queue for ep in stack.profile.endpoints]
@@ -268,6 +307,8 @@ class Run:
         if self.fault:
             self.fault_ctx = FaultContext(stack, mgmt, self.name, self.say, self.kinds)
             fault_task = asyncio.create_task(self._run_fault(start_at))
+        if self.o.nemesis:
+            fault_task = asyncio.create_task(self._run_nemesis(stack, mgmt, start_at))
         progress = output.Progress(self.say, "completed")
         watch = LatencyWatch(self.thresholds, self.scopes, self.o.abort_on_fail_s) \
             if self.o.abort_on_fail_s is not None and self.thresholds.latency else None
@@ -303,6 +344,8 @@ class Run:
         finally:
             if fault_task and not fault_task.done():
                 fault_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fault_task  # the nemesis heals what it applied
 
     async def _run_fault(self, start_at: float) -> None:
         assert self.fault and self.fault_ctx
@@ -318,6 +361,20 @@ class Run:
             self.say(f"  fault {self.fault.name}: {step}: {text}")
             if step == "inject":
                 await asyncio.sleep(self.fault.recover_after_s)
+
+    async def _run_nemesis(self, stack: Stack, mgmt: Management, start_at: float) -> None:
+        o = self.o
+        events = nemesis.schedule(o.nemesis, len(self.cluster.nodes), o.duration_s,
+                                  o.nemesis_interval_s, o.seed, o.instances)
+        self.say(f"  nemesis: seed {o.seed}, {len(events)} faults: "
+                 + ", ".join(f"{e.kind}@{e.at_s:g}s" for e in events))
+
+        def on_event(ev: nemesis.Event, step: str, what: str) -> None:
+            self.fault_events.append({"t": round(time.time() - start_at, 2), "step": step,
+                                      "what": what, "kind": ev.kind, "index": ev.index})
+
+        self.nemesis = nemesis.Nemesis(self.cluster, events, self.name, stack, mgmt, self.say)
+        await self.nemesis.run(start_at, on_event)
 
     async def _drain(self, stack: Stack, amqp_confirmed: int) -> None:
         """Wait until every confirmed message has a completion record (or the timeout)."""
@@ -376,18 +433,38 @@ class Run:
                                    else {}, self.locust.clock_offsets() if self.locust else {})
         checks = slo.latency_checks(self.thresholds, rec.histograms(), self.scopes) + measured \
             + ([self.aborted] if self.aborted else [])
+        sections: dict[str, Any] = {}
+        if self.total_queue is not None:
+            tq = self.total_queue.counts()
+            checks += self.total_queue.checks(tq)
+            sections["total_queue"] = tq
+        if self.cluster is not None:
+            sections["cluster"] = self.cluster.settings()
         return output.RunResult(
             name=self.name, scenario=o.scenario,
             outcome=outcome.extended(outcome.judge(facts, self.thresholds), checks),
             started_at=start_at, load_ended_at=load_end, duration_s=o.duration_s,
             instances=o.instances, workers=o.workers, transport=o.transport, rates=o.rates,
             thresholds=self.thresholds, peak_depth=facts.peak_depth, publisher=publisher,
-            fault={"name": self.fault.name, "description": self.fault.description,
-                   "events": self.fault_events} if self.fault else None,
+            fault=self._fault_summary(start_at),
             config={"rabbitmq": self.settings.masked(), "profile": self.profile.name,
                     "profile_spec": profile_spec(stack.profile),
                     "options": {**{k: (str(v) if isinstance(v, Path) else v)
                                    for k, v in asdict(o).items()},
                                 "task_mix": format_task_mix(self.mix)}},
             extra={"peak_backlog": rec.peak_backlog(), "processes": facts.process_growth,
-                   "validity": validity.summary(send_delays, measured)})
+                   "validity": validity.summary(send_delays, measured), **sections})
+
+    def _fault_summary(self, start_at: float) -> dict[str, Any] | None:
+        if self.fault:
+            return {"name": self.fault.name, "description": self.fault.description,
+                    "events": self.fault_events}
+        if self.nemesis is None:
+            return None
+        per_second: dict[int, int] = {}
+        for (t, _), n in self.recorder.done_per_second.items():
+            per_second[t] = per_second.get(t, 0) + n
+        return {"name": "nemesis", "description": f"kinds {', '.join(self.o.nemesis)}; seed "
+                f"{self.o.seed}; a fault every {self.o.nemesis_interval_s:g}s",
+                "events": self.fault_events, "seed": self.o.seed,
+                "nemesis": self.nemesis.summary(per_second, start_at, self.o.duration_s)}

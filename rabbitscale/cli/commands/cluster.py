@@ -9,6 +9,8 @@ from rabbitscale.cli.args import Parser
 
 
 def parser(argv: list[str]) -> Parser:
+    from rabbitscale.broker.cluster import NET_TICKTIME_S, PARTITION_HANDLING
+
     p = Parser(prog="rabbitscale cluster",
                description="up: boot N nodes and join them; status: each node (exit 1 when "
                            "one is down); down: stop them and remove their data.\n\nExit "
@@ -21,6 +23,14 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("--port-offset", type=a.bounded(int, 0, 10000, "a whole number"),
                    default=0, help="added to the default ports (AMQP 5701.., management "
                                    "15701.., distribution 25701.., prometheus 35701..)")
+    p.add_argument("--partition-handling", choices=PARTITION_HANDLING,
+                   default=PARTITION_HANDLING[0],
+                   help="up: what a node does on a partition (cluster_partition_handling); "
+                        "recorded in every run against the cluster")
+    p.add_argument("--net-ticktime", type=a.bounded(int, 1, 120, "a whole number of seconds"),
+                   default=NET_TICKTIME_S,
+                   help="up: seconds until an unreachable peer is declared down (Erlang's "
+                        "net_ticktime; its own default is 60)")
     p.add_argument("--dir", help=argparse.SUPPRESS)
     return p
 
@@ -32,15 +42,18 @@ def run(args: argparse.Namespace) -> int:
 
     base = Path(args.dir) if args.dir else cluster.default_base()
     if args.action == "up":
-        c = cluster.up(args.nodes, base, args.port_offset, say=print)
-        print(f"cluster of {len(c.nodes)} node(s) up; run against it with "
-              f"`rabbitscale run SCENARIO --cluster`")
+        c = cluster.up(args.nodes, base, args.port_offset, say=print,
+                       partition_handling=args.partition_handling,
+                       net_ticktime=args.net_ticktime)
+        print(f"cluster of {len(c.nodes)} node(s) up ({c.partition_handling}, net_ticktime "
+              f"{c.net_ticktime}s); run against it with `rabbitscale run SCENARIO --cluster`")
         for n in c.nodes:
-            print(f"  {n.name}  amqp 127.0.0.1:{n.amqp}  management {n.management_url}  "
+            print(f"  {n.name}  amqp {n.ip}:{n.amqp}  management {n.management_url}  "
                   f"prometheus {n.prometheus_url}")
         return 0
     if args.action == "down":
-        print(f"stopped {cluster.down(base)} node(s); removed {base}")
+        print(f"stopped {cluster.down(base)} node(s); removed {base} and any firewall rule "
+              f"of ours")
         return 0
     c = cluster.require(base)
     rows = cluster.status(c if not args.node else cluster.Cluster(c.base, (c.node(args.node),)))

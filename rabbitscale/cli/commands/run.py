@@ -25,7 +25,7 @@ BLACK_BOX_ONLY = ("--target", "--api-key", "--prometheus", "--callback-url", "--
                   "--expect-workers", "--master-port")
 STACK_ONLY = ("--instances", "--transport", "--scale-to", "--keep-vhost", "--fault",
               "--time-scale", "--prometheus-port", "--prometheus-linger", "--cluster",
-              "--replicas")
+              "--replicas", "--nemesis", "--seed", "--nemesis-interval")
 BACKLOG_ONLY = ("--queued", "--drain-service-time", "--calibration")
 DEFAULT_DURATION = "1m"
 
@@ -106,6 +106,20 @@ def stack_parser() -> Parser:
                         + ", ".join(sorted(FAULTS)))
     g.add_argument("--time-scale", type=a.time_scale, default=1.0, metavar="FACTOR",
                    help="multiply retry delays and breaker windows")
+    from rabbitscale.runner.nemesis import DEFAULT_INTERVAL_S, KINDS
+
+    g = p.add_argument_group("nemesis (with --cluster; docs/reliability.md)")
+    g.add_argument("--nemesis", nargs="?", const="all", default=None, type=a.nemesis_kinds,
+                   metavar="KINDS",
+                   help="faults on a random, reproducible schedule through the run, judged by "
+                        "the total-queue ledger: a comma list of kinds, 'partitions', or "
+                        "nothing for all: " + ", ".join(KINDS))
+    g.add_argument("--seed", type=a.bounded(int, 0, 2**31, "a whole number"), default=0,
+                   help="the nemesis schedule's seed: the same seed, duration and interval "
+                        "give the same faults")
+    g.add_argument("--nemesis-interval", type=a.duration, default=f"{DEFAULT_INTERVAL_S:g}s",
+                   metavar="DURATION",
+                   help="a fault starts every DURATION, held for half of it (at most 30s)")
     g = p.add_argument_group("live metrics")
     g.add_argument("--prometheus-port", type=a.port, default=None, metavar="PORT",
                    help="serve live metrics at http://127.0.0.1:PORT/metrics for the whole run")
@@ -125,6 +139,7 @@ def backlog_parser() -> Parser:
                elsewhere={**_elsewhere(BLACK_BOX_ONLY, "applies to black-box runs: "
                                                         "run SCENARIO --target URL"),
                           **_elsewhere(("--duration", "--workers", "--fault", "--transport",
+                                        "--nemesis", "--seed", "--nemesis-interval",
                                         "--thresholds", "--prometheus-port", "--users",
                                         "--threshold", "--abort-on-fail"),
                                        "does not apply: a backlog is filled to --queued, "
@@ -236,7 +251,14 @@ def run_stack_mode(args: argparse.Namespace) -> int:
         settings, profile, _ = on_local_cluster(settings, profile, args.replicas)
     elif args.replicas:
         raise _bad("--replicas needs --cluster")
+    if args.nemesis and not args.cluster:
+        raise _bad("--nemesis acts on a local cluster: add --cluster (after `rabbitscale "
+                   "cluster up --nodes 3`)")
+    if args.nemesis_interval < 4:
+        raise _bad("--nemesis-interval must be at least 4s")
     opts = _options(args, instances=args.instances, transport=args.transport,
+                    nemesis=args.nemesis or (), seed=args.seed,
+                    nemesis_interval_s=args.nemesis_interval,
                     scale_to=args.scale_to, keep_vhost=args.keep_vhost, fault=args.fault,
                     time_scale=args.time_scale, prometheus_port=args.prometheus_port,
                     prometheus_linger_s=args.prometheus_linger)
