@@ -41,6 +41,8 @@ COMMANDS: dict[str, Command] = {
                             "broker figures for a profile, each judged"),
     "find-max": Command("find_max", "step the arrival rate up until a check breaks, beside "
                                     "the model's prediction"),
+    "sweep": Command("sweep", "the latency curve across load, measured beside the latency "
+                              "model: the knee and the headroom at an SLO"),
     "validate": Command("validate", "hold the capacity model to measurements on the real "
                                     "broker"),
     "report": Command("report", "HTML capacity report of a run directory, optionally against "

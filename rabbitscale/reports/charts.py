@@ -257,3 +257,40 @@ def percentile_curves(series: dict[str, Any], title: str) -> str | None:
 
 def decode_all(encoded: dict[str, str]) -> dict[str, Any]:
     return {name: latency.decode(text) for name, text in encoded.items()}
+
+
+def latency_curve(doc: dict[str, Any]) -> str | None:
+    """A sweep's p50/p99 queue wait and e2e p99 against the arrival rate: measured points,
+    the model's lines, the knee, the SLO threshold."""
+    points = doc.get("points") or []
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT * 1.3))
+    rates = [p["rate_per_s"] for p in points]
+    for key, label, color in (("queue_wait_p50_ms", "queue wait p50", "tab:blue"),
+                              ("queue_wait_p99_ms", "queue wait p99", "tab:red"),
+                              ("e2e_p99_ms", "e2e p99", "tab:gray")):
+        measured = [p["measured"].get(key) for p in points]
+        predicted = [p["predicted"].get(key) for p in points]
+        ax.plot([r for r, v in zip(rates, measured, strict=True) if v is not None],
+                [v for v in measured if v is not None], "o", color=color,
+                label=f"{label} measured")
+        ax.plot([r for r, v in zip(rates, predicted, strict=True) if v is not None],
+                [v for v in predicted if v is not None], "-", color=color, alpha=0.7,
+                label=f"{label} model")
+    knee = (doc.get("knee_per_s") or {}).get("predicted")
+    if knee:
+        ax.axvline(knee, color="dimgray", linestyle=":", linewidth=1)
+        ax.text(knee, 1.0, "knee (model)", rotation=90, fontsize=7, va="top", ha="right",
+                transform=ax.get_xaxis_transform())
+    slo = doc.get("slo")
+    if slo:
+        limit = float(slo["threshold"].split("<")[1].removesuffix("ms"))
+        ax.axhline(limit, color="tab:orange", linestyle="--", linewidth=1,
+                   label=f"SLO {slo['threshold']}")
+    ax.set_xlabel("arrival rate (msg/s)")
+    ax.set_ylabel("ms")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.grid(alpha=0.3)
+    _legend(ax, "upper left")
+    return _uri(fig)

@@ -38,6 +38,7 @@ class LoadSpec:
     workers: int = 0  # local worker processes
     expect_workers: int = 0  # workers joining from other machines (rabbitscale worker)
     master_port: int = 5557
+    arrivals: str = "even"  # even | poisson (contract.ARRIVALS)
 
     @property
     def distributed(self) -> bool:
@@ -68,6 +69,7 @@ def commands(spec: LoadSpec, run_dir: Path, host: str) -> list[list[str]]:
             contract.PAYLOAD_SIZE.flag, spec.payload, contract.TRANSPORT.flag, spec.transport,
             contract.TASK_MIX.flag, spec.task_mix,
             contract.SCHEDULE_TIME.flag, f"{spec.duration_s}",
+            contract.ARRIVALS.flag, spec.arrivals,
             "--csv", str(run_dir / rundir.LOCUST_CSV_PREFIX)]
     if not spec.distributed:
         return [base]

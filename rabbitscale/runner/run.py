@@ -77,6 +77,7 @@ class RunOptions:
     nemesis: tuple[str, ...] = ()  # --nemesis: fault kinds on a schedule (needs a cluster)
     seed: int = 0
     nemesis_interval_s: float = 30.0
+    arrivals: str = "even"  # even | poisson: how the open model spaces arrivals
 
 
 def run_kinds(scenario: registry.Scenario, profile: Profile, mix: dict[str, float]
@@ -176,7 +177,7 @@ class Run:
             scenario=self.scenario, duration_s=o.duration_s, rates=o.rates, payload=o.payload,
             transport=o.transport, task_mix=format_task_mix(self.mix),
             users=o.users or self.scenario.users(o.rates), workers=o.workers,
-            master_port=_free_port() if o.workers else 5557)
+            master_port=_free_port() if o.workers else 5557, arrivals=o.arrivals)
 
     def say(self, text: str) -> None:
         if not self.o.quiet:

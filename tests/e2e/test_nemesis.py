@@ -89,9 +89,12 @@ def test_a_safe_setup_loses_nothing_under_partitions(nemesis_cluster, tmp_path):
     assert {"total_queue_lost", "total_queue_unexpected"} <= {c["name"] for c in s["checks"]}
     # the faults are on the report's time charts
     assert [e["step"] for e in s["fault"]["events"]].count("inject") == len(events)
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-2000:]
+    # 5 (INVALID) is possible: while a node is paused or cut, the API's publishes wait for
+    # their confirms and every Locust user can be waiting on one, so sends leave late; the
+    # ledger is judged all the same
+    assert done.returncode in (0, 1, 5), done.stdout[-3000:] + done.stderr[-2000:]
     failed = {c["name"] for c in s["checks"] if c["verdict"] == "FAIL"}
-    assert not failed & {"total_queue_lost", "total_queue_unexpected"}, failed
+    assert not failed & {"total_queue_lost", "total_queue_unexpected", "lost"}, failed
 
 
 UNSAFE = """extends = "guide"
@@ -104,19 +107,22 @@ PublisherConfirmation = false
 
 
 def test_the_checker_fails_an_unsafe_setup(nemesis_cluster, tmp_path):
-    """Classic queues live on one node (the first: the stack declares there) and nothing is
-    confirmed: while that node is down, publishes through the others are dropped unseen."""
+    """Classic queues live on one node (the one the stack declared them on) and nothing is
+    confirmed: while that node is down, publishes through the others are dropped unseen, and
+    a killed node loses what it had not yet written. Every node is killed once, so whichever
+    holds the queues goes down."""
     profile = tmp_path / "unsafe.toml"
     profile.write_text(UNSAFE)
-    seed = _seed(("kill-node",), 40, 16, lambda evs: evs[0].nodes == (0,))
+    seed = _seed(("kill-node",), 60, 12, lambda evs: {e.nodes[0] for e in evs} == {0, 1, 2})
     out = tmp_path / "unsafe"
     done = rabbitscale(nemesis_cluster, "run", "sustained_tasks", "--cluster",
                        "--profile-file", str(profile), "--nemesis", "kill-node", "--seed",
-                       str(seed), "--nemesis-interval", "16s", "--duration", "40s",
+                       str(seed), "--nemesis-interval", "12s", "--duration", "60s",
                        "--drain-timeout", "30s", "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     tq = s["total_queue"]
     print(f"\n[nemesis unsafe] seed {seed} ledger {json.dumps(tq)}")
+    assert s["publisher"]["confirmed"] == 0 and s["publisher"]["sent"] > 0  # no confirms
     assert tq["lost"] > 0 and not tq["valid"], tq
     lost = next(c for c in s["checks"] if c["name"] == "total_queue_lost")
     assert lost["verdict"] == "FAIL"

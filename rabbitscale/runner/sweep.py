@@ -1,0 +1,266 @@
+"""`rabbitscale sweep`: the latency curve of one endpoint across load, measured and predicted.
+
+The task rate steps from ``from`` to ``to`` of the model's capacity for the task mix (a run in
+a vhost of its own per step, as find-max's). Each point holds the measured e2e, queue-wait,
+slot-wait and processing percentiles of the endpoint the mix reaches first, its peak depth and
+utilisation, and the latency model's prediction at the same rate (capacity/queueing.py).
+
+The knee is the highest rate whose p99 queue wait is still below the mean time a message holds
+its slot: beyond it a message typically waits longer than it is worked on, so latency is
+dominated by queueing and grows without bound as utilisation nears 1. Unlike a "maximum
+curvature" knee it needs no smoothing of noisy points, means the same at any service time,
+and is read off the model and the measurements alike.
+
+The headroom at the SLO is the highest rate whose p99 (of the SLO's metric) stays under its
+threshold: measured (the highest step that held it, and below it none that failed) and
+predicted (the model on a fine grid), each beside the capacity.
+
+The model is judged where it is meant to hold, at utilisation 0.5 to 0.9: every predicted p99
+queue wait within 25% (or 10 ms) of the measured one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rabbitscale.capacity import queueing
+from rabbitscale.capacity.plan import PlanInputs, predicted_max_per_s, service_time_s
+from rabbitscale.core import rundir
+from rabbitscale.core.errors import BadInput
+from rabbitscale.runner.run import Run, RunOptions
+from rabbitscale.scenarios.schedule import Rates
+from rabbitscale.topology.policy import ServiceTime
+from rabbitscale.topology.profiles import Profile
+from rabbitscale.topology.settings import RabbitSettings
+
+JUDGED = (0.5, 0.9)  # utilisation range the model is held to
+TOLERANCE = 0.25  # |predicted - measured| / measured
+SLACK_MS = 10.0  # or within this many milliseconds
+SWEEP = "sweep.json"
+METRICS = ("queue_wait", "e2e", "slot_wait", "processing")
+STATS = ("p50", "p95", "p99")
+
+
+@dataclass(frozen=True)
+class Slo:
+    metric: str  # queue_wait | e2e
+    stat: str  # p50 | p95 | p99
+    max_ms: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}_{self.stat}_ms"
+
+    def text(self) -> str:
+        return f"{self.metric}.{self.stat}<{self.max_ms:g}ms"
+
+
+def parse_slo(text: str) -> Slo:
+    """``queue_wait.p99<400ms`` or ``e2e.p99<2s``."""
+    from rabbitscale.core.units import parse_duration_s
+
+    head, sep, value = text.partition("<")
+    metric, _, stat = head.strip().partition(".")
+    if not sep or (metric, stat) not in [("queue_wait", s) for s in STATS] + [("e2e", "p99")]:
+        raise BadInput(f"--slo {text!r}: expected queue_wait.STAT<DURATION (STAT p50, p95 or "
+                       f"p99) or e2e.p99<DURATION, e.g. queue_wait.p99<400ms")
+    return Slo(metric, stat, parse_duration_s(value.strip()) * 1000)
+
+
+@dataclass
+class SweepOptions:
+    base: RunOptions  # the run each step varies the task rate of
+    mix: dict[str, float]
+    start: float = 0.1  # fraction of capacity
+    stop: float = 1.1
+    steps: int = 8
+    slo: Slo | None = None
+    out_dir: Path = Path(".")
+
+
+@dataclass
+class Sweep:
+    queue: str
+    capacity_per_s: float
+    service: str
+    points: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self, slo: Slo | None, load: queueing.EndpointLoad) -> dict[str, Any]:
+        judged = [p for p in self.points if JUDGED[0] <= p["utilisation"] <= JUDGED[1]
+                  and p["measured"].get("queue_wait_p99_ms") is not None]
+        for p in judged:
+            p["within"] = within(p["predicted"]["queue_wait_p99_ms"],
+                                 p["measured"]["queue_wait_p99_ms"])
+        return {
+            "queue": self.queue, "capacity_per_s": round(self.capacity_per_s, 4),
+            "service_time": self.service, "arrivals": load.arrivals,
+            "endpoint": {"instances": load.instances, "slots": load.slots,
+                         "prefetch": load.prefetch, "rate_limit": load.rate_limit,
+                         "failure_probability": load.failure_probability,
+                         "retry_delays_s": list(load.retry_delays_s)},
+            "points": self.points,
+            "knee_per_s": {"measured": knee(self.points, "measured", load.slot_time_s),
+                           "predicted": predicted_knee(load),
+                           "definition": "highest rate whose p99 queue wait is below the "
+                                         f"mean slot time ({load.slot_time_s * 1000:g} ms)"},
+            "slo": None if slo is None else {
+                "threshold": slo.text(),
+                "headroom_per_s": {"measured": measured_headroom(self.points, slo),
+                                   "predicted": predicted_headroom(load, slo)}},
+            "model": {"judged_utilisation": list(JUDGED), "tolerance": TOLERANCE,
+                      "slack_ms": SLACK_MS, "points_judged": len(judged),
+                      "within": bool(judged) and all(p["within"] for p in judged)},
+        }
+
+
+def within(predicted_ms: float | None, measured_ms: float) -> bool:
+    if predicted_ms is None:
+        return False
+    return abs(predicted_ms - measured_ms) <= max(SLACK_MS, TOLERANCE * measured_ms)
+
+
+def knee(points: list[dict[str, Any]], side: str, slot_s: float) -> float | None:
+    """The highest rate of consecutive points from the lowest whose p99 queue wait is below
+    the mean slot time."""
+    best = None
+    for p in sorted(points, key=lambda x: x["rate_per_s"]):
+        v = p[side].get("queue_wait_p99_ms")
+        if v is None or v >= slot_s * 1000:
+            break
+        best = p["rate_per_s"]
+    return best
+
+
+def _grid(load: queueing.EndpointLoad, n: int = 40) -> list[float]:
+    cap = load.capacity_per_s
+    return [cap * (i + 1) / (n + 1) for i in range(n)]
+
+
+def predicted_knee(load: queueing.EndpointLoad) -> float | None:
+    best = None
+    for rate in _grid(load):
+        waits, _ = queueing.predict(load.at(rate), (99.0,))
+        if waits[99.0] >= load.slot_time_s:
+            break
+        best = round(rate, 4)
+    return best
+
+
+def measured_headroom(points: list[dict[str, Any]], slo: Slo) -> float | None:
+    best = None
+    for p in sorted(points, key=lambda x: x["rate_per_s"]):
+        v = p["measured"].get(slo.key)
+        if v is None or v >= slo.max_ms:
+            break
+        best = p["rate_per_s"]
+    return best
+
+
+def predicted_headroom(load: queueing.EndpointLoad, slo: Slo) -> float | None:
+    best = None
+    pct = float(slo.stat[1:])
+    for rate in _grid(load):
+        if slo.metric == "e2e":
+            v = queueing.curve_point(load.at(rate))["e2e_p99_ms"]
+        else:
+            w, _ = queueing.predict(load.at(rate), (pct,))
+            v = None if math.isinf(w[pct]) else w[pct] * 1000
+        if v is None or v >= slo.max_ms:
+            break
+        best = round(rate, 4)
+    return best
+
+
+def endpoint_of(settings: RabbitSettings, profile: Profile, mix: dict[str, float],
+                instances: int, arrivals: str) -> tuple[str, queueing.EndpointLoad]:
+    """The endpoint a sweep follows: the mix's single kind's first endpoint."""
+    if len(mix) != 1:
+        raise BadInput("sweep follows one endpoint: give --task-mix a single task kind "
+                       f"(got {', '.join(mix)})")
+    prof = profile.resolved(settings)
+    kind = next(iter(mix))
+    ep = prof.consumers_of(prof.task(kind).message)[0]
+    st = ep.service_time or ServiceTime("fixed", service_time_s(PlanInputs(settings, profile),
+                                                                 ep))
+    return ep.queue, queueing.endpoint_load(ep, instances, 0.0, st, arrivals)
+
+
+def _measured(summary: dict[str, Any], queue: str) -> dict[str, Any]:
+    lat = summary["measured"]["latency_ms"].get(queue, {})
+    out: dict[str, Any] = {}
+    for metric in METRICS:
+        for stat in STATS:
+            out[f"{metric}_{stat}_ms"] = lat.get(metric, {}).get(f"{stat}_ms")
+    out["peak_depth"] = summary["measured"].get("peak_queue_depth")
+    out["count"] = lat.get("queue_wait", {}).get("count", 0)
+    out["verdict"] = summary["verdict"]
+    return out
+
+
+async def sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions,
+                say: Any = print) -> dict[str, Any]:
+    queue, load = endpoint_of(settings, profile, o.mix, o.base.instances, o.base.arrivals)
+    cap = predicted_max_per_s(settings, profile, o.base.instances, o.mix)
+    if math.isinf(cap) or cap <= 0:
+        raise BadInput(f"sweep: the model gives endpoint {queue} no finite capacity (no "
+                       f"service time): set one in the profile")
+    st = load.service
+    result = Sweep(queue, cap, st.spec())
+    fractions = [o.start + (o.stop - o.start) * i / max(1, o.steps - 1) for i in range(o.steps)]
+    say(f"sweep {queue}: capacity {cap:.2f}/s ({st.spec()}, {load.instances} x {load.slots} "
+        f"slots, prefetch {load.prefetch}); {o.steps} steps from {o.start:.0%} to {o.stop:.0%}")
+    for i, frac in enumerate(fractions, start=1):
+        rate = cap * frac
+        step = dataclasses.replace(o.base, out=o.out_dir / f"step{i:02d}-{rate:.2f}per_s",
+                                   quiet=True, rates=Rates(rate, o.base.rates.webhook_rate,
+                                                           o.base.rates.burst_rates))
+        await Run(settings, profile, step).execute()
+        assert step.out is not None
+        summary = json.loads((step.out / rundir.SUMMARY).read_text())
+        measured = _measured(summary, queue)
+        predicted = queueing.curve_point(load.at(rate))
+        result.points.append({"rate_per_s": round(rate, 4), "utilisation": round(frac, 4),
+                              "run": str(step.out), "measured": measured,
+                              "predicted": predicted})
+        say(f"  step {i:2d}: {rate:7.2f}/s  rho {frac:4.2f}  queue wait p99 measured "
+            f"{_fmt(measured['queue_wait_p99_ms'])} predicted "
+            f"{_fmt(predicted['queue_wait_p99_ms'])} ({predicted['method']})")
+    return result.as_dict(o.slo, load)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.1f} ms"
+
+
+def run_sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions) -> int:
+    """Exit 0 when the model holds at utilisation 0.5-0.9 (and the SLO has headroom where one
+    is given), 1 otherwise."""
+    from rabbitscale.reports.sweep import write_report
+
+    doc = asyncio.run(sweep(settings, profile, o))
+    o.out_dir.mkdir(parents=True, exist_ok=True)
+    (o.out_dir / SWEEP).write_text(json.dumps(doc, indent=2))
+    page = write_report(doc, o.out_dir)
+    m, k = doc["model"], doc["knee_per_s"]
+    print(f"knee: measured {_rate(k['measured'])}, predicted {_rate(k['predicted'])} "
+          f"({k['definition']})")
+    if doc["slo"]:
+        h = doc["slo"]["headroom_per_s"]
+        print(f"headroom at {doc['slo']['threshold']}: measured {_rate(h['measured'])}, "
+              f"predicted {_rate(h['predicted'])} (capacity {doc['capacity_per_s']:.2f}/s)")
+    ok = m["within"]
+    print(f"latency model: {m['points_judged']} point(s) at utilisation {JUDGED[0]}-{JUDGED[1]}"
+          f", p99 queue wait {'within' if ok else 'NOT within'} {TOLERANCE:.0%} or "
+          f"{SLACK_MS:g} ms: {'PASS' if ok else 'FAIL'}")
+    print(f"sweep: {o.out_dir / SWEEP}  report: {page}")
+    return 0 if ok else 1
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}/s ({v * 60:,.0f}/min)"

@@ -1,0 +1,88 @@
+"""The latency model without a broker: the simulation agrees with M/M/c where that is exact,
+knows what pooling, prefetch, rate limits and retries do, and the sweep's knee, headroom and
+tolerance say what their docstrings say."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rabbitscale.capacity import queueing
+from rabbitscale.capacity.queueing import EndpointLoad, closed_form, predict, simulate
+from rabbitscale.core.errors import BadInput
+from rabbitscale.runner import sweep
+from rabbitscale.topology.policy import ServiceTime
+
+EXP80 = ServiceTime("exponential", 0.08)
+
+
+def _pooled(rho: float, **kw) -> EndpointLoad:
+    base = {"service": EXP80, "instances": 2, "slots": 2, "prefetch": 2,
+            "arrivals": "poisson", **kw}
+    load = EndpointLoad(arrival_per_s=0.0, **base)
+    return load.at(rho * load.capacity_per_s)
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.7, 0.9])
+def test_the_simulation_agrees_with_mmc_where_it_is_exact(rho):
+    load = _pooled(rho)
+    exact, sim = closed_form(load), simulate(load)
+    for p in (95.0, 99.0):
+        assert sim[p] == pytest.approx(exact[p], rel=0.12, abs=0.003), (p, sim, exact)
+    assert predict(load)[1] == "M/M/c (exact)"
+
+
+def test_a_wrong_model_mm1_per_instance_is_far_off_for_a_pooled_endpoint():
+    load = _pooled(0.7)
+    right = closed_form(load)[99.0]
+    # M/M/1 per slot: each slot its own queue at a quarter of the arrivals
+    mm1 = closed_form(EndpointLoad(load.arrival_per_s / 4, EXP80, arrivals="poisson"))[99.0]
+    assert mm1 > right * 1.5
+
+
+def test_prefetch_beyond_the_slots_queues_per_instance_and_waits_longer():
+    pooled = _pooled(0.8)
+    split = _pooled(0.8, prefetch=20)
+    assert simulate(split)[99.0] > simulate(pooled)[99.0] * 1.2
+    assert predict(split)[1] == "simulation"
+
+
+def test_even_arrivals_and_fixed_work_never_wait_below_capacity():
+    load = _pooled(0.8, service=ServiceTime("fixed", 0.08), arrivals="even")
+    assert simulate(load)[99.0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_rate_limit_caps_capacity_and_makes_waits():
+    load = EndpointLoad(0.0, ServiceTime("fixed", 0.0), instances=1, slots=10, prefetch=10,
+                        rate_limit=(10, 1.0), arrivals="poisson")
+    assert load.capacity_per_s == 10
+    assert simulate(load.at(9.0))[99.0] > 0.1  # a burst waits for the next window
+
+
+def test_retries_hold_the_slot_and_raise_utilisation():
+    plain = _pooled(0.6)
+    retried = EndpointLoad(plain.arrival_per_s, EXP80, 2, 2, 2, failure_probability=0.3,
+                           retry_delays_s=(0.0, 0.0), arrivals="poisson")
+    assert retried.utilisation == pytest.approx(plain.utilisation * 1.39, rel=0.01)
+    assert simulate(retried)[99.0] > simulate(plain)[99.0]
+
+
+def test_overload_is_infinite_and_a_point_is_in_ms():
+    assert math.isinf(predict(_pooled(1.2))[0][99.0])
+    point = queueing.curve_point(_pooled(0.5))
+    assert point["queue_wait_p99_ms"] > 0 and point["e2e_p99_ms"] > point["queue_wait_p99_ms"]
+
+
+def test_knee_headroom_and_tolerance():
+    pts = [{"rate_per_s": r, "utilisation": r / 50, "measured": {"queue_wait_p99_ms": w},
+            "predicted": {}} for r, w in ((10, 1.0), (25, 40.0), (40, 120.0), (45, 400.0))]
+    assert sweep.knee(pts, "measured", 0.08) == 25  # 120 ms >= the 80 ms slot time
+    slo = sweep.parse_slo("queue_wait.p99<200ms")
+    assert slo.max_ms == 200 and sweep.measured_headroom(pts, slo) == 40
+    assert sweep.within(105.0, 100.0) and sweep.within(8.0, 1.0)  # 25%, or 10 ms
+    assert not sweep.within(130.0, 100.0) and not sweep.within(None, 5.0)
+    with pytest.raises(BadInput, match="queue_wait.p99<400ms"):
+        sweep.parse_slo("latency<3")
+    knee = sweep.predicted_knee(_pooled(0.0))
+    assert knee is not None and 0.3 < knee / _pooled(0.0).capacity_per_s < 1
