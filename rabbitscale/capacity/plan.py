@@ -107,6 +107,7 @@ def display(value: float, unit: str) -> str:
 
 INSTANCE_MEMORY_WARN_BYTES = 256 * 2**20  # half the guide's smallest instance (512MB)
 INSTANCE_MEMORY_FAIL_BYTES = 2**30  # the guide's largest instance (1GB): nothing left over
+PLAN_SIM_MESSAGES = 8_000  # a plan answers at once: a coarser simulation than sweep's
 
 
 def _instance_memory_verdict(per_instance_bytes: float) -> str:
@@ -268,7 +269,7 @@ def endpoint_figures(p: PlanInputs, e: _EndpointLoad) -> list[Figure]:
     """Capacity, utilisation, waiting, failures and client memory of one endpoint; for the
     webhook endpoint, what the burst leaves queued."""
     webhooks = e.ep.queue in webhook_queues(p.profile)
-    figs = _capacity_figures(p, e) + _wait_figures(e) + _failure_figures(e)
+    figs = _capacity_figures(p, e) + _wait_figures(p, e) + _failure_figures(e)
     figs.append(_client_memory_figure(p, e.ep, webhooks))
     if webhooks:
         figs += _burst_figures(p, e)
@@ -300,18 +301,21 @@ def _capacity_figures(p: PlanInputs, e: _EndpointLoad) -> list[Figure]:
     ]
 
 
-def _wait_figures(e: _EndpointLoad) -> list[Figure]:
-    """M/M/c (Erlang C) mean and p99 wait for a consumer slot; none behind a rate limit."""
-    if e.ep.rate_limit is not None:
-        return []
-    sec, servers = e.ep.queue, e.concurrency * e.active
-    wait = model.mmc_mean_wait_s(e.arrival, e.slot, servers)
-    p99 = model.mmc_wait_percentile_s(e.arrival, e.slot, servers, 99)
-    pwait = model.erlang_c(servers, e.arrival * e.slot) if e.arrival * e.slot < servers else 1.0
-    late = p99 >= targets.MESSAGE_AGE_MAX_S
-    return [Figure(sec, "M/M/c wait mean", wait * 1000, "ms",
-                   f"c={servers}, P(wait)={pwait:.3g}", INFO),
-            Figure(sec, "M/M/c wait p99", p99 * 1000, "ms", f"c={servers}, P(wait)={pwait:.3g}",
+def _wait_figures(p: PlanInputs, e: _EndpointLoad) -> list[Figure]:
+    """Predicted queue wait p50/p99 (capacity/queueing.py: M/M/c where exact, else a
+    simulation of the endpoint), assuming Poisson arrivals at the plan's rate."""
+    from rabbitscale.capacity import queueing
+    from rabbitscale.topology.policy import ServiceTime
+
+    sec = e.ep.queue
+    st = e.ep.service_time
+    work = ServiceTime(st.distribution if st else "fixed", e.work, st.sigma if st else 0.5)
+    load = queueing.endpoint_load(e.ep, p.instances, e.arrival, work, "poisson")
+    waits, method = queueing.predict(load, (50.0, 99.0), messages=PLAN_SIM_MESSAGES)
+    late = waits[99.0] >= targets.MESSAGE_AGE_MAX_S
+    inputs = f"{method}, Poisson arrivals (assumed), {load.servers} slot(s)"
+    return [Figure(sec, "queue wait p50", waits[50.0] * 1000, "ms", inputs, INFO),
+            Figure(sec, "queue wait p99", waits[99.0] * 1000, "ms", inputs,
                    FAIL if late else OK,
                    "messages wait longer than the guide's 5-minute age alert" if late else "")]
 
@@ -606,7 +610,7 @@ def profile_findings(profile: Profile, settings: RabbitSettings) -> list[str]:
     return out
 
 
-PLAN_SCHEMA_VERSION = 2  # plan --json: bump when an id, a key or a unit changes meaning
+PLAN_SCHEMA_VERSION = 3  # plan --json: bump when an id, a key or a unit changes meaning
 SEVERITY = (FAIL, WARN, OK, INFO)
 LEGEND = ("FAIL: the plan does not hold; WARN: it holds with less margin than the guide asks; "
           "OK: it holds; INFO: a figure shown for context, not judged")

@@ -198,8 +198,8 @@ def simulate(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES,
     return {p: float(np.percentile(kept, p)) for p in percentiles}
 
 
-def predict(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES
-            ) -> tuple[dict[float, float], str]:
+def predict(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES,
+            messages: int | None = None) -> tuple[dict[float, float], str]:
     """The model's wait percentiles (s) and the method that gave them: M/M/c's closed form
     where it is exact, the simulation elsewhere."""
     exact = (load.arrivals == "poisson" and load.service.distribution == "exponential"
@@ -209,7 +209,9 @@ def predict(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES
         return closed_form(load, percentiles), "M/M/c (exact)"
     if load.utilisation >= 1:
         return {p: math.inf for p in percentiles}, "overloaded"
-    return simulate(load, percentiles), "simulation"
+    if load.arrival_per_s <= 0 or load.slot_time_s <= 0 and load.rate_limit is None:
+        return {p: 0.0 for p in percentiles}, "no work"
+    return simulate(load, percentiles, messages), "simulation"
 
 
 def endpoint_load(ep: Any, instances: int, arrival_per_s: float, service: ServiceTime,

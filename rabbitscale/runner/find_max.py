@@ -25,7 +25,7 @@ from typing import Any
 
 from rabbitscale.capacity.plan import predicted_max_per_s
 from rabbitscale.core import rundir
-from rabbitscale.core.verdicts import FAIL
+from rabbitscale.core.verdicts import FAIL, INVALID
 from rabbitscale.runner.run import Run, RunOptions
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology.profiles import Profile
@@ -151,8 +151,8 @@ def run_attempt(settings: RabbitSettings, profile: Profile, base: RunOptions, ou
         summary = json.loads((opts.out / rundir.SUMMARY).read_text())
         keep = float(summary["measured"].get("keep_up_ratio", 0))
         failed = tuple(c["name"] for c in summary["checks"] if c["verdict"] == FAIL)
-        if LOAD_CHECK in failed:
-            outcome = INCONCLUSIVE
+        if LOAD_CHECK in failed or summary["verdict"] == INVALID:
+            outcome = INCONCLUSIVE  # the generator, not the system, fell short
         elif rc == 0 and keep >= keep_up_min:
             outcome = HELD
         else:

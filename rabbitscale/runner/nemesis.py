@@ -238,6 +238,22 @@ class Nemesis:
             return {}
         return {q["name"]: q.get("leader") or q.get("node") or "" for q in queues}
 
+    def _stopped(self) -> list[str]:
+        """Nodes whose broker does not run after a heal (e.g. one paused by pause_minority
+        that did not resume): reported, not repaired, as Jepsen does."""
+        from rabbitscale.broker import cluster as cl
+
+        out = []
+        for n in self.cluster.nodes:
+            try:
+                done = cl.ctl(n, "eval", "rabbit:is_running().", timeout=15)
+                running = done.returncode == 0 and done.stdout.strip() == "true"
+            except Exception:
+                running = False
+            if not running:
+                out.append(n.name)
+        return out
+
     def _publisher_counts(self) -> dict[str, int]:
         pub = getattr(self.stack, "_publisher", None) if self.stack else None
         return dict(pub.stats.outcomes) if pub else {}
@@ -266,8 +282,10 @@ class Nemesis:
                 if on_event:
                     on_event(ev, "heal", ev.healed)
                 after, pubs_after = await self.leaders(), self._publisher_counts()
-                ev.effects["leaders_moved"] = sum(
-                    1 for q, node in after.items() if before.get(q) and node != before[q])
+                ev.effects["not_running_after_heal"] = await asyncio.to_thread(self._stopped)
+                ev.effects["leaders_moved"] = sum(  # None: the management API did not answer
+                    1 for q, node in after.items() if before.get(q) and node != before[q]) \
+                    if before and after else None
                 ev.effects["publishes"] = {k: pubs_after.get(k, 0) - pubs.get(k, 0)
                                            for k in pubs_after
                                            if pubs_after.get(k, 0) - pubs.get(k, 0)}

@@ -11,6 +11,10 @@ bracket mode runs a step at each end (it must hold at the lower, break at the up
 surprise is repeated, the majority decides), two runs per case. ``--search`` runs find-max
 around P instead and reports M and the error. The burst case compares the exact peak backlog
 of a webhook burst above capacity (from completion records) with the model's backlog.
+
+The latency model (capacity/queueing.py) is held to the step that held at P/1.15, utilisation
+0.87 (within 0.5-0.9, where it is meant to hold): its predicted p99 queue wait within 25% (or
+10 ms) of the measured one (runner/sweep.py's tolerance). No extra run: the step is there.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rabbitscale.capacity import model
+from rabbitscale.capacity import model, queueing
 from rabbitscale.capacity.plan import (
     PlanInputs,
     endpoint_capacity_per_s,
@@ -32,6 +36,7 @@ from rabbitscale.capacity.plan import (
 )
 from rabbitscale.core import rundir, targets
 from rabbitscale.core.errors import BadInput
+from rabbitscale.runner import sweep
 from rabbitscale.runner.find_max import BROKE, HELD, Search, run_attempt
 from rabbitscale.runner.run import Run, RunOptions
 from rabbitscale.scenarios import registry
@@ -83,6 +88,14 @@ class Case:
         return predicted_max_per_s(settings, self.profile(base), self.instances,
                                    parse_task_mix(self.mix(base)))
 
+    def endpoint_load(self, settings: RabbitSettings, base: Profile, rate: float
+                      ) -> queueing.EndpointLoad:
+        """The case's endpoint at ``rate`` for the latency model (even arrivals, as every
+        step's)."""
+        _, load = sweep.endpoint_of(settings, self.profile(base),
+                                    parse_task_mix(self.mix(base)), self.instances, "even")
+        return load.at(rate)
+
 
 _POOLED = {"concurrency": 2, "prefetch": 2, "breaker": "none", "rate_limit": "none",
            "retry": "none", "failure_probability": 0.0}
@@ -123,6 +136,7 @@ class CaseResult:
     within: bool = False
     steps: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    latency: dict[str, Any] | None = None  # the latency model at the held step
 
     @property
     def error_pct(self) -> float | None:
@@ -166,7 +180,35 @@ async def capacity_case(settings: RabbitSettings, base: Profile, case: Case, out
         result.measured = lo if result.bracket[0] == HELD else None
         result.upper = hi if result.bracket[1] == BROKE else None
     result.steps = [dataclasses.asdict(x) for x in s.steps]
+    held = [x for x in s.steps if x.outcome == HELD]
+    if held:
+        result.latency = latency_point(settings, base, case, held[0].rate_per_s,
+                                       Path(held[0].run_dir), p)
+        say(f"  latency at {held[0].rate_per_s:.2f}/s: p99 queue wait measured "
+            f"{result.latency['measured_ms']} ms, predicted {result.latency['predicted_ms']} "
+            f"ms ({result.latency['method']})")
     return result
+
+
+def latency_point(settings: RabbitSettings, base: Profile, case: Case, rate: float,
+                  run_dir: Path, predicted_max: float,
+                  model_fn: Any = None) -> dict[str, Any]:
+    """The latency model's p99 queue wait at a step beside the measured one. ``model_fn``
+    (EndpointLoad -> seconds) replaces the model (to show that a wrong one fails)."""
+    summary = json.loads((run_dir / rundir.SUMMARY).read_text())
+    queue = case.queue(base)
+    measured = summary["measured"]["latency_ms"].get(queue, {}).get("queue_wait", {}) \
+        .get("p99_ms")
+    load = case.endpoint_load(settings, base, rate)
+    if model_fn is None:
+        waits, method = queueing.predict(load, (99.0,))
+        predicted = waits[99.0]
+    else:
+        predicted, method = model_fn(load), "given"
+    predicted_ms = None if math.isinf(predicted) else round(predicted * 1000, 2)
+    return {"rate_per_s": rate, "utilisation": round(rate / predicted_max, 3),
+            "measured_ms": measured, "predicted_ms": predicted_ms, "method": method,
+            "within": measured is not None and sweep.within(predicted_ms, measured)}
 
 
 async def burst_case(settings: RabbitSettings, base: Profile, out_dir: Path,
@@ -231,9 +273,15 @@ def render(results: list[CaseResult]) -> str:
         lines.append(f"{r.case:14s} {r.predicted:10.2f} {measured:>10s} {upper:>10s} "
                      f"{error:>8s}  {'PASS' if r.within else 'FAIL'}  {r.title}"
                      + (f" ({r.note})" if r.note else ""))
+        if r.latency:
+            lat = r.latency
+            lines.append(f"{'':14s} p99 queue wait at utilisation {lat['utilisation']:.2f}: "
+                         f"measured {lat['measured_ms']} ms, predicted {lat['predicted_ms']} ms"
+                         f" ({lat['method']}): {'PASS' if lat['within'] else 'FAIL'}")
     lines.append("capacity cases in msg/s (bracket: must hold at P/1.15 and break at P/0.85; "
                  "search: the highest rate that held is the measured maximum); burst: peak "
-                 "backlog in messages, predicted and measured")
+                 "backlog in messages, predicted and measured; latency: the model's p99 queue "
+                 f"wait within {sweep.TOLERANCE:.0%} or {sweep.SLACK_MS:g} ms of the measured")
     return "\n".join(lines)
 
 
@@ -249,4 +297,5 @@ def run_validate(settings: RabbitSettings, base: Profile, out_dir: Path,
     (out_dir / "validation.json").write_text(json.dumps(
         [dataclasses.asdict(r) | {"error_pct": r.error_pct} for r in results], indent=2))
     print(render(results))
-    return 0 if all(r.within for r in results) else 1
+    ok = all(r.within and (r.latency is None or r.latency["within"]) for r in results)
+    return 0 if ok else 1

@@ -161,7 +161,7 @@ def test_zero_service_time_is_no_work_not_a_crash(tmp_path, capsys):
     figs = build(PlanInputs(RabbitSettings(), CONDUIT,
                             service_time_s={"video-generation-events": 0.0}))
     video = {f.name: f for f in figs if f.section == "video-generation-events"}
-    assert math.isinf(video["capacity"].value) and video["M/M/c wait mean"].value == 0
+    assert math.isinf(video["capacity"].value) and video["queue wait p99"].value == 0
     assert main(["plan", "--service-time", "video-generation-events=0", "--queued", "0"]) == 0
     conf = tmp_path / "zero.toml"
     conf.write_text('profile = "conduit"\n[endpoints.spend-update-events]\n'
@@ -204,7 +204,7 @@ def test_the_plan_reads_top_down(capsys):
                for line in lines)
     main(["plan", "--json"])
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema_version"] == 2 and doc["counts"]["FAIL"] == 1
+    assert doc["schema_version"] == 3 and doc["counts"]["FAIL"] == 1
     ids = [f["id"] for f in doc["figures"]]
     assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z0-9_]+\.[a-z0-9_]+", i)
                                              for i in ids)

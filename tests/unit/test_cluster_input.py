@@ -39,7 +39,7 @@ def test_cluster_bad_input(tmp_path):
     assert no_flag.returncode == 2 and "run it with --cluster" in no_flag.stderr
     assert rabbitscale(base, "cluster", "up", "--nodes", "0").returncode == 2
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", cluster.PORT_BASE["amqp"] + 900 + 1))
+        taken.bind((cluster.node_address(1, 900), cluster.PORT_BASE["amqp"] + 900 + 1))
         taken.listen()
         busy = rabbitscale(base, "cluster", "up", "--nodes", "1", "--port-offset", "900")
     assert busy.returncode == 2 and "already in use" in busy.stderr

@@ -1,0 +1,64 @@
+"""`rabbitscale sweep` on an endpoint setup no other test uses (a payment endpoint of the
+orders example doing exponential 80 ms work, concurrency 2, prefetch 2, two instances, Poisson
+arrivals): the predicted p99 queue wait within 25% (or 10 ms) of the measured one from
+utilisation 0.5 to 0.9, with the knee and the headroom at an SLO, sweep.json and sweep.html."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# beside the validation cases, on their worker: a sweep measures latency, not its neighbours
+pytestmark = pytest.mark.xdist_group("validation")
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = f"""extends = "{ROOT / 'examples' / 'orders.toml'}"
+name = "orders-sweep"
+
+[endpoints.payment-capture]
+arguments = {}  # no single active consumer: both instances consume
+concurrency = 2
+prefetch = 2
+service_time = "exponential:80ms"
+retry = "none"
+failure_probability = 0.0
+"""
+
+
+def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
+    profile = tmp_path / "sweep.toml"
+    profile.write_text(SETUP)
+    out = tmp_path / "sweep"
+    env = {**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "rabbitscale", "sweep", "sustained_tasks", "--profile-file",
+         str(profile), "--task-mix", "payment=1", "--instances", "2", "--from", "50%",
+         "--to", "90%", "--steps", "3", "--step-duration", "20s", "--slo",
+         "queue_wait.p99<400ms", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    print(done.stdout[-3000:], done.stderr[-2000:])
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["queue"] == "payment-capture" and doc["capacity_per_s"] == pytest.approx(50)
+    points = doc["points"]
+    assert [round(p["utilisation"], 2) for p in points] == [0.5, 0.7, 0.9]
+    for p in points:
+        for side in ("measured", "predicted"):
+            assert {"queue_wait_p50_ms", "queue_wait_p99_ms", "e2e_p99_ms"} <= set(p[side])
+        assert p["measured"]["count"] > 300
+    # the curve rises with load, measured and predicted
+    for side in ("measured", "predicted"):
+        waits = [p[side]["queue_wait_p99_ms"] for p in points]
+        assert waits == sorted(waits), (side, waits)
+    assert doc["model"]["points_judged"] == 3 and doc["model"]["within"], [
+        (p["utilisation"], p["measured"]["queue_wait_p99_ms"],
+         p["predicted"]["queue_wait_p99_ms"]) for p in points]
+    assert doc["knee_per_s"]["predicted"] and doc["knee_per_s"]["definition"]
+    head = doc["slo"]["headroom_per_s"]
+    assert head["predicted"] and 0 < head["predicted"] < doc["capacity_per_s"]
+    assert (out / "sweep.html").read_text().count("<tr>") == 4
+    assert done.returncode == 0, done.stdout[-2000:]
