@@ -151,19 +151,54 @@ def simulate(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES,
         rho = min(load.utilisation, 0.98)
         messages = int(min(MAX_SIM_MESSAGES, max(SIM_MESSAGES, 4000 / (1 - rho) ** 2)))
     rng = np.random.default_rng(seed)
-    arrive = _arrival_times(load, messages, rng)
-    work = _work(load, messages, rng)
-    waits = np.empty(messages)
+    w = waits(load, _arrival_times(load, messages, rng), _work(load, messages, rng))
+    kept = w[int(messages * WARMUP_FRACTION):]
+    return {p: float(np.percentile(kept, p)) for p in percentiles}
+
+
+def sampling_band(load: EndpointLoad, messages: int, runs: int = 30,
+                  band: tuple[float, float] = (10.0, 90.0)) -> tuple[float, float]:
+    """The p99 wait (s) a run of only ``messages`` messages shows, as a band over ``runs``
+    seeded runs: a short run's p99 scatters widely around the long-run figure (near
+    saturation by tens of percent), which is what a measured step is compared with."""
+    rng = np.random.default_rng(7)
+    p99s = []
+    for _ in range(runs):
+        w = waits(load, _arrival_times(load, messages, rng), _work(load, messages, rng))
+        p99s.append(float(np.percentile(w, 99)))
+    return float(np.percentile(p99s, band[0])), float(np.percentile(p99s, band[1]))
+
+
+def replay(load: EndpointLoad, arrive_s: np.ndarray, work_s: np.ndarray, hold_s: float = 0.0,
+           percentiles: tuple[float, ...] = PERCENTILES) -> dict[float, float]:
+    """The endpoint's waits for given arrivals and work (a trace: what a run really sent and
+    what each message's work really took): the dispatch, slots, prefetch and rate limits of
+    the model without the sampling noise of its random inputs. ``hold_s``: how long the
+    prefetch credit stays taken after the work (the ack's delay)."""
+    order = np.argsort(arrive_s)
+    w = waits(load, arrive_s[order], work_s[order], hold_s)
+    return {p: float(np.percentile(w, p)) for p in percentiles}
+
+
+def waits(load: EndpointLoad, arrive: np.ndarray, work: np.ndarray,
+          hold_s: float = 0.0) -> np.ndarray:
+    """Each message's wait (s) from its arrival to the start of its work, in arrival order:
+    the broker hands a message to the next instance with prefetch credit (round-robin; the
+    first to free a slot where prefetch does not exceed the slots: one pooled queue), the
+    instance runs it in its first free slot, after the rate limiter's window allows; the
+    credit comes back ``hold_s`` after the work ends."""
+    messages = len(arrive)
+    out = np.empty(messages)
     k = load.instances
     slots = [[0.0] * load.slots for _ in range(k)]  # per instance: heap of slot free times
-    held: list[list[float]] = [[] for _ in range(k)]  # per instance: heap of finish times
+    held: list[list[float]] = [[] for _ in range(k)]  # per instance: heap of credit returns
     pooled = load.prefetch <= load.slots
     windows = [[-math.inf, 0] for _ in range(k)]  # per instance: [window start, used]
     limit = load.rate_limit
     turn = 0
     for i in range(messages):
         a = float(arrive[i])
-        if pooled and k > 1:  # one broker queue: the first slot to free takes it
+        if pooled:  # credit binds: the first slot (credit) to come back takes it
             inst = min(range(k), key=lambda j: slots[j][0])
             ready = max(a, slots[inst][0])
         else:  # round-robin to an instance with prefetch credit, else the first to have it
@@ -190,12 +225,13 @@ def simulate(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES,
                 w[0], w[1] = start, 0
             w[1] += 1
         finish = start + float(work[i])
-        heapq.heapreplace(slots[inst], finish)
-        if not pooled or k == 1:
-            heapq.heappush(held[inst], finish)
-        waits[i] = start - a
-    kept = waits[int(messages * WARMUP_FRACTION):]
-    return {p: float(np.percentile(kept, p)) for p in percentiles}
+        if pooled:
+            heapq.heapreplace(slots[inst], finish + hold_s)
+        else:
+            heapq.heapreplace(slots[inst], finish)
+            heapq.heappush(held[inst], finish + hold_s)
+        out[i] = start - a
+    return out
 
 
 def predict(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES,

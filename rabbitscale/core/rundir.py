@@ -33,6 +33,7 @@ QUEUES_CSV = "broker_queues.csv"
 NODE_CSV = "broker_node.csv"
 THROUGHPUT_CSV = "throughput.csv"
 PROCESSES_CSV = "processes.csv"  # resident memory of the run's processes over time
+RECORDS_CSV = "records.csv"  # every completion record's timestamps (run --trace: sweep, validate)
 HDR_DIR = "hdr"
 LOCUST_HDR_DIR = "locust_hdr"
 LOCUST_CSV_PREFIX = "locust"  # Locust's --csv: locust_stats.csv, locust_stats_history.csv, ...

@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class RunOptions:
     seed: int = 0
     nemesis_interval_s: float = 30.0
     arrivals: str = "even"  # even | poisson: how the open model spaces arrivals
+    trace: bool = False  # write every completion record's timestamps (records.csv)
 
 
 def run_kinds(scenario: registry.Scenario, profile: Profile, mix: dict[str, float]
@@ -127,6 +129,33 @@ class LatencyWatch:
             if now - since >= self.grace_s and failed is None:
                 failed = c
         return failed
+
+
+TRACE_FIELDS = ("queue", "status", "attempts", "sent", "delivered", "started", "finished",
+                "recorded")
+
+
+@contextlib.contextmanager
+def trace_records(recorder: Recorder, path: Path) -> Iterator[None]:
+    """records.csv: each counted completion record's timestamps, and when the recorder got
+    it (``recorded``: after the record's confirmed publish, so ``recorded - finished`` is
+    about the time the consumer held the message's prefetch credit after its work)."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(TRACE_FIELDS)
+
+        def write(record: Any) -> None:
+            out.writerow((record.queue, record.status, record.attempts, f"{record.sent:.6f}",
+                          f"{record.delivered:.6f}", f"{record.started:.6f}",
+                          f"{record.finished:.6f}", f"{time.time():.6f}"))
+
+        recorder.counted.add_listener(write)
+        try:
+            yield
+        finally:
+            recorder.counted.remove_listener(write)
 
 
 def _free_port() -> int:
@@ -256,6 +285,8 @@ class Run:
             interval_s=o.sample_interval_s, exact=exact_counter(await conn.channel()),
             age=self.recorder.oldest_age_s, processes=lambda: self._process_ids(stack))
         setup_live_metrics(self.metrics, self.recorder, stack, sampler)
+        if o.trace:
+            cleanup.enter_context(trace_records(self.recorder, self.run_dir / rundir.RECORDS_CSV))
         sampler.start()
         cleanup.push_async_callback(sampler.stop)
         self.say(f"run {self.name}: scenario {o.scenario}, {o.duration_s:g}s, "

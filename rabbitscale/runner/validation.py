@@ -13,8 +13,9 @@ around P instead and reports M and the error. The burst case compares the exact 
 of a webhook burst above capacity (from completion records) with the model's backlog.
 
 The latency model (capacity/queueing.py) is held to the step that held at P/1.15, utilisation
-0.87 (within 0.5-0.9, where it is meant to hold): its predicted p99 queue wait within 25% (or
-10 ms) of the measured one (runner/sweep.py's tolerance). No extra run: the step is there.
+0.87 (within 0.5-0.9, where it is meant to hold): on that step's own trace, its p99 queue
+wait within 25% (or 10 ms) of the measured one (runner/sweep.py's tolerance and why the
+trace). No extra run: the step is there.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def base_options(case: Case, base: Profile) -> RunOptions:
     """The run a case's steps vary the task rate of."""
     return RunOptions(scenario=registry.SUSTAINED_TASKS.name, duration_s=case.step_s,
                       instances=case.instances, rates=Rates(1.0, 10.0, (50.0, 100.0)),
-                      task_mix=case.mix(base), drain_timeout_s=20.0)
+                      task_mix=case.mix(base), drain_timeout_s=20.0, trace=True)
 
 
 async def capacity_case(settings: RabbitSettings, base: Profile, case: Case, out_dir: Path, *,
@@ -191,23 +192,21 @@ async def capacity_case(settings: RabbitSettings, base: Profile, case: Case, out
 
 
 def latency_point(settings: RabbitSettings, base: Profile, case: Case, rate: float,
-                  run_dir: Path, predicted_max: float,
-                  model_fn: Any = None) -> dict[str, Any]:
-    """The latency model's p99 queue wait at a step beside the measured one. ``model_fn``
-    (EndpointLoad -> seconds) replaces the model (to show that a wrong one fails)."""
+                  run_dir: Path, predicted_max: float, wrong: Any = None) -> dict[str, Any]:
+    """The latency model's p99 queue wait on a step's own trace (runner/sweep.py says why)
+    beside the measured one; ``wrong`` (EndpointLoad -> EndpointLoad, e.g. sweep.one_server)
+    replaces the model's endpoint, to show that a wrong model fails."""
     summary = json.loads((run_dir / rundir.SUMMARY).read_text())
     queue = case.queue(base)
     measured = summary["measured"]["latency_ms"].get(queue, {}).get("queue_wait", {}) \
         .get("p99_ms")
     load = case.endpoint_load(settings, base, rate)
-    if model_fn is None:
-        waits, method = queueing.predict(load, (99.0,))
-        predicted = waits[99.0]
-    else:
-        predicted, method = model_fn(load), "given"
-    predicted_ms = None if math.isinf(predicted) else round(predicted * 1000, 2)
+    replay = sweep.replayed(wrong(load) if wrong else load, run_dir, queue)
+    predicted_ms = replay.get("queue_wait_p99_ms")
     return {"rate_per_s": rate, "utilisation": round(rate / predicted_max, 3),
-            "measured_ms": measured, "predicted_ms": predicted_ms, "method": method,
+            "measured_ms": measured, "predicted_ms": predicted_ms,
+            "method": f"wrong: {wrong.__name__}" if wrong else "model on the step's trace",
+            "long_run_ms": None if wrong else queueing.curve_point(load)["queue_wait_p99_ms"],
             "within": measured is not None and sweep.within(predicted_ms, measured)}
 
 

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from rabbitscale.capacity import queueing
+from rabbitscale.runner import sweep
+from rabbitscale.topology.policy import parse_service_time
+
 # beside the validation cases, on their worker: a sweep measures latency, not its neighbours
 pytestmark = pytest.mark.xdist_group("validation")
 
@@ -21,7 +25,7 @@ SETUP = f"""extends = "{ROOT / 'examples' / 'orders.toml'}"
 name = "orders-sweep"
 
 [endpoints.payment-capture]
-arguments = {}  # no single active consumer: both instances consume
+arguments = {{}}  # no single active consumer: both instances consume
 concurrency = 2
 prefetch = 2
 service_time = "exponential:80ms"
@@ -50,15 +54,30 @@ def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
         for side in ("measured", "predicted"):
             assert {"queue_wait_p50_ms", "queue_wait_p99_ms", "e2e_p99_ms"} <= set(p[side])
         assert p["measured"]["count"] > 300
-    # the curve rises with load, measured and predicted
-    for side in ("measured", "predicted"):
-        waits = [p[side]["queue_wait_p99_ms"] for p in points]
-        assert waits == sorted(waits), (side, waits)
+        assert p["replayed"]["messages"] == p["measured"]["count"]
+        assert p["replayed"]["hold_after_work_ms"] >= 0
+        lo, hi = p["predicted"]["queue_wait_p99_band_ms"]
+        assert lo <= p["predicted"]["queue_wait_p99_ms"] * 1.2 and hi > lo
+    # the long-run curve rises with load
+    waits = [p["predicted"]["queue_wait_p99_ms"] for p in points]
+    assert waits == sorted(waits), waits
     assert doc["model"]["points_judged"] == 3 and doc["model"]["within"], [
         (p["utilisation"], p["measured"]["queue_wait_p99_ms"],
-         p["predicted"]["queue_wait_p99_ms"]) for p in points]
+         p["replayed"]["queue_wait_p99_ms"]) for p in points]
+    # a wrong model (each slot a queue of its own, M/M/1 each) fails the same test
+    wrong = [sweep.within(sweep.replayed(sweep.per_slot_queues(_load(doc, p)), Path(p["run"]),
+                                         doc["queue"])["queue_wait_p99_ms"],
+                          p["measured"]["queue_wait_p99_ms"]) for p in points]
+    assert not all(wrong), wrong
     assert doc["knee_per_s"]["predicted"] and doc["knee_per_s"]["definition"]
     head = doc["slo"]["headroom_per_s"]
     assert head["predicted"] and 0 < head["predicted"] < doc["capacity_per_s"]
     assert (out / "sweep.html").read_text().count("<tr>") == 4
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+def _load(doc: dict, point: dict) -> queueing.EndpointLoad:
+    e = doc["endpoint"]
+    return queueing.EndpointLoad(point["rate_per_s"], parse_service_time(doc["service_time"]),
+                                 e["instances"], e["slots"], e["prefetch"],
+                                 arrivals=doc["arrivals"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rabbitscale.capacity import queueing
+from rabbitscale.runner import sweep
 from rabbitscale.runner.find_max import BROKE, HELD, Search, run_attempt
 from rabbitscale.runner.validation import (
     CASES,
@@ -24,7 +24,6 @@ from rabbitscale.runner.validation import (
     latency_point,
     render,
 )
-from rabbitscale.topology.policy import ServiceTime
 from rabbitscale.topology.profile_file import get_profile
 from rabbitscale.topology.settings import load_settings
 
@@ -70,19 +69,11 @@ def test_a_wrong_model_fails_the_same_test(tmp_path):
                                 tmp_path, 0.97, print, [0]))
     step = asyncio.run(search.attempt(high))
     assert step.outcome == HELD, step  # the bracket needs BROKE here: the model fails
-    # the latency model at that step (utilisation 0.59): right, then wrong. The wrong one
-    # queues each slot on its own (M/M/1 at a sixth of the arrivals, exponential work): a
-    # pooled endpoint's slots share one queue and its work is fixed
-    right = latency_point(settings, CONDUIT, case, high, Path(step.run_dir),
-                          case.predicted_per_s(settings, CONDUIT))
-    slots = case.instances * case.endpoint["concurrency"]
-
-    def mm1(load: queueing.EndpointLoad) -> float:
-        one = queueing.EndpointLoad(load.arrival_per_s / slots, ServiceTime(
-            "exponential", load.service.mean_s), arrivals="poisson")
-        return queueing.closed_form(one, (99.0,))[99.0]
-
-    wrong_latency = latency_point(settings, CONDUIT, case, high, Path(step.run_dir),
-                                  case.predicted_per_s(settings, CONDUIT), model_fn=mm1)
+    # the latency model at that step (utilisation 0.59), right, then wrong: M/M/1, the pooled
+    # endpoint's six slots taken for one server
+    predicted = case.predicted_per_s(settings, CONDUIT)
+    right = latency_point(settings, CONDUIT, case, high, Path(step.run_dir), predicted)
+    wrong_latency = latency_point(settings, CONDUIT, case, high, Path(step.run_dir), predicted,
+                                  wrong=sweep.one_server)
     print(f"\n[latency] right {right}\n[latency] wrong {wrong_latency}")
     assert right["within"] and not wrong_latency["within"]
