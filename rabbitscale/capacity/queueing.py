@@ -198,8 +198,15 @@ def waits(load: EndpointLoad, arrive: np.ndarray, work: np.ndarray,
     turn = 0
     for i in range(messages):
         a = float(arrive[i])
-        if pooled:  # credit binds: the first slot (credit) to come back takes it
+        if pooled:  # credit binds: round-robin over instances with a free slot (credit),
+            # else the first slot to come back takes it
             inst = min(range(k), key=lambda j: slots[j][0])
+            for step in range(k):
+                j = (turn + step) % k
+                if slots[j][0] <= a:
+                    inst = j
+                    break
+            turn = (inst + 1) % k
             ready = max(a, slots[inst][0])
         else:  # round-robin to an instance with prefetch credit, else the first to have it
             ready, inst = math.inf, 0

@@ -19,7 +19,8 @@ def _compose() -> dict:
 
 def test_compose_services_and_images():
     doc = _compose()
-    assert set(doc["services"]) == {"rabbitmq", "stack", "prometheus", "grafana"}
+    assert set(doc["services"]) == {"rabbitmq", "stack", "prometheus", "grafana", "loadgen",
+                                    "worker"}
     for name in ("prometheus", "grafana"):  # only with --profile monitoring
         assert doc["services"][name]["profiles"] == ["monitoring"]
     rmq = doc["services"]["rabbitmq"]
@@ -126,3 +127,35 @@ def test_make_demo_starts_the_compose_broker_with_secrets_of_its_own(tmp_path):
     assert env_file.read_text().strip() == \
         f"AMQP_URL=amqp://conduit:{fields['RABBITMQ_PASSWORD']}@127.0.0.1:5672/"
     assert env_file.stat().st_mode & 0o077 == 0
+
+
+def test_compose_load_generators_scale_and_parse():
+    """The load profile: a master that waits for RABBITSCALE_WORKERS workers and a worker
+    service that scales (no host ports, no container name); both command lines parse with
+    rabbitscale's own parsers, so a renamed flag fails here, not in a user's compose up."""
+    import importlib
+
+    from rabbitscale.cli.main import COMMANDS
+
+    doc = _compose()
+    master, worker = doc["services"]["loadgen"], doc["services"]["worker"]
+    assert master["profiles"] == worker["profiles"] == ["load"]
+    for svc in (master, worker):
+        assert "ports" not in svc and "container_name" not in svc
+    assert worker["command"][:4] == ["rabbitscale", "worker", "--master", "loadgen:5557"]
+    assert "5557" in master["expose"] and "--expect-workers" in master["command"]
+    env = {"RABBITSCALE_SCENARIO": "sustained_tasks", "RABBITSCALE_DURATION": "5m",
+           "RABBITSCALE_TASK_RATE": "1000/min", "RABBITSCALE_WORKERS": "2"}
+
+    def expand(word: str) -> str:
+        return re.sub(r"\$\{(\w+):-[^}]*\}", lambda m: env[m.group(1)], word)
+
+    for svc in (master, worker):
+        name, *argv = [expand(w) for w in svc["command"][1:]]
+        module = importlib.import_module(f"rabbitscale.cli.commands.{COMMANDS[name].module}")
+        args = module.parser(argv).parse_args(argv)
+        assert args is not None
+    stack_env = doc["services"]["stack"]["environment"]
+    assert stack_env["RABBITSCALE_API_KEYS"] == "${RABBITSCALE_TARGET_API_KEYS:-}"
+    assert master["environment"]["RABBITSCALE_TARGET_API_KEYS"].startswith(
+        "${RABBITSCALE_TARGET_API_KEYS:?")
