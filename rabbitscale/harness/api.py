@@ -159,6 +159,7 @@ def task_handler(kind: TaskKind, mt: MessageType) -> Handler:
     message rendered from its type's template, a confirmed publish, the task recorded."""
     route = kind.route
     assert route is not None
+    needs = mt.body.roots if mt.body is not None else frozenset()
 
     async def handle(request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -169,7 +170,7 @@ def task_handler(kind: TaskKind, mt: MessageType) -> Handler:
         given = req.get(route.id_field) if route.id_field else None
         task_id = str(given) if given else new_id()
         msg = messages.message_body(mt, messages.variables(
-            task_id=task_id, key_id=request[VIRTUAL_KEY_ID], request=req))
+            task_id=task_id, key_id=request[VIRTUAL_KEY_ID], request=req, needs=needs))
         if (err := await _enqueue(request, mt.name, msg)) is not None:
             return err
         request.app[STATE].new_task(task_id, route.status, kind.name)

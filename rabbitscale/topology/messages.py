@@ -11,7 +11,6 @@ reference API does.
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 import time
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from typing import Any
 import orjson
 
 from rabbitscale.core.errors import BadInput
-from rabbitscale.topology.envelope import new_id
+from rabbitscale.topology.envelope import new_id, sent_time_text
 from rabbitscale.topology.profiles import Field, MessageType, Profile, Route
 from rabbitscale.topology.template import Template, get_path, set_path
 
@@ -30,19 +29,27 @@ class RequestInvalid(BadInput):
 
 
 def now_text(epoch_s: float | None = None) -> str:
-    """A .NET DateTime as MassTransit writes one: UTC, 7 fractional digits, 'Z'."""
-    t = time.time() if epoch_s is None else epoch_s
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    """A .NET DateTime as MassTransit writes one: UTC, 7 fractional digits, 'Z' (the
+    envelope's formatter, which formats each second once)."""
+    return sent_time_text(time.time() if epoch_s is None else epoch_s)
 
 
 def variables(*, task_id: str | None = None, key_id: int = 1, request: Any = None,
               callback: str | None = None, amount: float | None = None,
-              **extra: Any) -> dict[str, Any]:
-    """The variables templates are rendered with (docs/profile-format.md, "Templates")."""
-    return {"task_id": task_id or new_id(), "key_id": key_id, "key": str(key_id),
-            "request": request if request is not None else {}, "callback": callback,
-            "amount": amount if amount is not None else round(random.uniform(0.001, 0.1), 6),
-            "now": now_text(), "uuid": new_id(), "pad": "", **extra}
+              needs: frozenset[str] | set[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """The variables templates are rendered with (docs/profile-format.md, "Templates").
+    ``needs``: the names the template uses (its roots); the generated ones it does not use
+    (now, uuid, a random amount) are left out, which the API's hot path notices."""
+    out = {"task_id": task_id or new_id(), "key_id": key_id, "key": str(key_id),
+           "request": request if request is not None else {}, "callback": callback,
+           "pad": "", **extra}
+    if needs is None or "amount" in needs:
+        out["amount"] = amount if amount is not None else round(random.uniform(0.001, 0.1), 6)
+    if needs is None or "now" in needs:
+        out["now"] = now_text()
+    if needs is None or "uuid" in needs:
+        out["uuid"] = new_id()
+    return out
 
 
 def render_sized(template: Template, context: dict[str, Any], size_bytes: int | None) -> Any:

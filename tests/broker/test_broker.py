@@ -131,7 +131,7 @@ async def _raw_publish(pub: Publisher, type_name: str, message: dict | None, *,
     body = raw if raw is not None else build_envelope(
         mt.urns, message or {}, message_id=message_id, sent_time=0.0, destination="",
         headers={})
-    ex = await pub._pool[0].exchange(mt.exchange)
+    ex = await pub._pool[0].channel.get_exchange(mt.exchange, ensure=False)
     await ex.publish(aio_pika.Message(body, content_type=CONTENT_TYPE, message_id=message_id,
                                       headers=headers), routing_key="")
 
