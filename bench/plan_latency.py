@@ -17,7 +17,9 @@ def timed(cmd: list[str], runs: int) -> float:
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
+        done = subprocess.run(cmd, capture_output=True)
+        if done.returncode not in (0, 1):  # plan exits 1 when a figure FAILs: still an answer
+            raise SystemExit(f"{' '.join(cmd)}: exit {done.returncode}")
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples)
 
@@ -31,7 +33,7 @@ def main() -> int:
         ("python -c pass", [py, "-c", "pass"]),
         ("rabbitscale plan", [py, "-m", "rabbitscale", "plan"]),
         ("rabbitscale plan --json", [py, "-m", "rabbitscale", "plan", "--json"]),
-        ("import harness.stack (aio-pika, aiohttp)", [py, "-c", "import harness.stack"]),
+        ("import rabbitscale.harness.stack", [py, "-c", "import rabbitscale.harness.stack"]),
     ]
     base = None
     print(f"median of {args.runs} runs, whole process:")

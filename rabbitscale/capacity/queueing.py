@@ -26,12 +26,13 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from rabbitscale.capacity import model
 from rabbitscale.topology.policy import ServiceTime
+
+if TYPE_CHECKING:  # numpy is imported where a simulation runs: `plan` answers without it
+    import numpy as np
 
 PERCENTILES = (50.0, 95.0, 99.0)
 SIM_MESSAGES = 40_000
@@ -112,6 +113,8 @@ def closed_form(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES
 
 
 def _arrival_times(load: EndpointLoad, n: int, rng: np.random.Generator) -> np.ndarray:
+    import numpy as np
+
     if load.arrivals == "poisson":
         return np.cumsum(rng.exponential(1.0 / load.arrival_per_s, n))
     return np.arange(n) / load.arrival_per_s
@@ -119,6 +122,8 @@ def _arrival_times(load: EndpointLoad, n: int, rng: np.random.Generator) -> np.n
 
 def _work(load: EndpointLoad, n: int, rng: np.random.Generator) -> np.ndarray:
     """Seconds each message holds its slot: each attempt's work, and the retry delays."""
+    import numpy as np
+
     s = load.service
 
     def draw(k: int) -> np.ndarray:
@@ -145,6 +150,8 @@ def simulate(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES,
              messages: int | None = None, seed: int = 1) -> dict[float, float]:
     """Wait percentiles (s) of a seeded simulation of the endpoint (module docstring). Near
     saturation waits are long-correlated: more messages keep the p99's noise down."""
+    import numpy as np
+
     if load.arrival_per_s <= 0:
         return {p: 0.0 for p in percentiles}
     if messages is None:
@@ -161,6 +168,8 @@ def sampling_band(load: EndpointLoad, messages: int, runs: int = 30,
     """The p99 wait (s) a run of only ``messages`` messages shows, as a band over ``runs``
     seeded runs: a short run's p99 scatters widely around the long-run figure (near
     saturation by tens of percent), which is what a measured step is compared with."""
+    import numpy as np
+
     rng = np.random.default_rng(7)
     p99s = []
     for _ in range(runs):
@@ -175,6 +184,8 @@ def replay(load: EndpointLoad, arrive_s: np.ndarray, work_s: np.ndarray, hold_s:
     what each message's work really took): the dispatch, slots, prefetch and rate limits of
     the model without the sampling noise of its random inputs. ``hold_s``: how long the
     prefetch credit stays taken after the work (the ack's delay)."""
+    import numpy as np
+
     order = np.argsort(arrive_s)
     w = waits(load, arrive_s[order], work_s[order], hold_s)
     return {p: float(np.percentile(w, p)) for p in percentiles}
@@ -187,6 +198,8 @@ def waits(load: EndpointLoad, arrive: np.ndarray, work: np.ndarray,
     first to free a slot where prefetch does not exceed the slots: one pooled queue), the
     instance runs it in its first free slot, after the rate limiter's window allows; the
     credit comes back ``hold_s`` after the work ends."""
+    import numpy as np
+
     messages = len(arrive)
     out = np.empty(messages)
     k = load.instances
@@ -254,7 +267,20 @@ def predict(load: EndpointLoad, percentiles: tuple[float, ...] = PERCENTILES,
         return {p: math.inf for p in percentiles}, "overloaded"
     if load.arrival_per_s <= 0 or load.slot_time_s <= 0 and load.rate_limit is None:
         return {p: 0.0 for p in percentiles}, "no work"
+    if load.rate_limit is None and _rarely_waits(load):
+        return {p: 0.0 for p in percentiles}, "P(wait) < 0.1%"
     return simulate(load, percentiles, messages), "simulation"
+
+
+def _rarely_waits(load: EndpointLoad) -> bool:
+    """Erlang C below 0.1% for the queue a message joins (the pooled slots, or one instance's
+    where prefetch exceeds the slots), with a margin for variability: no percentile up to
+    p99.9 waits, and `plan` answers without simulating."""
+    if load.prefetch <= load.slots:
+        servers, offered = load.servers, load.arrival_per_s * load.slot_time_s
+    else:
+        servers, offered = load.slots, load.arrival_per_s / load.instances * load.slot_time_s
+    return offered < servers and model.erlang_c(servers, offered * 1.5) < 0.001
 
 
 def endpoint_load(ep: Any, instances: int, arrival_per_s: float, service: ServiceTime,
@@ -284,6 +310,8 @@ def curve_point(load: EndpointLoad) -> dict[str, Any]:
 
 def _work_p99_s(load: EndpointLoad) -> float:
     """p99 of the time a message holds its slot (part of e2e)."""
+    import numpy as np
+
     rng = np.random.default_rng(2)
     return float(np.percentile(_work(load, 20_000, rng), 99))
 

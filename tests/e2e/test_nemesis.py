@@ -68,13 +68,14 @@ def _seed(kinds: tuple[str, ...], duration_s: float, interval_s: float, want: ob
 
 
 def test_a_safe_setup_loses_nothing_under_partitions(nemesis_cluster, tmp_path):
-    kinds = ("partition-random-node", "partition-majorities-ring", "pause-node")
-    # a fault every 40 s, held 20 s: longer than net_ticktime (10 s), so the nodes notice
-    seed = _seed(kinds, 90, 40, lambda evs: evs[0].kind in nemesis.PARTITIONS)
+    kinds = nemesis.PARTITIONS
+    # one partition at 20 s, held 20 s: longer than net_ticktime (10 s), so the nodes notice
+    # and pause_minority pauses the minority; healed at 40 s, 25 s of load after it
+    seed = _seed(kinds, 65, 40, lambda evs: len(evs) == 1)
     out = tmp_path / "safe"
     done = rabbitscale(nemesis_cluster, "run", "sustained_tasks", "--cluster", "--nemesis",
-                       ",".join(kinds), "--seed", str(seed), "--nemesis-interval", "40s",
-                       "--duration", "90s", "--drain-timeout", "90s", "--out", str(out))
+                       "partitions", "--seed", str(seed), "--nemesis-interval", "40s",
+                       "--duration", "65s", "--drain-timeout", "60s", "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     tq, events = s["total_queue"], s["fault"]["nemesis"]["events"]
     print(f"\n[nemesis safe] seed {seed} ledger {json.dumps(tq)}")
@@ -82,7 +83,7 @@ def test_a_safe_setup_loses_nothing_under_partitions(nemesis_cluster, tmp_path):
         print(f"[nemesis safe] {e['kind']} at {e['applied_at_s']}s: {e['applied']} / "
               f"{e['healed']} / {e['effects']}")
     assert tq["lost"] == 0 and tq["unexpected"] == 0 and tq["valid"], tq
-    assert tq["attempted"] > 1000 and tq["ok"] >= tq["acknowledged"]
+    assert tq["attempted"] > 900 and tq["ok"] >= tq["acknowledged"]
     assert any(e["kind"] in nemesis.PARTITIONS and "rules" in e["applied"] for e in events)
     assert all(e["healed"] and not e["healed"].startswith("failed") for e in events), events
     assert s["cluster"]["partition_handling"] == "pause_minority"
@@ -110,15 +111,15 @@ def test_the_checker_fails_an_unsafe_setup(nemesis_cluster, tmp_path):
     """Classic queues live on one node (the one the stack declared them on) and nothing is
     confirmed: while that node is down, publishes through the others are dropped unseen, and
     a killed node loses what it had not yet written. Every node is killed once, so whichever
-    holds the queues goes down."""
+    holds the queues goes down (the drain is short: what is lost never arrives)."""
     profile = tmp_path / "unsafe.toml"
     profile.write_text(UNSAFE)
-    seed = _seed(("kill-node",), 60, 12, lambda evs: {e.nodes[0] for e in evs} == {0, 1, 2})
+    seed = _seed(("kill-node",), 40, 12, lambda evs: {e.nodes[0] for e in evs} == {0, 1, 2})
     out = tmp_path / "unsafe"
     done = rabbitscale(nemesis_cluster, "run", "sustained_tasks", "--cluster",
                        "--profile-file", str(profile), "--nemesis", "kill-node", "--seed",
-                       str(seed), "--nemesis-interval", "12s", "--duration", "60s",
-                       "--drain-timeout", "30s", "--out", str(out))
+                       str(seed), "--nemesis-interval", "12s", "--duration", "40s",
+                       "--drain-timeout", "15s", "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     tq = s["total_queue"]
     print(f"\n[nemesis unsafe] seed {seed} ledger {json.dumps(tq)}")
