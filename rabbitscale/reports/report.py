@@ -75,8 +75,8 @@ def _model_rows(run: RunData) -> list[dict[str, Any]]:
 
 def markers(s: dict[str, Any]) -> list[tuple[float, str]]:
     """Vertical markers of the time charts: the fault's steps, the end of the load."""
-    out = [(float(e["t"]), f"fault {e['step']}") for e in (s.get("fault") or {}).get("events", [])
-           if isinstance(e.get("t"), int | float)]
+    out = [(float(e["t"]), f"{e.get('kind') or 'fault'} {e['step']}")
+           for e in (s.get("fault") or {}).get("events", []) if isinstance(e.get("t"), int | float)]
     if s.get("duration_s"):
         out.append((float(s["duration_s"]), "load ends"))
     return out

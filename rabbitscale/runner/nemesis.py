@@ -31,6 +31,7 @@ KINDS = (*PARTITIONS, "client-link", "pause-node", "kill-node", "kill-consumer",
 DEFAULT_INTERVAL_S = 30.0
 MAX_HOLD_S = 30.0  # a fault is held for half the interval, at most this
 RECOVERED_FRACTION = 0.8  # throughput recovered: this share of the rate before the fault
+NODES_BACK_S = 20.0  # after a heal, how long to wait for every node to run again
 
 
 def parse_kinds(text: str | None) -> tuple[str, ...]:
@@ -238,6 +239,19 @@ class Nemesis:
             return {}
         return {q["name"]: q.get("leader") or q.get("node") or "" for q in queues}
 
+    async def _await_nodes(self, wait_s: float) -> tuple[float | None, list[str]]:
+        """Seconds after the heal until every node's broker runs again (a node paused by
+        pause_minority resumes a few seconds after its partition heals), or None and the
+        nodes still down once ``wait_s`` is over."""
+        t0 = time.monotonic()
+        while True:
+            down = await asyncio.to_thread(self._stopped)
+            if not down:
+                return round(time.monotonic() - t0, 1), []
+            if time.monotonic() - t0 >= wait_s:
+                return None, down
+            await asyncio.sleep(2.0)
+
     def _stopped(self) -> list[str]:
         """Nodes whose broker does not run after a heal (e.g. one paused by pause_minority
         that did not resume): reported, not repaired, as Jepsen does."""
@@ -282,7 +296,11 @@ class Nemesis:
                 if on_event:
                     on_event(ev, "heal", ev.healed)
                 after, pubs_after = await self.leaders(), self._publisher_counts()
-                ev.effects["not_running_after_heal"] = await asyncio.to_thread(self._stopped)
+                nxt = next((e.at_s for e in self.events if e.index == ev.index + 1), None)
+                wait_s = NODES_BACK_S if nxt is None else \
+                    min(NODES_BACK_S, start_at + nxt - time.time() - 1)
+                back, down = await self._await_nodes(wait_s)
+                ev.effects["nodes_back_s"], ev.effects["not_running_after_heal"] = back, down
                 ev.effects["leaders_moved"] = sum(  # None: the management API did not answer
                     1 for q, node in after.items() if before.get(q) and node != before[q]) \
                     if before and after else None

@@ -88,8 +88,10 @@ def test_a_safe_setup_loses_nothing_under_partitions(nemesis_cluster, tmp_path):
     assert all(e["healed"] and not e["healed"].startswith("failed") for e in events), events
     assert s["cluster"]["partition_handling"] == "pause_minority"
     assert {"total_queue_lost", "total_queue_unexpected"} <= {c["name"] for c in s["checks"]}
-    # the faults are on the report's time charts
+    # the faults are on the report's time charts, and in its nemesis table with the ledger
     assert [e["step"] for e in s["fault"]["events"]].count("inject") == len(events)
+    page = (out / "report.html").read_text()
+    assert "Total-queue ledger" in page and events[0]["kind"] in page
     # 5 (INVALID) is possible: while a node is paused or cut, the API's publishes wait for
     # their confirms and every Locust user can be waiting on one, so sends leave late; the
     # ledger is judged all the same
