@@ -68,7 +68,7 @@ async def main() -> int:
     os.chmod(parent, 0o755)  # the server runs as the rabbitmq user
     base = parent / "cluster"
     c = cluster.up(3, base, port_offset=PORT_OFFSET, say=lambda s: print(s, flush=True))
-    url = f"amqp://guest:guest@127.0.0.1:{c.nodes[0].amqp}/"
+    url = f"amqp://guest:guest@{c.nodes[0].ip}:{c.nodes[0].amqp}/"
     rates: dict[int, list[float]] = {1: [], 3: []}
     try:
         for r in range(args.rounds):
