@@ -1,11 +1,12 @@
 """The nemesis on a real 3-node cluster with real partitions (iptables on loopback): a safe
 setup (quorum queues, confirms) loses nothing while the network is cut, and the total-queue
-checker fails an unsafe one (classic queues, no publisher confirms) under the same kind of
-nemesis. The cluster has a directory, ports and addresses of its own (offset 500), and
+checker fails an unsafe one (classic queues, no publisher confirms) when their node is
+killed. The cluster has a directory, ports and addresses of its own (offset 500), and
 `cluster down` must leave no node and no firewall rule behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from rabbitscale.broker import cluster, partition
+from rabbitscale.broker import amqp, cluster, partition
 from rabbitscale.runner import nemesis
+from rabbitscale.topology.settings import RabbitSettings
 
-pytestmark = [pytest.mark.xdist_group("cluster")]
+# alone, after the parallel e2e tests (make test-e2e): three more nodes and two runs would
+# slow the timing of the tests beside them
+pytestmark = [pytest.mark.exclusive]
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFSET = 500
@@ -67,15 +71,36 @@ def _seed(kinds: tuple[str, ...], duration_s: float, interval_s: float, want: ob
     raise AssertionError("no seed found")
 
 
-def test_a_safe_setup_loses_nothing_under_partitions(nemesis_cluster, tmp_path):
-    kinds = nemesis.PARTITIONS
-    # one partition at 20 s, held 20 s: longer than net_ticktime (10 s), so the nodes notice
-    # and pause_minority pauses the minority; healed at 40 s, 25 s of load after it
-    seed = _seed(kinds, 65, 40, lambda evs: len(evs) == 1)
+UNSAFE = """extends = "guide"
+name = "guide-unsafe"
+queue_type = "classic"  # one copy, on the node that declared it
+
+[rabbitmq]
+PublisherConfirmation = false
+"""
+
+
+def _queue_node() -> int:
+    """The node the stack declares its queues on (its connection's first node), where a
+    classic queue lives."""
+    nodes = cluster.plan_nodes(3, Path("/nowhere"), OFFSET)
+    settings = dataclasses.replace(RabbitSettings(), host=nodes[0].ip, port=nodes[0].amqp,
+                                   cluster_nodes=tuple(f"{n.ip}:{n.amqp}" for n in nodes))
+    first = amqp.node_order(settings, "rabbitscale-stack")[0]
+    return [f"{n.ip}:{n.amqp}" for n in nodes].index(first)
+
+
+def test_partitions_lose_nothing_and_the_checker_fails_an_unsafe_setup(nemesis_cluster,
+                                                                        tmp_path):
+    """Both sides on one cluster (one test: the cluster is set up once, and the test runs
+    alone, after the parallel ones, so its three nodes do not slow others' timing)."""
+    # safe: quorum queues, confirms; one partition at 20 s held 20 s (longer than
+    # net_ticktime, 10 s: pause_minority pauses the cut-off node), 10 s of load after it
+    seed = _seed(nemesis.PARTITIONS, 50, 40, lambda evs: len(evs) == 1)
     out = tmp_path / "safe"
     done = rabbitscale(nemesis_cluster, "run", "sustained_tasks", "--cluster", "--nemesis",
                        "partitions", "--seed", str(seed), "--nemesis-interval", "40s",
-                       "--duration", "65s", "--drain-timeout", "60s", "--out", str(out))
+                       "--duration", "50s", "--drain-timeout", "60s", "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     tq, events = s["total_queue"], s["fault"]["nemesis"]["events"]
     print(f"\n[nemesis safe] seed {seed} ledger {json.dumps(tq)}")
@@ -83,7 +108,7 @@ def test_a_safe_setup_loses_nothing_under_partitions(nemesis_cluster, tmp_path):
         print(f"[nemesis safe] {e['kind']} at {e['applied_at_s']}s: {e['applied']} / "
               f"{e['healed']} / {e['effects']}")
     assert tq["lost"] == 0 and tq["unexpected"] == 0 and tq["valid"], tq
-    assert tq["attempted"] > 900 and tq["ok"] >= tq["acknowledged"]
+    assert tq["attempted"] > 700 and tq["ok"] >= tq["acknowledged"]
     assert any(e["kind"] in nemesis.PARTITIONS and "rules" in e["applied"] for e in events)
     assert all(e["healed"] and not e["healed"].startswith("failed") for e in events), events
     assert s["cluster"]["partition_handling"] == "pause_minority"
@@ -99,32 +124,22 @@ def test_a_safe_setup_loses_nothing_under_partitions(nemesis_cluster, tmp_path):
     failed = {c["name"] for c in s["checks"] if c["verdict"] == "FAIL"}
     assert not failed & {"total_queue_lost", "total_queue_unexpected", "lost"}, failed
 
-
-UNSAFE = """extends = "guide"
-name = "guide-unsafe"
-queue_type = "classic"  # one copy, on the node that declared it
-
-[rabbitmq]
-PublisherConfirmation = false
-"""
-
-
-def test_the_checker_fails_an_unsafe_setup(nemesis_cluster, tmp_path):
-    """Classic queues live on one node (the one the stack declared them on) and nothing is
-    confirmed: while that node is down, publishes through the others are dropped unseen, and
-    a killed node loses what it had not yet written. Every node is killed once, so whichever
-    holds the queues goes down (the drain is short: what is lost never arrives)."""
+    # unsafe: classic queues (one copy, on the node the stack declared them on) and no
+    # publisher confirms; that node is killed at 10 s and booted again 10 s later: publishes
+    # routed to its queues meanwhile are dropped unseen (what is lost never arrives: a short
+    # drain)
     profile = tmp_path / "unsafe.toml"
     profile.write_text(UNSAFE)
-    seed = _seed(("kill-node",), 40, 12, lambda evs: {e.nodes[0] for e in evs} == {0, 1, 2})
+    home = _queue_node()
+    seed = _seed(("kill-node",), 30, 20, lambda evs: evs[0].nodes == (home,))
     out = tmp_path / "unsafe"
     done = rabbitscale(nemesis_cluster, "run", "sustained_tasks", "--cluster",
                        "--profile-file", str(profile), "--nemesis", "kill-node", "--seed",
-                       str(seed), "--nemesis-interval", "12s", "--duration", "40s",
+                       str(seed), "--nemesis-interval", "20s", "--duration", "30s",
                        "--drain-timeout", "15s", "--out", str(out))
     s = json.loads((out / "summary.json").read_text())
     tq = s["total_queue"]
-    print(f"\n[nemesis unsafe] seed {seed} ledger {json.dumps(tq)}")
+    print(f"\n[nemesis unsafe] seed {seed}, queues on node {home + 1}, ledger {json.dumps(tq)}")
     assert s["publisher"]["confirmed"] == 0 and s["publisher"]["sent"] > 0  # no confirms
     assert tq["lost"] > 0 and not tq["valid"], tq
     lost = next(c for c in s["checks"] if c["name"] == "total_queue_lost")

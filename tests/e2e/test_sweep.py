@@ -42,7 +42,7 @@ def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "rabbitscale", "sweep", "sustained_tasks", "--profile-file",
          str(profile), "--task-mix", "payment=1", "--instances", "2", "--from", "50%",
-         "--to", "90%", "--steps", "3", "--step-duration", "20s", "--slo",
+         "--to", "90%", "--steps", "3", "--step-duration", "15s", "--slo",
          "queue_wait.p99<400ms", "--out", str(out)],
         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     print(done.stdout[-3000:], done.stderr[-2000:])
@@ -53,7 +53,7 @@ def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
     for p in points:
         for side in ("measured", "predicted"):
             assert {"queue_wait_p50_ms", "queue_wait_p99_ms", "e2e_p99_ms"} <= set(p[side])
-        assert p["measured"]["count"] > 300
+        assert p["measured"]["count"] > 250
         assert p["replayed"]["messages"] == p["measured"]["count"]
         assert p["replayed"]["hold_after_work_ms"] >= 0
         lo, hi = p["predicted"]["queue_wait_p99_band_ms"]
