@@ -32,6 +32,7 @@ from rabbitscale.runner import nemesis, outcome, output, slo, soak, validity
 from rabbitscale.runner.faults import FAULTS, Fault, FaultContext
 from rabbitscale.runner.live import setup_live_metrics
 from rabbitscale.runner.load import LoadSpec, LocustProcesses, amqp_publishes, start_delay_s
+from rabbitscale.runner.nemesis import DEFAULT_INTERVAL_S as DEFAULT_NEMESIS_INTERVAL_S
 from rabbitscale.runner.recorder import WEBHOOK_SINK, Recorder
 from rabbitscale.runner.sampler import Sampler, exact_counter
 from rabbitscale.runner.total_queue import TotalQueue
@@ -77,7 +78,7 @@ class RunOptions:
     abort_on_fail_s: float | None = None  # --abort-on-fail GRACE: stop the load early
     nemesis: tuple[str, ...] = ()  # --nemesis: fault kinds on a schedule (needs a cluster)
     seed: int = 0
-    nemesis_interval_s: float = 30.0
+    nemesis_interval_s: float = DEFAULT_NEMESIS_INTERVAL_S
     arrivals: str = "even"  # even | poisson: how the open model spaces arrivals
     trace: bool = False  # write every completion record's timestamps (records.csv)
 

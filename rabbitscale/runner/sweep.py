@@ -105,7 +105,8 @@ class Sweep:
                   and p["measured"].get("queue_wait_p99_ms") is not None]
         for p in judged:
             p["within"] = within(p["replayed"].get("queue_wait_p99_ms"),
-                                 p["measured"]["queue_wait_p99_ms"])
+                                 p["measured"]["queue_wait_p99_ms"],
+                                 p["replayed"].get("transit_jitter_ms", 0.0))
         return {
             "queue": self.queue, "capacity_per_s": round(self.capacity_per_s, 4),
             "service_time": self.service, "arrivals": load.arrivals,
@@ -128,10 +129,12 @@ class Sweep:
         }
 
 
-def within(predicted_ms: float | None, measured_ms: float) -> bool:
+def within(predicted_ms: float | None, measured_ms: float, jitter_ms: float = 0.0) -> bool:
+    """Within 25%, or 10 ms plus the step's own delivery jitter (the model has no broker
+    transit: on a busy machine a delivery can take tens of ms with no queue at all)."""
     if predicted_ms is None:
         return False
-    return abs(predicted_ms - measured_ms) <= max(SLACK_MS, TOLERANCE * measured_ms)
+    return abs(predicted_ms - measured_ms) <= max(SLACK_MS + jitter_ms, TOLERANCE * measured_ms)
 
 
 def knee(points: list[dict[str, Any]], side: str, slot_s: float) -> float | None:
@@ -200,9 +203,10 @@ def endpoint_of(settings: RabbitSettings, profile: Profile, mix: dict[str, float
     return ep.queue, queueing.endpoint_load(ep, instances, 0.0, st, arrivals)
 
 
-def read_trace(run_dir: Path, queue: str) -> tuple[Any, Any, float]:
-    """(arrivals, work, credit hold after the work) of one queue's messages from a run's
-    records.csv: sent times, finished - started, and the median of recorded - finished."""
+def read_trace(run_dir: Path, queue: str) -> tuple[Any, Any, float, Any]:
+    """(arrivals, work, credit hold after the work, transit) of one queue's messages from a
+    run's records.csv: sent times, finished - started, the median of recorded - finished, and
+    delivered - sent."""
     import numpy as np
 
     from rabbitscale.runner.run import TRACE_FIELDS
@@ -221,7 +225,28 @@ def read_trace(run_dir: Path, queue: str) -> tuple[Any, Any, float]:
     work = np.array([float(r["finished"]) - float(r["started"]) for r in rows])
     hold = float(np.median([float(r["recorded"]) - float(r["finished"]) for r in rows])) \
         if rows else 0.0
-    return sent, work, max(0.0, hold)
+    transit = np.array([float(r["delivered"]) - float(r["sent"]) for r in rows])
+    return sent, work, max(0.0, hold), transit
+
+
+def transit_jitter_ms(load: queueing.EndpointLoad, sent: Any, work: Any, hold: float,
+                      transit: Any) -> float:
+    """p99 - p50 of the delivery time of the messages that found prefetch credit free when
+    they were sent (in reality, from the trace: fewer messages delivered and not yet acked
+    than the instances' credit), so none of it is queueing: the machine's own noise, which
+    widens the absolute slack of the comparison."""
+    import numpy as np
+
+    if not len(sent):
+        return 0.0
+    delivered = np.sort(sent + transit)
+    released = np.sort(sent + transit + np.maximum(work, 0) + hold)
+    in_flight = np.searchsorted(delivered, sent, "right") - np.searchsorted(released, sent,
+                                                                             "right")
+    free = transit[in_flight < load.instances * load.prefetch]
+    if len(free) < 20:
+        return 0.0
+    return round(float(np.percentile(free, 99) - np.percentile(free, 50)) * 1000, 2)
 
 
 def per_slot_queues(load: queueing.EndpointLoad) -> queueing.EndpointLoad:
@@ -237,13 +262,14 @@ def one_server(load: queueing.EndpointLoad) -> queueing.EndpointLoad:
 
 def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str) -> dict[str, Any]:
     """The model's waits on a step's own trace, in ms, with the hold it used."""
-    sent, work, hold = read_trace(run_dir, queue)
+    sent, work, hold, transit = read_trace(run_dir, queue)
     if not len(sent):
         return {"messages": 0}
     waits = queueing.replay(load, sent, work, hold)
     return {**{f"queue_wait_p{p:g}_ms": round(v * 1000, 2) for p, v in waits.items()},
             "messages": len(sent), "hold_after_work_ms": round(hold * 1000, 2),
-            "work_mean_ms": round(float(work.mean()) * 1000, 2)}
+            "work_mean_ms": round(float(work.mean()) * 1000, 2),
+            "transit_jitter_ms": transit_jitter_ms(load, sent, work, hold, transit)}
 
 
 def _measured(summary: dict[str, Any], queue: str) -> dict[str, Any]:

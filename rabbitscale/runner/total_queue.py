@@ -8,7 +8,9 @@ dequeued anyway). Here an enqueue is a publish by the stack's API, a dequeue a c
 completion record (completed, faulted or skipped: the message left its queue), and a message a
 type two endpoints consume counts once in each queue it reaches. Valid when lost = 0 and
 unexpected = 0; duplicates are judged only on endpoints whose profile says the consumer is not
-idempotent.
+idempotent. Messages the consumers publish while processing (callbacks) are consumed without
+an API publish: they are counted as ``spawned`` (each record says how many its processing
+published and had confirmed), and only consumed messages beyond them are unexpected.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TotalQueue:
     expected: dict[str, tuple[str, ...]] = field(default_factory=dict)
     dequeued: Counter[tuple[str, str]] = field(default_factory=Counter)  # (queue, id) -> n
     foreign: int = 0
+    spawned: int = 0  # messages consumers published while processing (confirmed)
 
     def on_published(self, result: Any) -> None:
         self.outcome[result.message_id] = str(result.outcome)
@@ -44,7 +47,10 @@ class TotalQueue:
         if self.run and record.run != self.run:
             self.foreign += 1
             return
-        self.dequeued[(record.queue, record.message_id)] += 1
+        ident = (record.queue, record.message_id)
+        if ident not in self.dequeued:
+            self.spawned += int(getattr(record, "spawned", 0) or 0)
+        self.dequeued[ident] += 1
 
     def counts(self) -> dict[str, Any]:
         acknowledged = {"confirmed", "sent"}
@@ -62,18 +68,20 @@ class TotalQueue:
                     c["recovered"] += n > 0
                 elif out in REFUSED:
                     c["refused"] += 1
+        not_attempted = 0
         for (q, mid), n in self.dequeued.items():
             c["ok"] += 1
             if mid not in self.outcome or q not in self.expected[mid]:
-                c["unexpected"] += 1
+                not_attempted += 1
             elif self.outcome[mid] in REFUSED:
                 c["unexpected"] += 1  # refused at publish, yet delivered
             if n > 1:
                 c["duplicated"] += 1
                 dup_by_queue[q] += 1
+        c["unexpected"] += max(0, not_attempted - self.spawned)
         keys = ("attempted", "acknowledged", "ok", "lost", "duplicated", "unexpected",
                 "recovered", "unknown", "refused")
-        return {**{k: int(c[k]) for k in keys},
+        return {**{k: int(c[k]) for k in keys}, "spawned": self.spawned,
                 "duplicated_by_queue": dict(dup_by_queue),
                 "valid": c["lost"] == 0 and c["unexpected"] == 0}
 

@@ -207,7 +207,9 @@ def latency_point(settings: RabbitSettings, base: Profile, case: Case, rate: flo
             "measured_ms": measured, "predicted_ms": predicted_ms,
             "method": f"wrong: {wrong.__name__}" if wrong else "model on the step's trace",
             "long_run_ms": None if wrong else queueing.curve_point(load)["queue_wait_p99_ms"],
-            "within": measured is not None and sweep.within(predicted_ms, measured)}
+            "transit_jitter_ms": replay.get("transit_jitter_ms", 0.0),
+            "within": measured is not None and sweep.within(
+                predicted_ms, measured, replay.get("transit_jitter_ms", 0.0))}
 
 
 async def burst_case(settings: RabbitSettings, base: Profile, out_dir: Path,

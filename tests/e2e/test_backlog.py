@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from rabbitscale.broker import cluster
 from rabbitscale.capacity import broker
 from rabbitscale.runner.backlog import (
@@ -50,6 +52,9 @@ def _fresh_node_base() -> Path:
     return parent / "cluster"
 
 
+# on the validation's worker, one after the other: its fill saturates the broker that the
+# validation measures latency on, and the validation's runs would slow its timed drain
+@pytest.mark.xdist_group("validation")
 def test_guide_backlog_of_100000_on_a_fresh_node(tmp_path):
     """The guide's 100,000 x 10 KB on a node started for this test (the model is of a fresh
     node): the run passes, the memory bound holds (never below, at most twice) and the disk

@@ -75,7 +75,10 @@ def test_losing_the_busiest_node_mid_run_loses_nothing(local_cluster, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     print(f"\n[node_loss] events: {[e['what'] for e in s['fault']['events']]}")
     print(f"[node_loss] ledger: {json.dumps(s['ledger'])}")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    # 5 (INVALID) is possible: while the node is gone the API's publishes wait, and every
+    # Locust user can be waiting on one, so sends leave late; the ledger is judged all the same
+    assert done.returncode in (0, 5), done.stdout[-3000:] + done.stderr[-2000:]
+    assert not [c["name"] for c in s["checks"] if c["verdict"] == "FAIL"], s["checks"]
     led = s["ledger"]
     assert led["lost"] == 0 and led["still_queued"] == 0
     assert led["completed"] + led["faulted"] == led["published"] + led["delivered_unconfirmed"]

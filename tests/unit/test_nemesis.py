@@ -160,3 +160,14 @@ def test_the_outage_is_counted_in_seconds_below_the_level():
         rate[t] = 0  # a five-second stall inside the fault
     assert nemesis.degraded_s(rate, 40, 50) == 5
     assert nemesis.recovery_s(rate, 40, 50) == 0.0  # back before the heal
+
+
+def test_callbacks_the_consumers_published_are_not_unexpected():
+    tq = TotalQueue(queues_of=lambda t: ["a"], idempotent=lambda q: True)
+    tq.on_published(_pub("1", "confirmed"))
+    tq.on_record(SimpleNamespace(message_id="1", queue="a", run="", spawned=1))
+    tq.on_record(SimpleNamespace(message_id="cb-1", queue="hooks", run="", spawned=0))
+    c = tq.counts()
+    assert c["spawned"] == 1 and c["unexpected"] == 0 and c["valid"]
+    tq.on_record(SimpleNamespace(message_id="x", queue="hooks", run="", spawned=0))
+    assert tq.counts()["unexpected"] == 1
