@@ -58,16 +58,15 @@ def local_cluster() -> Iterator[Path]:
         base.parent.rmdir()
 
 
-def test_status_and_refusals_of_a_running_cluster(local_cluster):
+def test_status_refusals_and_losing_the_busiest_node_mid_run(local_cluster, tmp_path):
+    """One test for the one cluster (pytest-xdist may run a module's tests on two workers,
+    and two fixtures would start two clusters on the same addresses)."""
     status = rabbitscale(local_cluster, "cluster", "status")
     assert status.returncode == 0 and status.stdout.count("running") == 3, status.stdout
     again = rabbitscale(local_cluster, "cluster", "up", "--port-offset", str(OFFSET))
     assert again.returncode == 2 and "already running" in again.stderr
     unknown = rabbitscale(local_cluster, "cluster", "status", "--node", "rs9")
     assert unknown.returncode == 2 and "no node 'rs9'" in unknown.stderr
-
-
-def test_losing_the_busiest_node_mid_run_loses_nothing(local_cluster, tmp_path):
     out = tmp_path / "run"
     done = rabbitscale(local_cluster, "run", "sustained_tasks", "--cluster", "--fault",
                        "node_loss", "--duration", "20s", "--out", str(out),
