@@ -133,7 +133,7 @@ class LatencyWatch:
 
 
 TRACE_FIELDS = ("queue", "status", "attempts", "sent", "delivered", "started", "finished",
-                "recorded")
+                "recorded", "spawned")
 
 
 @contextlib.contextmanager
@@ -150,7 +150,7 @@ def trace_records(recorder: Recorder, path: Path) -> Iterator[None]:
         def write(record: Any) -> None:
             out.writerow((record.queue, record.status, record.attempts, f"{record.sent:.6f}",
                           f"{record.delivered:.6f}", f"{record.started:.6f}",
-                          f"{record.finished:.6f}", f"{time.time():.6f}"))
+                          f"{record.finished:.6f}", f"{time.time():.6f}", record.spawned))
 
         recorder.counted.add_listener(write)
         try:
