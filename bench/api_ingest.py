@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import socket
@@ -90,6 +91,22 @@ wrk.body = '{body}'
 """
 
 
+def cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The local broker's VM, to charge each variant its share of the broker's CPU."""
+    try:
+        out = subprocess.run(["rabbitmqctl", "eval", "list_to_integer(os:getpid())."],
+                             capture_output=True, text=True, timeout=30)
+        return int(out.stdout.strip())
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 def wrk(url: str, seconds: float, connections: int, script: Path) -> tuple[float, int]:
     """(requests/s, non-2xx responses)"""
     done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s",
@@ -131,6 +148,9 @@ async def main() -> int:
     script = tmp / "post.lua"
     script.write_text(WRK_SCRIPT.format(key=VirtualKeys(SECRET).key_for(1), body=body))
     results: dict[str, list[float]] = {"stack": [], "minimal": []}
+    # CPU microseconds per request: the server's own and the broker's, per variant
+    cpu: dict[str, list[tuple[float, float]]] = {"stack": [], "minimal": []}
+    beam = broker_pid()
     servers: list[subprocess.Popen[str]] = []
     async with Management(base) as mgmt:
         await mgmt.create_vhost(vhost)
@@ -140,6 +160,7 @@ async def main() -> int:
             await declare(await conn.channel(), PROFILE, settings)
             await conn.close()
             ports = {}
+            pids = {}
             for variant in ("stack", "minimal"):
                 ports[variant] = _free_port()
                 proc = subprocess.Popen(
@@ -147,16 +168,21 @@ async def main() -> int:
                      "--port", str(ports[variant]), "--vhost", vhost],
                     stdout=subprocess.PIPE, text=True)
                 servers.append(proc)
+                pids[variant] = proc.pid
                 assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
             for r in range(args.rounds):
                 line = []
                 for variant in ("minimal", "stack"):
+                    before = cpu_s(pids[variant]), cpu_s(beam) if beam else 0.0
                     rate, bad = wrk(f"http://127.0.0.1:{ports[variant]}/v1/webhook",
                                     args.seconds, args.connections, script)
                     if bad:
                         print(f"{variant}: {bad} non-2xx responses", file=sys.stderr)
                         return 1
                     results[variant].append(rate)
+                    done = rate * args.seconds
+                    cpu[variant].append(((cpu_s(pids[variant]) - before[0]) / done * 1e6,
+                                         (cpu_s(beam) - before[1]) / done * 1e6 if beam else 0))
                     line.append(f"{variant} {rate:7.0f} req/s")
                     await purge(settings)
                     time.sleep(0.5)
@@ -173,6 +199,15 @@ async def main() -> int:
           f"{args.connections} connections, ~1 KB JSON bodies, confirmed persistent publishes:")
     print(f"  minimal {mm:7.0f} req/s   stack {sm:7.0f} req/s   ratio {sm / mm:.2f}  "
           f"(rounds {ratios[0]:.2f}-{ratios[-1]:.2f}; target >= {TARGET})")
+    for variant in ("minimal", "stack"):
+        server = statistics.median(c[0] for c in cpu[variant])
+        broker = statistics.median(c[1] for c in cpu[variant])
+        print(f"  {variant:7s} CPU per request: server {server:5.0f} us"
+              + (f", broker {broker:5.0f} us" if beam else " (broker's pid not found)"))
+    ratio_cpu = statistics.median(c[0] for c in cpu["minimal"]) / statistics.median(
+        c[0] for c in cpu["stack"])
+    print(f"  server CPU per request, minimal / stack: {ratio_cpu:.2f}")
+    print(f"FIGURE api_ingest_server_cpu_ratio {ratio_cpu:.2f}")
     print(f"RATIO api_ingest {sm / mm:.2f} >= {TARGET}")
     return 0
 

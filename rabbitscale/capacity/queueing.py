@@ -179,15 +179,21 @@ def sampling_band(load: EndpointLoad, messages: int, runs: int = 30,
 
 
 def replay(load: EndpointLoad, arrive_s: np.ndarray, work_s: np.ndarray, hold_s: float = 0.0,
-           percentiles: tuple[float, ...] = PERCENTILES) -> dict[float, float]:
+           percentiles: tuple[float, ...] = PERCENTILES,
+           delay_s: np.ndarray | None = None) -> dict[float, float]:
     """The endpoint's waits for given arrivals and work (a trace: what a run really sent and
     what each message's work really took): the dispatch, slots, prefetch and rate limits of
     the model without the sampling noise of its random inputs. ``hold_s``: how long the
-    prefetch credit stays taken after the work (the ack's delay)."""
+    prefetch credit stays taken after the work (the ack's delay). ``delay_s``: each message's
+    delivery delay where nothing queues (the machine's transit and dispatch): it reaches the
+    endpoint that much later, and its wait includes it."""
     import numpy as np
 
-    order = np.argsort(arrive_s)
-    w = waits(load, arrive_s[order], work_s[order], hold_s)
+    arrive = arrive_s if delay_s is None else arrive_s + delay_s
+    order = np.argsort(arrive)
+    w = waits(load, arrive[order], work_s[order], hold_s)
+    if delay_s is not None:
+        w = w + delay_s[order]
     return {p: float(np.percentile(w, p)) for p in percentiles}
 
 

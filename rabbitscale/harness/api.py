@@ -68,11 +68,8 @@ VIRTUAL_KEY_ID = web.RequestKey("virtual_key_id", int)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=_dumps)
-
-
-def _dumps(data: Any) -> str:
-    return orjson.dumps(data).decode()
+    # orjson's bytes as the body: json_response would decode them to text and encode again
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _error(status: int, message: str, kind: str) -> web.Response:

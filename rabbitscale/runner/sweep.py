@@ -51,6 +51,7 @@ from rabbitscale.topology.settings import RabbitSettings
 JUDGED = (0.5, 0.9)  # utilisation range the model is held to
 TOLERANCE = 0.25  # |predicted - measured| / measured
 SLACK_MS = 10.0  # or within this many milliseconds
+MIN_UNQUEUED = 20  # unqueued messages needed to estimate the delivery delay
 SWEEP = "sweep.json"
 METRICS = ("queue_wait", "e2e", "slot_wait", "processing")
 STATS = ("p50", "p95", "p99")
@@ -204,10 +205,22 @@ def endpoint_of(settings: RabbitSettings, profile: Profile, mix: dict[str, float
     return ep.queue, queueing.endpoint_load(ep, instances, 0.0, st, arrivals)
 
 
-def read_trace(run_dir: Path, queue: str) -> tuple[Any, Any, float, Any, int]:
-    """(arrivals, work, credit hold after the work, transit, messages published while
-    processing) of one queue's messages from a run's records.csv: sent times, finished -
-    started, the median of recorded - finished, delivered - sent, the records' spawned."""
+@dataclass(frozen=True)
+class Trace:
+    """One queue's messages from a run's records.csv (arrays in seconds, one per message)."""
+
+    sent: Any
+    work: Any  # finished - started
+    hold: float  # the median of recorded - finished: the credit held after the work
+    transit: Any  # delivered - sent
+    waited: Any  # started - sent: the measured queue wait
+    spawned: int  # messages published while processing (callbacks)
+
+
+def read_trace(run_dir: Path, queue: str) -> Trace:
+    """A queue's trace from a run made with trace=True."""
+    import csv
+
     import numpy as np
 
     from rabbitscale.runner.run import TRACE_FIELDS
@@ -215,40 +228,45 @@ def read_trace(run_dir: Path, queue: str) -> tuple[Any, Any, float, Any, int]:
     path = run_dir / rundir.RECORDS_CSV
     if not path.exists():
         raise BadInput(f"{path}: no trace (the run was made without trace=True)")
-    import csv
-
     with path.open() as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != TRACE_FIELDS:
             raise BadInput(f"{path}: not a records trace (columns {reader.fieldnames})")
         rows = [r for r in reader if r["queue"] == queue]
-    sent = np.array([float(r["sent"]) for r in rows])
-    work = np.array([float(r["finished"]) - float(r["started"]) for r in rows])
-    hold = float(np.median([float(r["recorded"]) - float(r["finished"]) for r in rows])) \
-        if rows else 0.0
-    transit = np.array([float(r["delivered"]) - float(r["sent"]) for r in rows])
-    spawned = sum(int(r["spawned"] or 0) for r in rows)
-    return sent, work, max(0.0, hold), transit, spawned
+
+    def column(name: str) -> Any:
+        return np.array([float(r[name]) for r in rows])
+
+    sent, started = column("sent"), column("started")
+    hold = float(np.median(column("recorded") - column("finished"))) if rows else 0.0
+    return Trace(sent, column("finished") - started, max(0.0, hold), column("delivered") - sent,
+                 started - sent, sum(int(r["spawned"] or 0) for r in rows))
 
 
-def transit_jitter_ms(load: queueing.EndpointLoad, sent: Any, work: Any, hold: float,
-                      transit: Any) -> float:
-    """p99 - p50 of the delivery time of the messages that found prefetch credit free when
-    they were sent (in reality, from the trace: fewer messages delivered and not yet acked
-    than the instances' credit), so none of it is queueing: the machine's own noise, which
-    widens the absolute slack of the comparison."""
+def unqueued_delays(load: queueing.EndpointLoad, t: Trace) -> Any:
+    """The delivery delays of the messages that found prefetch credit free when they were sent
+    (in reality, from the trace: fewer messages delivered and not yet acked than the
+    instances' credit), so none of it is queueing: the machine's own transit, and where credit
+    implies a free slot (prefetch <= slots) the consumer's dispatch too."""
     import numpy as np
 
-    if not len(sent):
+    delivered = np.sort(t.sent + t.transit)
+    released = np.sort(t.sent + t.transit + np.maximum(t.work, 0) + t.hold)
+    in_flight = np.searchsorted(delivered, t.sent, "right") - np.searchsorted(
+        released, t.sent, "right")
+    free = in_flight < load.instances * load.prefetch
+    delays = t.waited if load.prefetch <= load.slots else t.transit
+    return np.maximum(delays[free], 0.0)
+
+
+def transit_jitter_ms(delays: Any) -> float:
+    """p99 - p50 of the unqueued delays: the machine's own noise, which widens the absolute
+    slack of the comparison (0 with fewer than 20 such messages)."""
+    import numpy as np
+
+    if len(delays) < MIN_UNQUEUED:
         return 0.0
-    delivered = np.sort(sent + transit)
-    released = np.sort(sent + transit + np.maximum(work, 0) + hold)
-    in_flight = np.searchsorted(delivered, sent, "right") - np.searchsorted(released, sent,
-                                                                             "right")
-    free = transit[in_flight < load.instances * load.prefetch]
-    if len(free) < 20:
-        return 0.0
-    return round(float(np.percentile(free, 99) - np.percentile(free, 50)) * 1000, 2)
+    return round(float(np.percentile(delays, 99) - np.percentile(delays, 50)) * 1000, 2)
 
 
 def per_slot_queues(load: queueing.EndpointLoad) -> queueing.EndpointLoad:
@@ -263,18 +281,27 @@ def one_server(load: queueing.EndpointLoad) -> queueing.EndpointLoad:
 
 
 def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str) -> dict[str, Any]:
-    """The model's waits on a step's own trace, in ms, with the hold it used."""
-    sent, work, hold, transit, spawned = read_trace(run_dir, queue)
-    if not len(sent):
+    """The model's waits on a step's own trace, in ms: the arrivals as sent, the work as done,
+    and each message delayed by a delivery delay drawn (seeded) from the step's unqueued ones,
+    which the model does not produce itself (broker transit, a busy consumer's dispatch)."""
+    import numpy as np
+
+    t = read_trace(run_dir, queue)
+    if not len(t.sent):
         return {"messages": 0}
-    waits = queueing.replay(load, sent, work, hold)
+    unqueued = unqueued_delays(load, t)
+    delay = np.random.default_rng(0).choice(unqueued, size=len(t.sent)) \
+        if len(unqueued) >= MIN_UNQUEUED else None
+    waits = queueing.replay(load, t.sent, t.work, t.hold, delay_s=delay)
     return {**{f"queue_wait_p{p:g}_ms": round(v * 1000, 2) for p, v in waits.items()},
-            "messages": len(sent), "hold_after_work_ms": round(hold * 1000, 2),
-            "work_mean_ms": round(float(work.mean()) * 1000, 2),
-            "transit_jitter_ms": transit_jitter_ms(load, sent, work, hold, transit),
+            "messages": len(t.sent), "hold_after_work_ms": round(t.hold * 1000, 2),
+            "work_mean_ms": round(float(t.work.mean()) * 1000, 2),
+            "unqueued_delay_p50_ms": round(float(np.median(unqueued)) * 1000, 2)
+            if delay is not None else None,
+            "transit_jitter_ms": transit_jitter_ms(unqueued),
             # the processing published messages (callbacks) and held its credit meanwhile:
             # the model has no such step, so the point is shown, not judged
-            "published_on_completion": spawned}
+            "published_on_completion": t.spawned}
 
 
 def _measured(summary: dict[str, Any], queue: str) -> dict[str, Any]:

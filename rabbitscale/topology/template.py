@@ -58,32 +58,62 @@ class _Term:
     path: tuple[str, ...]
     value: Any = None
 
-    def get(self, context: Mapping[str, Any]) -> Any:
+    def getter(self) -> Callable[[Mapping[str, Any]], Any]:
+        """The term as a closure: rendering is per message, so the branches a term does not
+        need are decided here, once, and a plain dict is read without the Mapping ABC check."""
         if not self.path:
-            return self.value() if self.value in (dict, list) else self.value
-        value: Any = context
-        for part in self.path:
-            if isinstance(value, Mapping):
-                value = value.get(part)
-            else:
-                return None
-        return value
+            if self.value in (dict, list):
+                return lambda ctx, make=self.value: make()
+            return lambda ctx, v=self.value: v
+        if len(self.path) == 1:
+            name = self.path[0]
+            return lambda ctx: ctx.get(name)
+        path = self.path
+
+        def walk(ctx: Mapping[str, Any]) -> Any:
+            value: Any = ctx
+            for part in path:
+                if type(value) is dict or isinstance(value, Mapping):
+                    value = value.get(part)
+                else:
+                    return None
+            return value
+
+        return walk
+
+    def get(self, context: Mapping[str, Any]) -> Any:
+        return self.getter()(context)
 
 
 @dataclass(frozen=True)
 class Expr:
     terms: tuple[_Term, ...]
     filters: tuple[Callable[[Any], Any], ...]
+    _call: Callable[[Mapping[str, Any]], Any] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_call", self._compile())
+
+    def _compile(self) -> Callable[[Mapping[str, Any]], Any]:
+        getters = tuple(t.getter() for t in self.terms)
+        filters = self.filters
+        if len(getters) == 1 and not filters:
+            return getters[0]
+
+        def call(ctx: Mapping[str, Any]) -> Any:
+            value = None
+            for get in getters:
+                value = get(ctx)
+                if value is not None:
+                    break
+            for f in filters:
+                value = f(value)
+            return value
+
+        return call
 
     def __call__(self, context: Mapping[str, Any]) -> Any:
-        value = None
-        for term in self.terms:
-            value = term.get(context)
-            if value is not None:
-                break
-        for f in self.filters:
-            value = f(value)
-        return value
+        return self._call(context)
 
     @property
     def roots(self) -> set[str]:
@@ -148,7 +178,7 @@ def compile_template(source: Any, where: str = "template",
             if m:
                 expr = parse_expr(m.group(1))
                 roots.update(expr.roots)
-                return expr
+                return expr._call
             pieces: list[Any] = []
             last = 0
             for m2 in _PLACEHOLDER.finditer(node):

@@ -4,6 +4,7 @@ tolerance say what their docstrings say."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -86,3 +87,33 @@ def test_knee_headroom_and_tolerance():
         sweep.parse_slo("latency<3")
     knee = sweep.predicted_knee(_pooled(0.0))
     assert knee is not None and 0.3 < knee / _pooled(0.0).capacity_per_s < 1
+
+
+def test_a_replayed_delivery_delay_adds_where_nothing_queues_and_compounds_where_it_does():
+    np = pytest.importorskip("numpy")
+    load = _pooled(0.5, service=ServiceTime("fixed", 0.08))
+    arrive = np.arange(200) * 0.1  # one message every 100 ms: never two in the 4 slots
+    work = np.full(200, 0.08)
+    assert queueing.replay(load, arrive, work)[99.0] == pytest.approx(0.0, abs=1e-9)
+    delayed = queueing.replay(load, arrive, work, delay_s=np.full(200, 0.005))
+    assert delayed[50.0] == pytest.approx(0.005) and delayed[99.0] == pytest.approx(0.005)
+    # four at once into four slots: no wait; a fifth delayed onto the fourth's slot: it waits
+    burst = np.array([0.0, 0.0, 0.0, 0.0, 0.079])
+    late = queueing.replay(load, burst, np.full(5, 0.08), percentiles=(100.0,),
+                           delay_s=np.array([0.0, 0.0, 0.0, 0.0, 0.0]))
+    assert late[100.0] == pytest.approx(0.001)
+
+
+def test_unqueued_delays_take_only_messages_that_found_credit_free():
+    np = pytest.importorskip("numpy")
+    load = _pooled(0.5, service=ServiceTime("fixed", 0.08))  # 2 x 2 slots, prefetch 2
+    sent = np.array([0.0, 0.0, 0.0, 0.0, 0.01, 1.0])
+    transit = np.array([0.001, 0.001, 0.001, 0.001, 0.071, 0.002])
+    waited = np.array([0.002, 0.002, 0.002, 0.002, 0.073, 0.003])
+    t = sweep.Trace(sent, np.full(6, 0.08), 0.0, transit, waited, 0)
+    # the fifth was sent with four in flight (credit 2 x 2): queued, so left out; credit
+    # implies a slot here (prefetch <= slots), so the delay is up to the start
+    assert sorted(sweep.unqueued_delays(load, t).round(3)) == [0.002] * 4 + [0.003]
+    per_instance = dataclasses.replace(load, prefetch=10)
+    assert max(sweep.unqueued_delays(per_instance, t)) == pytest.approx(0.071)  # transit only
+    assert sweep.transit_jitter_ms(np.full(5, 0.01)) == 0.0  # too few to say
