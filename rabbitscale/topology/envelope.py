@@ -240,10 +240,31 @@ def parse_envelope(body: bytes) -> Envelope:
                     env.get("sentTime"))
 
 
+def _id_prefix() -> str:
+    """A UUID's first 80 bits, random per process (version 4 and variant bits set)."""
+    h = f"{random.getrandbits(80):020x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+
+
+_ID = [_id_prefix(), 0]  # prefix, counter
+
+
+def _new_id_prefix() -> None:
+    _ID[:] = [_id_prefix(), 0]
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)  # a forked worker must not repeat ids
+
+
 def new_id() -> str:
-    """A random (version 4) UUID as text; ids need to be unique, not secret."""
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A UUID as text: a random per-process prefix and a counter, as MassTransit's NewId is
+    sequential rather than random; ids need to be unique, not secret (a random one costs
+    ~2 us, a tenth of what the API adds per request)."""
+    _ID[1] += 1
+    if _ID[1] >= 1 << 48:
+        _new_id_prefix()
+        _ID[1] = 1
+    return f"{_ID[0]}{_ID[1]:012x}"
 
 
 def measurement_headers(intended: float, sent: float, key: str, seq: int,

@@ -107,6 +107,7 @@ def request_body(route: Route, context: dict[str, Any], size_bytes: int | None =
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
     "url": (str,), "headers": (dict,), "object": (dict,)}
+_NUMBERS = (int, float)
 
 
 def _check(f: Field, value: Any) -> Any:
@@ -126,7 +127,7 @@ def _check(f: Field, value: Any) -> Any:
                                  f"'{f.name}' is shorter than {f.min_length} characters")
         if f.max_length is not None and len(value) > f.max_length:
             raise RequestInvalid(f"'{f.name}' is longer than {f.max_length} characters")
-    if isinstance(value, int | float) and not isinstance(value, bool) and \
+    if isinstance(value, _NUMBERS) and not isinstance(value, bool) and \
             ((f.min is not None and value < f.min) or (f.max is not None and value > f.max)):
         raise RequestInvalid(f"'{f.name}' must be between {f.min:g} and {f.max:g}"
                              if f.min is not None and f.max is not None else
