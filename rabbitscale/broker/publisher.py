@@ -14,7 +14,7 @@ import contextlib
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq.exceptions
@@ -97,9 +97,10 @@ class _PooledConnection:
     """One robust connection with one confirm channel; aio-pika pipelines publishes on it."""
 
     def __init__(self, conn: aio_pika.abc.AbstractRobustConnection,
-                 channel: aio_pika.abc.AbstractChannel) -> None:
+                 channel: aio_pika.abc.AbstractChannel, confirms: bool = True) -> None:
         self.conn = conn
         self.channel = channel
+        self.confirms = confirms
         self.in_flight = 0
         # set while publishing may proceed; waiters wake in FIFO order, which keeps the
         # per-key order of publishes that queued up behind a memory alarm
@@ -124,14 +125,14 @@ class _PooledConnection:
         PublishError for a return, TimeoutError, the connection errors."""
         if self.channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError(f"{self.channel!r} closed")
-        channel = await self.channel.get_underlay_channel()
+        channel = cast(aiormq.Channel, await self.channel.get_underlay_channel())
         # with confirms, the confirm is what is awaited: waiting for the frame to be written
         # first (aiormq's default) costs a future and a task switch per publish and tells
         # nothing more (a connection lost before the write fails the confirm too); without
         # confirms, "written to the socket" is all there is to know, so it is awaited
         await channel.basic_publish(body, exchange=exchange, routing_key="", mandatory=True,
                                     properties=properties, timeout=timeout,
-                                    wait=not channel.publisher_confirms)
+                                    wait=not self.confirms)
 
 
 class Publisher:
@@ -207,7 +208,7 @@ class Publisher:
             # simply not known to the publisher (what publishing without confirms means)
             confirms = self.settings.publisher_confirmation
             channel = await conn.channel(publisher_confirms=confirms, on_return_raises=confirms)
-            pc = self._slots[slot] = _PooledConnection(conn, channel)
+            pc = self._slots[slot] = _PooledConnection(conn, channel, confirms)
             self.stats.connections = len(self._pool)
             return pc
 

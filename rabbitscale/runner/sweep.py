@@ -280,16 +280,19 @@ def one_server(load: queueing.EndpointLoad) -> queueing.EndpointLoad:
     return dataclasses.replace(load, instances=1, slots=1, prefetch=1)
 
 
-def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str) -> dict[str, Any]:
+def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str,
+             real: queueing.EndpointLoad | None = None) -> dict[str, Any]:
     """The model's waits on a step's own trace, in ms: the arrivals as sent, the work as done,
     and each message delayed by a delivery delay drawn (seeded) from the step's unqueued ones,
-    which the model does not produce itself (broker transit, a busy consumer's dispatch)."""
+    which the model does not produce itself (broker transit, a busy consumer's dispatch).
+    ``real``: the endpoint as it ran (default ``load``), which decides which messages did not
+    queue: a model under test must not choose its own noise."""
     import numpy as np
 
     t = read_trace(run_dir, queue)
     if not len(t.sent):
         return {"messages": 0}
-    unqueued = unqueued_delays(load, t)
+    unqueued = unqueued_delays(real or load, t)
     delay = np.random.default_rng(0).choice(unqueued, size=len(t.sent)) \
         if len(unqueued) >= MIN_UNQUEUED else None
     waits = queueing.replay(load, t.sent, t.work, t.hold, delay_s=delay)

@@ -201,7 +201,7 @@ def latency_point(settings: RabbitSettings, base: Profile, case: Case, rate: flo
     measured = summary["measured"]["latency_ms"].get(queue, {}).get("queue_wait", {}) \
         .get("p99_ms")
     load = case.endpoint_load(settings, base, rate)
-    replay = sweep.replayed(wrong(load) if wrong else load, run_dir, queue)
+    replay = sweep.replayed(wrong(load) if wrong else load, run_dir, queue, real=load)
     predicted_ms = replay.get("queue_wait_p99_ms")
     return {"rate_per_s": rate, "utilisation": round(rate / predicted_max, 3),
             "measured_ms": measured, "predicted_ms": predicted_ms,

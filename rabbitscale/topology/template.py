@@ -61,14 +61,14 @@ class _Term:
     def getter(self) -> Callable[[Mapping[str, Any]], Any]:
         """The term as a closure: rendering is per message, so the branches a term does not
         need are decided here, once, and a plain dict is read without the Mapping ABC check."""
-        if not self.path:
-            if self.value in (dict, list):
-                return lambda ctx, make=self.value: make()
-            return lambda ctx, v=self.value: v
-        if len(self.path) == 1:
-            name = self.path[0]
+        value, path = self.value, self.path
+        if not path:
+            if value in (dict, list):
+                return lambda ctx: value()
+            return lambda ctx: value
+        if len(path) == 1:
+            name = path[0]
             return lambda ctx: ctx.get(name)
-        path = self.path
 
         def walk(ctx: Mapping[str, Any]) -> Any:
             value: Any = ctx

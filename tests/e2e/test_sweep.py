@@ -66,7 +66,7 @@ def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
          p["replayed"]["queue_wait_p99_ms"]) for p in points]
     # a wrong model (each slot a queue of its own, M/M/1 each) fails the same test
     wrong = [sweep.within(sweep.replayed(sweep.per_slot_queues(_load(doc, p)), Path(p["run"]),
-                                         doc["queue"])["queue_wait_p99_ms"],
+                                         doc["queue"], real=_load(doc, p))["queue_wait_p99_ms"],
                           p["measured"]["queue_wait_p99_ms"]) for p in points]
     assert not all(wrong), wrong
     assert doc["knee_per_s"]["predicted"] and doc["knee_per_s"]["definition"]
