@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import random
 import re
 import socket
 import sys
@@ -241,8 +240,9 @@ def parse_envelope(body: bytes) -> Envelope:
 
 
 def _id_prefix() -> str:
-    """A UUID's first 80 bits, random per process (version 4 and variant bits set)."""
-    h = f"{random.getrandbits(80):020x}"
+    """A UUID's first 80 bits, random per process (version 4 and variant bits set), from the
+    OS: a program that seeds ``random`` the same in two processes must not share ids."""
+    h = os.urandom(10).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
 
 

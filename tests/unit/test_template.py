@@ -67,3 +67,21 @@ def test_bad_expressions_are_config_errors(source):
 def test_unknown_variables_are_named_when_known_is_given():
     with pytest.raises(ConfigError, match="unknown variable 'reqest'"):
         compile_template({"x": "${reqest.id}"}, where="messages.X.body", known={"request"})
+
+
+def test_ids_are_uuids_unique_in_a_process_and_across_a_fork():
+    import os
+    import uuid
+
+    from rabbitscale.topology.envelope import new_id
+
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and {uuid.UUID(i).version for i in ids} == {4}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must not be the parent's next one
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    assert child[:24] != new_id()[:24]
