@@ -72,9 +72,12 @@ def test_guide_backlog_of_100000_on_a_fresh_node(tmp_path):
                            "--payload-size", "10KB", "--drain-service-time", "fixed:35ms",
                            "--out", str(out), env=env, timeout=900)
         s = json.loads((out / "summary.json").read_text())
-        # the drain's time against the model (70 s + 25%) measured 88-100 s this round
-        # (2026-12-01, also alone), within it before: a regression under investigation, shown
-        # by the run's own drain_time_s check; every other check must pass
+        # the drain's time against the model: 88-100 s against 70 s + 25% without the credit
+        # hold (2026-12-01, also alone); with the hold the run measures (the ack waits on the
+        # completion record's confirm: 4 ms median on image) 94.9 s against 78.2 s + 25%. Some
+        # 8 ms per credit cycle remain unmodelled (likely the broker's next delivery of a
+        # 10 KB body from the quorum queue's segments), so the check is shown, not required;
+        # every other check must pass
         failed = {c["name"] for c in s["checks"] if c["verdict"] != "PASS"}
         print(f"\n[backlog] drain {s['backlog']['drain']['seconds']} s, failed {failed}")
         assert failed <= {"drain_time_s"} and done.returncode in (0, 1), \

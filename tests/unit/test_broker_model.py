@@ -217,6 +217,14 @@ def test_drain_prediction_follows_the_slowest_queue():
     assert d["per_queue_s"]["image-generation-events"] == pytest.approx(50_000 / 500)
     assert d["per_queue_s"]["video-generation-events"] == pytest.approx(50_000 / 1500)
     assert d["drain_s"] == pytest.approx(100)
+    # the credit held 10 ms after each work (the ack waits on the completion record): where
+    # prefetch binds, each of the 25 credits turns over per 60 ms; a queue without a hold
+    # given keeps its figure
+    held = predicted_drain_s(profile, plan, 3, 10_500, broker.BrokerCoefficients(),
+                             hold_s={"image-generation-events": 0.010})
+    assert held["per_queue_s"]["image-generation-events"] == pytest.approx(50_000 / (25 / 0.06))
+    assert held["per_queue_s"]["video-generation-events"] == pytest.approx(50_000 / 1500)
+    assert held["drain_s"] == pytest.approx(120)
 
 
 def test_bad_backlog_flags_exit_2():
