@@ -128,13 +128,19 @@ async def purge(settings: RabbitSettings) -> None:
 
 async def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--seconds", type=float, default=8)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--connections", type=int, default=32)
-    p.add_argument("--role", choices=["driver", "server"], default="driver")
-    p.add_argument("--variant", choices=["stack", "minimal"], default="stack")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--vhost", default="")
+    p.add_argument("--seconds", type=float, default=8,
+                   help="seconds of wrk per side and round (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="rounds; the median of their stack/minimal ratios is judged "
+                        "(default: %(default)s)")
+    p.add_argument("--connections", type=int, default=32,
+                   help="wrk's open connections (default: %(default)s)")
+    p.add_argument("--role", choices=["driver", "server"], default="driver",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=["stack", "minimal"], default="stack",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--vhost", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "server":
         await serve(args.variant, load_settings().with_vhost(args.vhost), args.port)

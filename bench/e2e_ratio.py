@@ -102,8 +102,10 @@ def stack(transport: str, seconds: float) -> tuple[float, float]:
 
 async def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--seconds", type=float, default=45)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=45,
+                   help="seconds of load per side and round (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds; the median p99 of each side is judged (default: %(default)s)")
     args = p.parse_args()
     sides: dict[str, list[float]] = {"raw": [], "amqp": [], "http": []}
     worst: dict[str, list[float]] = {"amqp": [], "http": []}

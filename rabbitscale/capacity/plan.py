@@ -150,12 +150,17 @@ def webhook_queues(profile: Profile) -> tuple[str, ...]:
     return profile.queues_of(kind) if kind else ()
 
 
-def endpoint_capacity_per_s(ep: Endpoint, instances: int, service_s: float) -> float:
-    """Messages per second one endpoint can finish across its active instances."""
+def endpoint_capacity_per_s(ep: Endpoint, instances: int, service_s: float,
+                            hold_s: float = 0.0) -> float:
+    """Messages per second one endpoint can finish across its active instances. ``hold_s``:
+    how long a delivery's prefetch credit stays taken after its work (the ack's delay), so
+    each credit turns over once per work + hold where prefetch is the binding limit."""
     conc = model.effective_concurrency(ep.concurrency or 1, ep.prefetch or 1,
                                        ep.partitions if ep.partitioned else None)
     active = model.active_instances(instances, ep.single_active_consumer)
     cap = model.concurrency_bound_per_s(conc, service_s) * active
+    if hold_s > 0 and ep.prefetch:
+        cap = min(cap, model.concurrency_bound_per_s(ep.prefetch, service_s + hold_s) * active)
     if ep.rate_limit:
         cap = min(cap, ep.rate_limit.per_second * active)
     return cap

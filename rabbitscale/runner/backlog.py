@@ -29,7 +29,7 @@ from rabbitscale.broker import amqp
 from rabbitscale.broker.management import Management
 from rabbitscale.broker.observe import ManagementSource
 from rabbitscale.broker.publisher import Publisher
-from rabbitscale.capacity import broker, model
+from rabbitscale.capacity import broker
 from rabbitscale.capacity.plan import endpoint_capacity_per_s
 from rabbitscale.core import rundir, targets
 from rabbitscale.core.errors import BadInput
@@ -146,17 +146,12 @@ def predicted_drain_s(profile: Profile, plan: dict[str, tuple[str, int]], instan
     prefetch, single-active-consumer, service time), all of them within the broker's
     delivery ceiling; the slowest decides. ``hold_s``: per queue, how long a delivery's
     prefetch credit stays taken after its work ends (the ack's delay: the consumer confirms
-    its completion record first); where prefetch is the binding limit, each credit then
-    turns over once per work + hold, not per work."""
+    its completion record first)."""
     per_queue: dict[str, float] = {}
     for queue, (_, n) in plan.items():
         ep: Endpoint = profile.endpoint(queue)
         svc = ep.service_time.mean_s if ep.service_time else 0.0
-        cap = endpoint_capacity_per_s(ep, instances, svc)
-        hold = (hold_s or {}).get(queue, 0.0)
-        if hold > 0 and ep.prefetch:
-            active = model.active_instances(instances, ep.single_active_consumer)
-            cap = min(cap, ep.prefetch * active / (svc + hold))
+        cap = endpoint_capacity_per_s(ep, instances, svc, (hold_s or {}).get(queue, 0.0))
         per_queue[queue] = n / cap if cap and not math.isinf(cap) else 0.0
     total = sum(n for _, n in plan.values())
     ceiling = broker.publish_ceiling_per_s(message_bytes, replicas, c)

@@ -31,6 +31,7 @@ spaces Poisson arrivals), so a model whose mechanics hold predicts the long-run 
 from __future__ import annotations
 
 import asyncio
+import csv
 import dataclasses
 import json
 import math
@@ -219,8 +220,6 @@ class Trace:
 
 def read_trace(run_dir: Path, queue: str) -> Trace:
     """A queue's trace from a run made with trace=True."""
-    import csv
-
     import numpy as np
 
     from rabbitscale.runner.run import TRACE_FIELDS

@@ -81,9 +81,6 @@ class _Term:
 
         return walk
 
-    def get(self, context: Mapping[str, Any]) -> Any:
-        return self.getter()(context)
-
 
 @dataclass(frozen=True)
 class Expr:
