@@ -44,7 +44,7 @@ def test_stack_and_a_mixed_run_of_the_example_system(tmp_path):
 
 # alone, after the parallel tests: beside another e2e test its latency point at utilisation
 # 0.87 measured 43.4 and 43.9 ms against 25.5 and 13.8 predicted in two fresh-clone runs of
-# 2026-12-01 (a few ms of delay per message compound at that load); within it when alone
+# 2026-12-01 (a few ms of delay per message compound at that load), passing in the other three
 @pytest.mark.exclusive
 def test_validate_holds_the_model_on_the_example_system(tmp_path):
     done = rabbitscale("validate", "--profile-file", ORDERS, "--case", "pooled",
