@@ -68,6 +68,27 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     return err
 
 
+EXIT_OF_VERDICT = {"PASS": 0, "FAIL": 1}
+EXIT_INVALID = 5
+
+
+def assert_system_verdict(rc: int, summary: dict[str, Any], expected: str,
+                          output: str = "") -> None:
+    """The run exited with ``expected``'s code (PASS 0, FAIL 1), or with INVALID's (5) when
+    only the generator's validity checks failed and the system's own checks still say
+    ``expected``. Beside another test on a 2-core machine the Locust process sends late (CI
+    saw 7-8% of sends more than 10 ms late in a 12 s run): a user rightly gets INVALID, but
+    what a test of the system checks is still measured. Tests of validity itself assert it."""
+    assert rc in (EXIT_OF_VERDICT[expected], EXIT_INVALID) and summary, output[-3000:]
+    validity = set(summary["validity"]["checks"])
+    system = [c for c in summary["checks"] if c["name"] not in validity]
+    assert not [c for c in system if c["verdict"] == "INVALID"], output[-3000:]
+    failed = [c["name"] for c in system if c["verdict"] == "FAIL"]
+    assert ("FAIL" if failed else "PASS") == expected, (failed, output[-3000:])
+    if rc == EXIT_INVALID:
+        print("INVALID:", [c for c in summary["checks"] if c["verdict"] == "INVALID"])
+
+
 @contextmanager
 def management(base: str | None = None) -> Iterator[Call]:
     base = base or f"http://{HOST}:15672/api"

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.support import ROOT, management, own_vhost, rabbitscale
+from tests.support import ROOT, assert_system_verdict, management, own_vhost, rabbitscale
 
 ORDERS = str(ROOT / "examples" / "orders.toml")
 ENDPOINTS = {"order-processing", "stock-reservations", "payment-capture",
@@ -31,9 +31,9 @@ def test_stack_and_a_mixed_run_of_the_example_system(tmp_path):
         done = rabbitscale("run", "mixed_peak", "--profile-file", ORDERS, "--vhost", vhost,
                            "--duration", "12s", "--task-rate", "10/s",
                            "--burst-rates", "20/s,30/s", "--out", str(out), timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
         s = json.loads((out / "summary.json").read_text())
-        assert s["verdict"] == "PASS" and s["ledger"]["lost"] == 0
+        assert_system_verdict(done.returncode, s, "PASS", done.stdout + done.stderr)
+        assert s["ledger"]["lost"] == 0
         with management() as mgmt:
             queues = {q["name"]: q for q in mgmt("GET", f"/queues/{vhost}", None)}
     assert set(queues) >= ENDPOINTS

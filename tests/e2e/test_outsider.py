@@ -16,7 +16,15 @@ from collections.abc import Iterator
 import pytest
 
 from rabbitscale.topology.profile_file import builtin_names, get_profile
-from tests.support import HOST, ROOT, management, one_line_error, own_vhost, rabbitscale
+from tests.support import (
+    HOST,
+    ROOT,
+    assert_system_verdict,
+    management,
+    one_line_error,
+    own_vhost,
+    rabbitscale,
+)
 
 OUTSIDER = ROOT / "tests" / "outsider" / "parcels.py"
 QUEUES = ("parcel-booking", "tracking-feed", "customs-screening")
@@ -97,10 +105,10 @@ def test_discover_plan_doctor_and_an_amqp_run(outsider, tmp_path):
                       str(profile), "--task-rate", "20/s", "--duration", "10s",
                       "--app-metrics", metrics, "--thresholds", str(thresholds),
                       "--out", str(out), timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
     s = json.loads((out / "summary.json").read_text())
+    assert_system_verdict(run.returncode, s, "PASS", run.stdout + run.stderr)
     led = s["ledger"]
-    assert s["verdict"] == "PASS" and led["mode"] == "black-box amqp"
+    assert led["mode"] == "black-box amqp"
     # every message type at an equal share; ParcelBooked reaches two queues
     assert set(led["confirmed_by_kind"]) == {"parcel_booked", "parcel_delivered",
                                              "customs_check_requested"}
