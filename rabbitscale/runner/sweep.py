@@ -133,8 +133,9 @@ class Sweep:
 
 
 def within(predicted_ms: float | None, measured_ms: float, jitter_ms: float = 0.0) -> bool:
-    """Within 25%, or 10 ms plus the step's own delivery jitter (the model has no broker
-    transit: on a busy machine a delivery can take tens of ms with no queue at all)."""
+    """Within the larger of 25% of the measured figure and 10 ms plus the step's own delivery
+    jitter (the model has no broker transit: on a busy machine a delivery can take tens of ms
+    with no queue at all)."""
     if predicted_ms is None:
         return False
     return abs(predicted_ms - measured_ms) <= max(SLACK_MS + jitter_ms, TOLERANCE * measured_ms)
