@@ -178,35 +178,39 @@ def sampling_band(load: EndpointLoad, messages: int, runs: int = 30,
     return float(np.percentile(p99s, band[0])), float(np.percentile(p99s, band[1]))
 
 
-def replay(load: EndpointLoad, arrive_s: np.ndarray, work_s: np.ndarray, hold_s: float = 0.0,
-           percentiles: tuple[float, ...] = PERCENTILES,
+def replay(load: EndpointLoad, arrive_s: np.ndarray, work_s: np.ndarray,
+           hold_s: float | np.ndarray = 0.0, percentiles: tuple[float, ...] = PERCENTILES,
            delay_s: np.ndarray | None = None) -> dict[float, float]:
     """The endpoint's waits for given arrivals and work (a trace: what a run really sent and
     what each message's work really took): the dispatch, slots, prefetch and rate limits of
     the model without the sampling noise of its random inputs. ``hold_s``: how long the
-    prefetch credit stays taken after the work (the ack's delay). ``delay_s``: each message's
+    prefetch credit stays taken after the work (the ack's delay), one for all or each
+    message's own (a trace's holds are skewed: a median drops the few long ones that, near
+    saturation, decide the p99). ``delay_s``: each message's
     delivery delay where nothing queues (the machine's transit and dispatch): it reaches the
     endpoint that much later, and its wait includes it."""
     import numpy as np
 
     arrive = arrive_s if delay_s is None else arrive_s + delay_s
     order = np.argsort(arrive)
-    w = waits(load, arrive[order], work_s[order], hold_s)
+    hold = hold_s[order] if isinstance(hold_s, np.ndarray) else hold_s
+    w = waits(load, arrive[order], work_s[order], hold)
     if delay_s is not None:
         w = w + delay_s[order]
     return {p: float(np.percentile(w, p)) for p in percentiles}
 
 
 def waits(load: EndpointLoad, arrive: np.ndarray, work: np.ndarray,
-          hold_s: float = 0.0) -> np.ndarray:
+          hold_s: float | np.ndarray = 0.0) -> np.ndarray:
     """Each message's wait (s) from its arrival to the start of its work, in arrival order:
     the broker hands a message to the next instance with prefetch credit (round-robin; the
     first to free a slot where prefetch does not exceed the slots: one pooled queue), the
     instance runs it in its first free slot, after the rate limiter's window allows; the
-    credit comes back ``hold_s`` after the work ends."""
+    credit comes back ``hold_s`` (one for all, or each message's) after the work ends."""
     import numpy as np
 
     messages = len(arrive)
+    holds = np.broadcast_to(np.asarray(hold_s, dtype=float), (messages,))
     out = np.empty(messages)
     k = load.instances
     slots = [[0.0] * load.slots for _ in range(k)]  # per instance: heap of slot free times
@@ -251,11 +255,12 @@ def waits(load: EndpointLoad, arrive: np.ndarray, work: np.ndarray,
                 w[0], w[1] = start, 0
             w[1] += 1
         finish = start + float(work[i])
+        back = finish + float(holds[i])
         if pooled:
-            heapq.heapreplace(slots[inst], finish + hold_s)
+            heapq.heapreplace(slots[inst], back)
         else:
             heapq.heapreplace(slots[inst], finish)
-            heapq.heappush(held[inst], finish + hold_s)
+            heapq.heappush(held[inst], back)
         out[i] = start - a
     return out
 

@@ -213,7 +213,7 @@ class Trace:
 
     sent: Any
     work: Any  # finished - started
-    hold: float  # the median of recorded - finished: the credit held after the work
+    hold: Any  # recorded - finished: the credit each message held after its work
     transit: Any  # delivered - sent
     waited: Any  # started - sent: the measured queue wait
     spawned: int  # messages published while processing (callbacks)
@@ -238,8 +238,8 @@ def read_trace(run_dir: Path, queue: str) -> Trace:
         return np.array([float(r[name]) for r in rows])
 
     sent, started = column("sent"), column("started")
-    hold = float(np.median(column("recorded") - column("finished"))) if rows else 0.0
-    return Trace(sent, column("finished") - started, max(0.0, hold), column("delivered") - sent,
+    hold = np.maximum(column("recorded") - column("finished"), 0.0)
+    return Trace(sent, column("finished") - started, hold, column("delivered") - sent,
                  started - sent, sum(int(r["spawned"] or 0) for r in rows))
 
 
@@ -297,7 +297,8 @@ def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str,
         if len(unqueued) >= MIN_UNQUEUED else None
     waits = queueing.replay(load, t.sent, t.work, t.hold, delay_s=delay)
     return {**{f"queue_wait_p{p:g}_ms": round(v * 1000, 2) for p, v in waits.items()},
-            "messages": len(t.sent), "hold_after_work_ms": round(t.hold * 1000, 2),
+            "messages": len(t.sent),
+            "hold_after_work_ms": round(float(np.median(t.hold)) * 1000, 2),
             "work_mean_ms": round(float(t.work.mean()) * 1000, 2),
             "unqueued_delay_p50_ms": round(float(np.median(unqueued)) * 1000, 2)
             if delay is not None else None,

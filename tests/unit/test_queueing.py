@@ -110,10 +110,29 @@ def test_unqueued_delays_take_only_messages_that_found_credit_free():
     sent = np.array([0.0, 0.0, 0.0, 0.0, 0.01, 1.0])
     transit = np.array([0.001, 0.001, 0.001, 0.001, 0.071, 0.002])
     waited = np.array([0.002, 0.002, 0.002, 0.002, 0.073, 0.003])
-    t = sweep.Trace(sent, np.full(6, 0.08), 0.0, transit, waited, 0)
+    t = sweep.Trace(sent, np.full(6, 0.08), np.zeros(6), transit, waited, 0)
     # the fifth was sent with four in flight (credit 2 x 2): queued, so left out; credit
     # implies a slot here (prefetch <= slots), so the delay is up to the start
     assert sorted(sweep.unqueued_delays(load, t).round(3)) == [0.002] * 4 + [0.003]
     per_instance = dataclasses.replace(load, prefetch=10)
     assert max(sweep.unqueued_delays(per_instance, t)) == pytest.approx(0.071)  # transit only
     assert sweep.transit_jitter_ms(np.full(5, 0.01)) == 0.0  # too few to say
+
+
+def test_each_message_holds_its_own_credit_after_the_work():
+    np = pytest.importorskip("numpy")
+    load = _pooled(0.5, service=ServiceTime("fixed", 0.08))  # 2 x 2 slots, prefetch 2
+    burst = np.array([0.0, 0.0, 0.0, 0.0, 0.08])  # the fifth arrives as the four finish
+    work = np.full(5, 0.08)
+    # a constant hold as a scalar or as one per message: the same waits
+    same = queueing.replay(load, burst, work, 0.002, percentiles=(100.0,))
+    assert same == queueing.replay(load, burst, work, np.full(5, 0.002), percentiles=(100.0,))
+    assert same[100.0] == pytest.approx(0.002)
+    # one message whose ack came 30 ms late does not delay the fifth (three slots came back
+    # at 2 ms), and four that all came late do: a median (2 ms) would hide both
+    one_late = np.array([0.03, 0.002, 0.002, 0.002, 0.0])
+    assert queueing.replay(load, burst, work, one_late, percentiles=(100.0,))[100.0] == \
+        pytest.approx(0.002)
+    all_late = np.array([0.03, 0.03, 0.03, 0.03, 0.0])
+    assert queueing.replay(load, burst, work, all_late, percentiles=(100.0,))[100.0] == \
+        pytest.approx(0.03)
