@@ -186,9 +186,9 @@ def replay(load: EndpointLoad, arrive_s: np.ndarray, work_s: np.ndarray,
     the model without the sampling noise of its random inputs. ``hold_s``: how long the
     prefetch credit stays taken after the work (the ack's delay), one for all or each
     message's own (a trace's holds are skewed: a median drops the few long ones that, near
-    saturation, decide the p99). ``delay_s``: each message's
-    delivery delay where nothing queues (the machine's transit and dispatch): it reaches the
-    endpoint that much later, and its wait includes it."""
+    saturation, decide the p99). ``delay_s``: each message's delivery delay where nothing
+    queues (the machine's transit and dispatch): it reaches the endpoint that much later, and
+    its wait includes it."""
     import numpy as np
 
     arrive = arrive_s if delay_s is None else arrive_s + delay_s
