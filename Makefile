@@ -6,7 +6,8 @@ PYTEST := $(BIN)/pytest -q
 # written by scripts/ensure_broker.sh when it started the compose file's broker
 BROKER_ENV := .rabbitscale-broker.env
 WITH_BROKER := set -a; [ -f $(BROKER_ENV) ] && . ./$(BROKER_ENV); set +a;
-E2E := $(PYTEST) tests/e2e -m "not exclusive" -n 2 --dist loadgroup && $(PYTEST) tests/e2e -m exclusive
+E2E := $(PYTEST) tests/e2e -m "not exclusive" -n 2 --dist loadgroup && \
+       $(PYTEST) tests/e2e -m exclusive -n 2 --dist loadgroup
 
 .PHONY: demo test test-unit test-broker test-e2e install setup broker lint bench bench-check
 
@@ -43,7 +44,8 @@ test-broker: install setup
 	@$(WITH_BROKER) $(PYTEST) tests/broker
 
 # whole runs: scenarios, faults, clusters, backlog, validation; two at a time (each in a
-# vhost or on nodes of its own), then alone the few that change the broker for every client
+# vhost or on nodes of its own), then the few that change the shared broker for every client
+# or load the machine (xdist group "exclusive") beside the nemesis on its own cluster
 test-e2e: install setup
 	@$(WITH_BROKER) $(E2E)
 

@@ -52,10 +52,10 @@ def _fresh_node_base() -> Path:
     return parent / "cluster"
 
 
-# alone, after the parallel tests: its drain is timed against the model of a fresh node, and
-# its fill saturates the broker others measure latency on (beside other tests, its drain took
-# 97-100 s against the model's 70 s + 25%)
+# after the parallel tests: its fill saturates the machine others measure latency on (beside
+# them, its drain took 97-100 s against the model's 70 s + 25%); beside the nemesis only
 @pytest.mark.exclusive
+@pytest.mark.xdist_group("exclusive")
 def test_guide_backlog_of_100000_on_a_fresh_node(tmp_path):
     """The guide's 100,000 x 10 KB on a node started for this test (the model is of a fresh
     node): the run passes, the memory bound holds (never below, at most twice) and the disk

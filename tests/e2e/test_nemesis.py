@@ -21,9 +21,11 @@ from rabbitscale.broker import amqp, cluster, partition
 from rabbitscale.runner import nemesis
 from rabbitscale.topology.settings import RabbitSettings
 
-# alone, after the parallel e2e tests (make test-e2e): three more nodes and two runs would
-# slow the timing of the tests beside them
-pytestmark = [pytest.mark.exclusive]
+# after the parallel e2e tests (make test-e2e): three more nodes and two runs would slow the
+# timing of the tests beside them; it runs beside the other exclusive tests (one at a time,
+# xdist group "exclusive"), whose ledgers and broker checks do not depend on timing, and it
+# touches nothing but its own cluster's addresses and ports
+pytestmark = [pytest.mark.exclusive, pytest.mark.xdist_group("nemesis")]
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFSET = 500
