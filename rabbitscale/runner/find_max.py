@@ -6,10 +6,12 @@ between the last rate that held and the first that broke. Each step is a full
 A step holds when every SLO check passes and the consumers kept up: at least ``keep_up_min``
 of the arrivals were finished (by their completion records' own timestamps) by the end of the
 schedule + 0.5 s. A step whose load generator could not produce the rate (arrivals below the
-schedule) proves nothing about the system: it is inconclusive and ends the search. A break is
-repeated before it counts (the majority of up to three runs decides), so one transient failure
-does not fix the upper bound; a result with no break is reported as a lower bound; a break
-below a rate that held is reported as non-monotonic.
+schedule, or the run INVALID: sends late, its CPU saturated) proves nothing about the system:
+it is run again, up to ``inconclusive_retries`` times (on a shared machine one stall of the
+generator's process makes a step INVALID), and if it stays inconclusive that ends the
+search. A break is repeated before it counts (the majority of up to three runs decides), so
+one transient failure does not fix the upper bound; a result with no break is reported as a
+lower bound; a break below a rate that held is reported as non-monotonic.
 """
 
 from __future__ import annotations
@@ -60,13 +62,19 @@ class Search:
     factor: float = 1.2
     resolution: float = 0.05  # stop bisecting when (high - low) / low is this small
     max_steps: int = 16
+    inconclusive_retries: int = 2  # an inconclusive step is run again this many times
     steps: list[Step] = field(default_factory=list)
     decisions: list[tuple[float, str]] = field(default_factory=list)  # rate, majority outcome
     stopped: str = ""
 
     async def _run(self, rate: float) -> Step:
-        step = await self.attempt(rate)
-        self.steps.append(step)
+        """A step at ``rate``, run again while its generator fell short (inconclusive), up to
+        ``inconclusive_retries`` times and within ``max_steps``."""
+        for _ in range(self.inconclusive_retries + 1):
+            step = await self.attempt(rate)
+            self.steps.append(step)
+            if step.outcome != INCONCLUSIVE or len(self.steps) >= self.max_steps:
+                break
         return step
 
     async def decide(self, rate: float, confirm: str) -> str:

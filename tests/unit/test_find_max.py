@@ -82,6 +82,20 @@ def test_a_load_generator_that_cannot_keep_up_stops_the_search():
     assert "load generator" in s.stopped
 
 
+def test_a_step_whose_generator_stalled_once_is_run_again():
+    # the 2nd step is INVALID once (a stall of the generator's process); the search goes on
+    attempt, seen = system(20.0, noise=lambda rate, i: INCONCLUSIVE if i == 2 else None)
+    s = Search(attempt, factor=1.2, resolution=0.05)
+    low, high = run(s, 12.0)
+    assert seen[1] == seen[2] and not s.stopped  # the same rate again
+    assert low is not None and high is not None and low <= 20.0 < high
+    # without retries the same stall ends the search
+    attempt, _ = system(20.0, noise=lambda rate, i: INCONCLUSIVE if i == 2 else None)
+    s = Search(attempt, factor=1.2, resolution=0.05, inconclusive_retries=0)
+    run(s, 12.0)
+    assert "load generator" in s.stopped
+
+
 def test_non_monotonic_results_are_flagged():
     # a system that breaks around 15/s every time but holds above it: in doubt
     def noise(rate: float, i: int) -> str | None:
