@@ -476,6 +476,7 @@ class ConsumerInstance:
             if ec.breaker:
                 out[ec.ep.queue]["breaker_trips"] = ec.breaker.trips
                 out[ec.ep.queue]["breaker_rejected"] = ec.breaker.rejected
+                out[ec.ep.queue]["breaker_resets"] = ec.breaker.resets
         return out
 
 

@@ -38,6 +38,7 @@ class CircuitBreaker:
         self.reset_s = policy.reset_s * time_scale
         self.state = BreakerState.CLOSED
         self.trips = 0
+        self.resets = 0  # half-open trials that closed it: the evidence that it recovers
         self.rejected = 0
         self._period_start = clock()
         self._attempts = 0
@@ -74,6 +75,7 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN:
             if ok:  # closed again: a new ClosedBehavior, a new tracking period
                 self.state = BreakerState.CLOSED
+                self.resets += 1
                 self._period_start, self._attempts, self._failures = now, 0, 0
             else:
                 self._open(now)

@@ -98,13 +98,15 @@ def test_webhook_target_failing_20_percent(tmp_path):
     led = s["ledger"]
     assert led["completed_after_retry"] >= 1  # retries rescued some deliveries
     assert led["faults_by_reason"].get("CircuitBreakerOpenError", 0) >= 1  # it tripped
-    trips = sum(int(part.split("=")[1]) for line in (out / "stack.log").read_text().splitlines()
-                if "stopped" in line for part in line.split() if part.startswith("breaker_trips"))
-    assert trips >= 1
-    # it reset: deliveries keep arriving in the last seconds of the run
+    stopped = [part.split("=") for line in (out / "stack.log").read_text().splitlines()
+               if "stopped" in line for part in line.split() if "=" in part]
+    assert sum(int(v) for k, v in stopped if k == "breaker_trips") >= 1
+    # it reset: a half-open trial succeeded and closed it again (a sink failing 20% of calls
+    # can keep it open for several reset intervals in a row, so the last seconds of a 15 s run
+    # may see no delivery: the count of resets is the evidence, not the arrival times)
+    assert sum(int(v) for k, v in stopped if k == "breaker_resets") >= 1
     rows = [line.split(",") for line in (out / "throughput.csv").read_text().splitlines()[1:]]
-    sink = sorted(int(t) for t, q, _ in rows if q == "webhook-sink")
-    assert sink and sink[-1] - sink[0] >= 12
+    assert any(q == "webhook-sink" for _, q, _ in rows)
 
 
 def test_poison_message_goes_to_error_with_fault_headers(tmp_path, vhost_settings):

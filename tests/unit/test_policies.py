@@ -60,10 +60,11 @@ def test_breaker_half_open_then_closes_or_reopens():
     assert not b.allow()  # one trial at a time
     b.record(False)
     assert b.state is BreakerState.OPEN and b.trips == 2
+    assert b.resets == 0
     clock.t = 600
     assert b.allow()
     b.record(True)
-    assert b.state is BreakerState.CLOSED
+    assert b.state is BreakerState.CLOSED and b.resets == 1
 
 
 def test_breaker_window_forgets_old_failures():
