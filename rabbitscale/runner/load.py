@@ -201,8 +201,10 @@ def master_address(text: str, default_port: int = 5557) -> tuple[str, int]:
 def run_worker(host: str, port: int, wait_s: float) -> None:
     """A Locust worker for a master on another machine: the scenario file, its options, the
     keys and the schedule all come from the master. Waits up to ``wait_s`` for the master."""
+    import os
     import socket
     import subprocess
+    import tempfile
     import time
 
     from rabbitscale.core.errors import Unavailable
@@ -218,9 +220,13 @@ def run_worker(host: str, port: int, wait_s: float) -> None:
                                   f"{wait_s:g}s): {exc.strerror or exc}; start `rabbitscale "
                                   f"run ... --expect-workers N` there") from None
             time.sleep(0.5)
-    done = subprocess.run([sys.executable, "-m", "locust", "-f", "-", "--worker",
-                           "--master-host", host, "--master-port", str(port),
-                           "--loglevel", "WARNING"], stderr=subprocess.PIPE, text=True)
+    # Locust writes the locustfile it downloads to <temp dir>/<its name>: workers on one
+    # machine would truncate and rewrite one file while another imports it. Each its own.
+    with tempfile.TemporaryDirectory(prefix="rabbitscale-worker-") as tmp:
+        done = subprocess.run([sys.executable, "-m", "locust", "-f", "-", "--worker",
+                               "--master-host", host, "--master-port", str(port),
+                               "--loglevel", "WARNING"], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "TMPDIR": tmp})
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise Unavailable(f"the Locust worker stopped: {last}")

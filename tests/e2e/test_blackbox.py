@@ -96,7 +96,9 @@ def test_two_workers_from_other_processes(tmp_path, deployed):
                             "--expect-workers", "2", "--master-port", str(port),
                             "--drain-timeout", "30s"], env=run_env, cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    worker_env = env()  # nothing but the master's address: no key, no vhost
+    tmp = tmp_path / "tmp"  # the workers' temp dir: what Locust writes there, and is it gone
+    tmp.mkdir()
+    worker_env = env(TMPDIR=str(tmp))  # nothing but the master's address: no key, no vhost
     workers = [subprocess.Popen([sys.executable, "-m", "rabbitscale", "worker", "--master",
                                  f"127.0.0.1:{port}"], env=worker_env, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -112,6 +114,9 @@ def test_two_workers_from_other_processes(tmp_path, deployed):
     hdr = s["measured"]["locust_hdr"]["webhooks_send_delay"]
     assert hdr["count"] == s["measured"]["arrivals"]  # both workers' histograms merged
     assert len(json.loads((out / "locust_workers.json").read_text())) == 2
+    # each worker downloaded the locustfile into a directory of its own (Locust writes it to
+    # <temp>/<name>.py: two workers on one machine would rewrite one file), removed at the end
+    assert not list(tmp.iterdir())
 
 
 def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
@@ -124,18 +129,27 @@ def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
                             deployed["url"], "--out", str(out), "--expect-workers", "2",
                             "--master-port", str(port), "--drain-timeout", "10s"],
                            env=run_env, cwd=tmp_path, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
     workers = [subprocess.Popen([sys.executable, "-m", "rabbitscale", "worker", "--master",
-                                 f"127.0.0.1:{port}"], env=env(), cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True) for _ in range(2)]
-    deadline = time.monotonic() + 60
-    while not (out / "locust_start.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(6)  # mid-run
-    os.killpg(workers[0].pid, signal.SIGKILL)
-    text = run.communicate(timeout=240)[0]
-    workers[1].wait(60)
+                                 f"127.0.0.1:{port}"], env=env(TMPDIR=str(tmp_path)),
+                                cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                start_new_session=True) for log in logs]
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "locust_start.json").exists():
+            assert time.monotonic() < deadline, "the two workers never joined: " + " | ".join(
+                f"worker {i} rc={w.poll()}: {log.read_text()[-500:]}"
+                for i, (w, log) in enumerate(zip(workers, logs, strict=True)))
+            time.sleep(0.2)
+        time.sleep(6)  # mid-run
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        text = run.communicate(timeout=240)[0]
+        workers[1].wait(60)
+    finally:  # nothing left running if the test failed: the run and its Locust, the workers
+        for p in (run, *workers):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
     s = json.loads((out / "summary.json").read_text())
     assert_system_verdict(run.returncode, s, "FAIL", text)
     check = next(c for c in s["checks"] if c["name"] == "workers")
