@@ -54,6 +54,7 @@ class TargetOptions:
     poll_interval_s: float = 0.0  # > 0: follow video/image tasks by polling instead
     expect_workers: int = 0  # Locust workers joining from other machines
     master_port: int = 5557
+    workers_wait_s: float = contract.WORKERS_MAX_WAIT_S
 
 
 def locust_counts(run_dir: Path, profile: Profile
@@ -248,12 +249,21 @@ class TargetRun:
                                                          self.o.duration_s)])
 
     async def _chosen_start(self, locust: LocustProcesses) -> float:
-        """The start the Locust master fixed once every worker joined."""
+        """The start the Locust master fixed once every worker joined. A worker that never
+        joins ends the run after ``workers_wait_s`` (Locust's master would wait forever: a
+        CI job would hang until its own timeout)."""
         path = self.run_dir / contract.START_FILE
+        wait_s = self.t.workers_wait_s
+        deadline = time.monotonic() + wait_s
         while locust.running:
             if path.exists():
                 with contextlib.suppress(ValueError, OSError):
                     return float(json.loads(path.read_text())["start_at"])
+            if wait_s and time.monotonic() >= deadline:
+                raise Unavailable(f"the {self.t.expect_workers} Locust worker(s) did not all "
+                                  f"join within {wait_s:g}s: start `rabbitscale worker "
+                                  f"--master THIS_HOST:{self.t.master_port}` on each, or "
+                                  f"give --expect-workers-max-wait more time")
             await asyncio.sleep(0.2)
         return time.time()
 

@@ -88,6 +88,9 @@ RUN_OPTIONS = (START_AT, RUN_NAME, API_SECRET, API_KEYS, WEBHOOK_TARGET, CALLBAC
 ENV_API_URL = "RABBITSCALE_API_URL"  # the users' host
 ENV_RUN_DIR = "RABBITSCALE_RUN_DIR"  # where the master writes the files below
 
+# how long a master waits for its workers to join before the run gives up (0: forever)
+WORKERS_MAX_WAIT_S = 120.0
+
 # --- what the Locust master writes into the run directory ----------------------------------
 WORKERS_FILE = "locust_workers.json"  # the master's view of its workers at the end
 START_FILE = "locust_start.json"  # when the schedule starts, if the master chose it

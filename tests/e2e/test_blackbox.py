@@ -156,6 +156,21 @@ def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
     assert check["verdict"] == "FAIL" and "missing: worker" in check["detail"]
 
 
+def test_workers_that_never_join_end_the_run_with_exit_3(tmp_path, deployed):
+    """Locust's master would wait for them forever; the run gives up after the wait given."""
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
+                           "--duration", "10s", "--target", deployed["url"], "--out",
+                           str(tmp_path / "run"), "--expect-workers", "2", "--master-port",
+                           str(27000 + os.getpid() % 1000), "--expect-workers-max-wait", "3s"],
+                          env=env(CONDUITLLM__RABBITMQ__VHOST=deployed["vhost"],
+                                  RABBITSCALE_TARGET_API_KEYS=deployed["key"]),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "did not all join within 3s" in done.stderr and "Traceback" not in done.stderr
+    assert time.monotonic() - t0 < 60
+
+
 def test_a_wrong_key_is_counted_and_named_not_retried(tmp_path, deployed):
     t0 = time.monotonic()
     rc, s, out = blackbox(tmp_path, deployed, "webhook_burst", "--duration", "6s",

@@ -16,13 +16,14 @@ from rabbitscale.cli import args as a
 from rabbitscale.cli import options
 from rabbitscale.cli.args import Parser
 from rabbitscale.core import targets
+from rabbitscale.scenarios import contract
 from rabbitscale.scenarios.registry import BACKLOG, SCENARIOS
 
 EXITS = ("Exit codes: 0 every check passed, 1 a check failed, 2 bad input, 3 the broker "
          "(or target) unreachable, 4 the run itself failed, 5 the run is INVALID (the load "
          "generator did not hold its schedule).")
 BLACK_BOX_ONLY = ("--target", "--api-key", "--prometheus", "--callback-url", "--poll",
-                  "--expect-workers", "--master-port")
+                  "--expect-workers", "--master-port", "--expect-workers-max-wait")
 STACK_ONLY = ("--instances", "--transport", "--scale-to", "--keep-vhost", "--fault",
               "--time-scale", "--prometheus-port", "--prometheus-linger", "--cluster",
               "--replicas", "--nemesis", "--seed", "--nemesis-interval")
@@ -205,6 +206,9 @@ def target_parser() -> Parser:
                    default=0, help="wait for N workers joining with `rabbitscale worker`")
     g.add_argument("--master-port", type=a.port, default=5557,
                    help="port the Locust master listens on for workers")
+    g.add_argument("--expect-workers-max-wait", type=a.duration, metavar="DURATION",
+                   help=f"give up (exit 3) when the workers have not all joined by then "
+                        f"(0s: wait forever; default {contract.WORKERS_MAX_WAIT_S:g}s)")
     p.set_defaults(func=run_target_mode)
     return p
 
@@ -283,7 +287,10 @@ def run_target_mode(args: argparse.Namespace) -> int:
         settings = settings.with_vhost(args.vhost)
     target = TargetOptions(url=args.target, prometheus=args.prometheus,
                            callback_url=args.callback_url, poll_interval_s=args.poll,
-                           expect_workers=args.expect_workers, master_port=args.master_port)
+                           expect_workers=args.expect_workers, master_port=args.master_port,
+                           workers_wait_s=contract.WORKERS_MAX_WAIT_S
+                           if args.expect_workers_max_wait is None
+                           else args.expect_workers_max_wait)
     return asyncio.run(TargetRun(settings, profile, _options(args), target,
                                  read_keys(args.api_key)).execute())
 
@@ -295,7 +302,9 @@ def run_amqp_target(args: argparse.Namespace, settings: Any, profile: Any) -> in
 
     for flag, given in (("--api-key", args.api_key), ("--callback-url", args.callback_url),
                         ("--poll", args.poll), ("--prometheus", args.prometheus),
-                        ("--expect-workers", args.expect_workers), ("--vhost", args.vhost)):
+                        ("--expect-workers", args.expect_workers),
+                        ("--expect-workers-max-wait", args.expect_workers_max_wait is not None),
+                        ("--vhost", args.vhost)):
         if given:
             raise _bad(f"{flag} does not apply to --target amqp://... (the URL names the "
                        f"vhost; the run calls no API)")
