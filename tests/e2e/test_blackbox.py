@@ -157,8 +157,8 @@ def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
 
 
 def test_workers_that_never_join_end_the_run_with_exit_3(tmp_path, deployed):
-    """Locust's master would wait for them forever; the run gives up after the wait given."""
-    t0 = time.monotonic()
+    """Locust's master would wait for them forever; the run gives up after the wait given
+    (without it this would end in the subprocess timeout)."""
     done = subprocess.run([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
                            "--duration", "10s", "--target", deployed["url"], "--out",
                            str(tmp_path / "run"), "--expect-workers", "2", "--master-port",
@@ -168,7 +168,6 @@ def test_workers_that_never_join_end_the_run_with_exit_3(tmp_path, deployed):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert "did not all join within 3s" in done.stderr and "Traceback" not in done.stderr
-    assert time.monotonic() - t0 < 60
 
 
 def test_a_wrong_key_is_counted_and_named_not_retried(tmp_path, deployed):
