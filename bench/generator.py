@@ -40,7 +40,7 @@ from rabbitscale.broker import amqp
 from rabbitscale.broker.declare import declare
 from rabbitscale.broker.management import Management
 from rabbitscale.core import rundir
-from rabbitscale.runner.load import LoadSpec, LocustProcesses, start_delay_s
+from rabbitscale.engine.load import LoadSpec, LocustProcesses, start_delay_s
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology.profile_file import get_profile, profile_env

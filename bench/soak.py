@@ -1,6 +1,6 @@
 """Soak: the guide's sustained load (1,000 tasks/min, profile `realistic`) for 20 minutes, then
 the resident memory of every process of the run, first and last, and its growth per hour
-(least-squares after the first 10%, runner/soak.py), side by side in one run. A leak shows
+(least-squares after the first 10%, judge/soak.py), side by side in one run. A leak shows
 as a growth that does not level off; the broker's own growth is its quorum WAL filling (bounded
 by raft.wal_max_size_bytes), not a leak.
 
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from rabbitscale.runner import soak
+from rabbitscale.judge import soak
 
 
 def _mb(bytes_per_hour: float | None) -> str:

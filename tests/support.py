@@ -222,3 +222,22 @@ def start_stack(vhost: str, *args: str, secret: str = "stack-secret",
         proc.kill()
         raise AssertionError("the stack did not start:\n" + stack.text)
     return stack
+
+
+def summary_json(**fields: Any) -> str:
+    """A complete summary.json (results/summary.py) with ``fields`` replacing its own: tests
+    that need a run directory without making a run."""
+    from rabbitscale.results.summary import Summary
+
+    base: dict[str, Any] = {
+        "run": "fixture", "scenario": "sustained_tasks", "verdict": "PASS", "started_at": 0.0,
+        "load_ended_at": 10.0, "duration_s": 10.0, "instances": 1, "workers": 0,
+        "transport": "http",
+        "targets": {"task_rate_per_min": 60.0, "webhook_rate_per_s": 0.0,
+                    "burst_rates_per_s": []},
+        "measured": {"arrivals": 0, "achieved_rate_per_min": 0.0, "peak_queue_depth": 0},
+        "ledger": {}, "checks": []}
+    for key, value in fields.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) and \
+            isinstance(base.get(key), dict) else value
+    return Summary.model_validate(base).to_json()

@@ -3,7 +3,7 @@ single machine"): a fresh node to measure on, or a cluster of N to run against.
 
 Each node has its own name (``rs1@localhost``...), its own loopback address (127.0.0.11,
 127.0.0.12, ...: AMQP, management and Prometheus listen there, and its connections to the other
-nodes leave from there, so broker/partition.py can cut node-to-node traffic with iptables), its
+nodes leave from there, so faults/partition.py can cut node-to-node traffic with iptables), its
 own ports, data and log directories, config and enabled-plugins files, all under one base
 directory; nodes 2..N join node 1. The partition handling mode and ``net_ticktime`` are
 settings of the cluster, kept in its state file and recorded in every run against it.
@@ -354,15 +354,12 @@ def start_node(n: Node) -> None:
 
 
 def down(base: Path | None = None, quiet: bool = False) -> int:
-    """Stop every node and remove the base directory; returns the nodes stopped."""
-    from rabbitscale.broker import partition
-
+    """Stop every node and remove the base directory; returns the nodes stopped. (A partition
+    a killed run left behind is cleared by `cluster down` first: faults/partition.py.)"""
     base = base or default_base()
     cluster = load(base)
     stopped = 0
     if cluster is not None:
-        with contextlib.suppress(Exception):  # a partition left behind by a killed run
-            partition.clear(n.ip for n in cluster.nodes)
         for n in cluster.nodes:
             with contextlib.suppress(Exception):  # a node paused by a nemesis cannot stop
                 signal_node(n, signal.SIGCONT)

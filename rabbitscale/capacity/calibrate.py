@@ -22,6 +22,8 @@ from typing import Any
 from rabbitscale.capacity import broker, model
 from rabbitscale.capacity.plan import endpoint_capacity_per_s
 from rabbitscale.core.errors import BadInput
+from rabbitscale.results.summary import LatencySummary, Summary
+from rabbitscale.results.summary import read as read_summary
 from rabbitscale.topology.profile_file import recorded_profile
 from rabbitscale.topology.settings import RabbitSettings
 
@@ -59,65 +61,85 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
     if not p.is_dir():
         raise CalibrationError(f"{p}: no such directory")
     fm = _read_json(p / "find_max.json") if (p / "find_max.json").exists() else None
-    if fm:
-        held = [s for s in fm["steps"] if s["held"]]
-        if not held:
-            raise CalibrationError(f"{p}: no find-max step held")
-        run_dir = Path(max(held, key=lambda s: s["rate_per_s"])["run_dir"])
-    else:
-        run_dir = p
-    summary = _read_json(run_dir / "summary.json")
+    run_dir = _held_step(p, fm) if fm else p
+    summary = _summary(run_dir)
     config = _read_json(run_dir / "config.json")
-    cfg = config.get("rabbitmq", {})
-    settings = RabbitSettings.from_masked(cfg)
+    settings = RabbitSettings.from_masked(config.get("rabbitmq", {}))
     profile = recorded_profile(config).resolved(settings)
-    instances = int(summary.get("instances") or 1)
-    latency = summary.get("measured", {}).get("latency_ms", {})
-
     fitted: dict[str, Any] = {"service_time_s": {}, "run": str(run_dir)}
-    out: list[Comparison] = []
-    capacities: dict[str, float] = {}
-    for ep in profile.endpoints:
-        proc = latency.get(ep.queue, {}).get("processing", {})
-        if not proc.get("count"):
-            continue
-        svc = proc["mean_ms"] / 1000
-        fitted["service_time_s"][ep.queue] = round(svc, 6)
-        capacities[ep.queue] = endpoint_capacity_per_s(ep, instances, svc)
-        out.append(Comparison(f"{ep.queue} capacity", capacities[ep.queue], None, "msg/s",
-                              f"from fitted service time {svc * 1000:.1f} ms"))
+    capacities = _capacities(profile, summary, fitted)
+    out = [Comparison(f"{q} capacity", cap, None, "msg/s", f"from fitted service time "
+                      f"{fitted['service_time_s'][q] * 1000:.1f} ms")
+           for q, cap in capacities.items()]
     if fm:
-        task_queues = {k: profile.queues_of(k)[0] for k in profile.tasks
-                       if profile.queues_of(k)}
-        mix = _mix_from_summary(summary, task_queues)
-        total = sum(mix.values()) or 1.0
-        predicted = min((capacities[q] / (mix.get(k, 0) / total)
-                         for k, q in task_queues.items()
-                         if mix.get(k) and q in capacities), default=None)
-        out.append(Comparison("max sustainable task rate", predicted,
-                              fm.get("measured_max_per_s"), "tasks/s",
-                              "find-max, last step that held"))
-    backlog = summary.get("backlog")
-    if backlog:  # a backlog has no arrival process: the broker model is what it measures
-        coefficients, rows = fit_broker(backlog)
+        out.append(_max_rate(profile, summary, capacities, fm))
+    if summary.backlog:  # a backlog has no arrival process: the broker model is what it measures
+        coefficients, rows = fit_broker(summary.backlog)
         fitted["broker"] = coefficients.as_dict()
         return fitted, out + rows
-    peak_depth = float(summary.get("measured", {}).get("peak_queue_depth") or 0)
-    dur = float(summary.get("duration_s") or 1)
+    return fitted, out + _depths(profile, summary, capacities)
+
+
+def _held_step(p: Path, fm: dict[str, Any]) -> Path:
+    """The find-max step that held at the highest rate."""
+    held = [s for s in fm.get("steps", []) if s.get("held")]
+    if not held:
+        raise CalibrationError(f"{p}: no find-max step held")
+    return Path(max(held, key=lambda s: s["rate_per_s"])["run_dir"])
+
+
+def _summary(run_dir: Path) -> Summary:
+    try:
+        return read_summary(run_dir / "summary.json")
+    except BadInput as exc:
+        raise CalibrationError(str(exc)) from None
+
+
+def _processing(summary: Summary, queue: str) -> LatencySummary | None:
+    proc = summary.measured.latency_ms.get(queue, {}).get("processing")
+    return proc if proc is not None and proc.count and proc.mean_ms is not None else None
+
+
+def _capacities(profile: Any, summary: Summary, fitted: dict[str, Any]) -> dict[str, float]:
+    """Per endpoint with completed messages: the capacity at its measured mean work."""
+    out: dict[str, float] = {}
     for ep in profile.endpoints:
-        if ep.queue not in capacities:
+        proc = _processing(summary, ep.queue)
+        if proc is None or proc.mean_ms is None:
             continue
-        count = latency.get(ep.queue, {}).get("processing", {}).get("count", 0)
-        arrival = count / dur
+        svc = proc.mean_ms / 1000
+        fitted["service_time_s"][ep.queue] = round(svc, 6)
+        out[ep.queue] = endpoint_capacity_per_s(ep, summary.instances or 1, svc)
+    return out
+
+
+def _max_rate(profile: Any, summary: Summary, capacities: dict[str, float],
+              fm: dict[str, Any]) -> Comparison:
+    task_queues = {k: profile.queues_of(k)[0] for k in profile.tasks if profile.queues_of(k)}
+    mix = _mix_from_summary(summary, task_queues)
+    total = sum(mix.values()) or 1.0
+    predicted = min((capacities[q] / (mix.get(k, 0) / total) for k, q in task_queues.items()
+                     if mix.get(k) and q in capacities), default=None)
+    return Comparison("max sustainable task rate", predicted, fm.get("measured_max_per_s"),
+                      "tasks/s", "find-max, last step that held")
+
+
+def _depths(profile: Any, summary: Summary, capacities: dict[str, float]) -> list[Comparison]:
+    dur = summary.duration_s or 1.0
+    out = []
+    for ep in profile.endpoints:
+        proc = _processing(summary, ep.queue)
+        if ep.queue not in capacities or proc is None:
+            continue
+        arrival = proc.count / dur
         depth = model.burst_backlog(arrival, capacities[ep.queue], dur,
                                     ep.max_length or math.inf)
         out.append(Comparison(f"{ep.queue} peak depth", depth, None, "msgs",
                               f"mean arrival {arrival:.2f}/s against capacity"))
     out.append(Comparison("peak queue depth (all queues)",
-                          sum(c.predicted or 0 for c in out
-                              if c.unit == "msgs" and c.quantity.endswith(" peak depth")),
-                          peak_depth, "msgs"))
-    return fitted, out
+                          sum(c.predicted or 0 for c in out), summary.measured.peak_queue_depth,
+                          "msgs"))
+    return out
 
 
 def fit_broker(backlog: dict[str, Any]) -> tuple[broker.BrokerCoefficients,
@@ -184,10 +206,8 @@ def read_calibration(path: str | Path) -> tuple[broker.BrokerCoefficients, dict[
     return coefficients, {str(k): float(v) for k, v in service.items()}
 
 
-def _mix_from_summary(summary: dict[str, Any], task_queues: dict[str, str]
-                      ) -> dict[str, float]:
-    lat = summary.get("measured", {}).get("latency_ms", {})
-    counts = {k: lat.get(q, {}).get("processing", {}).get("count", 0)
+def _mix_from_summary(summary: Summary, task_queues: dict[str, str]) -> dict[str, float]:
+    counts = {k: (proc.count if (proc := _processing(summary, q)) else 0)
               for k, q in task_queues.items()}
     return {k: float(v) for k, v in counts.items() if v}
 

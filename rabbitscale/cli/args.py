@@ -144,7 +144,7 @@ def _duration(text: str) -> float:
 
 def _latency_threshold(text: str) -> str:
     from rabbitscale.core.errors import ConfigError
-    from rabbitscale.runner.slo import parse_latency
+    from rabbitscale.judge.slo import parse_latency
 
     try:
         parse_latency(text)
@@ -169,12 +169,21 @@ latency_threshold = typed(_latency_threshold)  # checked, kept as written (the r
 
 
 def _nemesis_kinds(text: str) -> tuple[str, ...]:
-    from rabbitscale.runner.nemesis import parse_kinds
+    from rabbitscale.faults.nemesis import parse_kinds
 
     return parse_kinds(text)
 
 
 nemesis_kinds = typed(_nemesis_kinds)
+
+
+def _fault(text: str) -> str:
+    from rabbitscale.faults.catalogue import fault_class
+
+    return fault_class(text).name
+
+
+fault = typed(_fault)  # a fault of the catalogue, in its one spelling (kill_consumer too)
 
 
 def _http_url(text: str) -> str:

@@ -22,7 +22,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 EXIT_RUN_FAILED = 4
-EXIT_INVALID = 5  # a run whose own measurement cannot be trusted (runner/validity.py)
+EXIT_INVALID = 5  # a run whose own measurement cannot be trusted (judge/validity.py)
 EXIT_INTERRUPTED = 130
 
 

@@ -1,6 +1,6 @@
 """The scaling guide's targets and alert thresholds, each defined once.
 
-Runs judge against them (runner/slo.py), the plan and doctor hold figures to them, the
+Runs judge against them (judge/slo.py), the plan and doctor hold figures to them, the
 stack's health check and the reports draw them. A run's thresholds file overrides them per run.
 """
 
@@ -25,11 +25,11 @@ LINK_WARNING_FRACTION = 0.7  # of the link: a burst needs room above the sustain
 LINK_FAIL_FRACTION = 0.9  # of the link: TCP on a link this full queues and drops, latency grows
 BURST_MAX_LAG_S = 5.0  # a burst webhook counts as absorbed if delivered this soon (ours)
 
-# rabbitscale's own claim for its capacity model (rabbitscale/runner/validation.py holds it to them)
+# rabbitscale's own claim for its capacity model (experiments/validation.py holds it to them)
 MODEL_TOLERANCE = 0.15  # |predicted - measured| / measured maximum rate
 BURST_BACKLOG_TOLERANCE = 0.20  # |predicted - measured| / measured peak backlog of a burst
 
-# rabbitscale's own claim for a run's measurement (runner/validity.py): beyond these the load
+# rabbitscale's own claim for a run's measurement (judge/validity.py): beyond these the load
 # generator did not hold the open-model schedule, so the run is INVALID, not a FAIL of the system
 GENERATOR_LATE_S = 0.010  # a send this much after its slot is late
 GENERATOR_LATE_SHARE_MAX = 0.05  # of all sends

@@ -22,3 +22,20 @@ def check_url(url: str, what: str, flag: str) -> tuple[str, int]:
 
 def is_amqp(url: str) -> bool:
     return urlsplit(url).scheme in ("amqp", "amqps")
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by ``***``: the only form a URL takes in any
+    output (amqp://user:***@host:5672/vh)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: show no part that may be a secret
+        return "<unparsable URL>" if "@" in url else url
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -167,6 +167,10 @@ class Stack:
             raise RuntimeError("Stack.start() was not called")
         return self._publisher.published
 
+    def publish_outcomes(self) -> dict[str, int]:
+        """The API publisher's outcomes so far (confirmed, rejected, timeout, ...)."""
+        return dict(self._publisher.stats.outcomes) if self._publisher else {}
+
     def _on_published(self, result: Any) -> None:
         if result.ok:  # once in each queue the message reaches
             self.ledger.accepted += 1

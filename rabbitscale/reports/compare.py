@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rabbitscale.results.summary import Summary
+
 DEFAULT_TOLERANCE = 0.10
 
 
@@ -25,29 +27,37 @@ class Delta:
         return asdict(self)
 
 
-def metrics(summary: dict[str, Any]) -> dict[str, tuple[float | None, str, float]]:
+def metrics(summary: Summary) -> dict[str, tuple[float | None, str, float]]:
     """metric -> (value, which direction is better, absolute floor)."""
-    m = summary.get("measured", {})
-    ledger = summary.get("ledger", {})
+    m = summary.measured
     out: dict[str, tuple[float | None, str, float]] = {
-        "achieved_rate_per_min": (m.get("achieved_rate_per_min"), "higher", 1.0),
-        "peak_queue_depth": (m.get("peak_queue_depth"), "lower", 10.0),
-        "lost": (ledger.get("lost"), "lower", 0.0),
-        "faulted": (ledger.get("faulted"), "lower", 1.0),
+        "achieved_rate_per_min": (m.achieved_rate_per_min, "higher", 1.0),
+        "peak_queue_depth": (m.peak_queue_depth, "lower", 10.0),
+        "lost": (_number(summary.ledger.get("lost")), "lower", 0.0),
+        "faulted": (_number(summary.ledger.get("faulted")), "lower", 1.0),
     }
-    for c in summary.get("checks", []):
-        if c["name"] in ("peak_memory_fraction_of_watermark", "error_rate", "max_message_age_s"):
-            out[c["name"]] = (c["measured"], "lower",
-                              {"error_rate": 0.001, "max_message_age_s": 1.0}.get(c["name"], 0.01))
-    for queue, metrics_ in sorted(m.get("latency_ms", {}).items()):
+    for name, floor in CHECKED.items():
+        c = summary.check(name)
+        if c is not None:
+            out[name] = (_number(c.measured), "lower", floor)
+    for queue, metrics_ in sorted(m.latency_ms.items()):
         for metric, s in metrics_.items():
             for p in ("p50_ms", "p99_ms"):
-                if p in s:
-                    out[f"{queue}.{metric}.{p}"] = (s[p], "lower", 1.0)
+                value = getattr(s, p)
+                if value is not None:
+                    out[f"{queue}.{metric}.{p}"] = (value, "lower", 1.0)
     return out
 
 
-def compare(current: dict[str, Any], baseline: dict[str, Any],
+CHECKED = {"peak_memory_fraction_of_watermark": 0.01, "error_rate": 0.001,
+           "max_message_age_s": 1.0}  # check -> the absolute change below which it is noise
+
+
+def _number(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def compare(current: Summary, baseline: Summary,
             tolerance: float = DEFAULT_TOLERANCE) -> list[Delta]:
     cur, base = metrics(current), metrics(baseline)
     deltas = []

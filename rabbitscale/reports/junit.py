@@ -9,7 +9,6 @@ with its detail in ``<system-out>``; the run's verdict and targets are suite pro
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import xml.etree.ElementTree as ET
@@ -19,6 +18,8 @@ from typing import Any
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import BadInput
 from rabbitscale.core.verdicts import FAIL, INVALID, SKIP
+from rabbitscale.results.check import Check
+from rabbitscale.results.summary import read as read_summary
 
 
 def _seconds(value: float) -> str:
@@ -42,23 +43,22 @@ def _suite(name: str, cases: list[ET.Element], props: dict[str, Any], timestamp:
     return suite
 
 
-def check_case(classname: str, check: dict[str, Any]) -> ET.Element:
-    case = ET.Element("testcase", {"classname": classname, "name": check["name"],
-                                   "time": "0"})
-    text = (f"target {check['target']}, measured {check['measured']}, verdict "
-            f"{check['verdict']}" + (f": {check['detail']}" if check.get("detail") else ""))
-    if check["verdict"] == FAIL:
+def check_case(classname: str, check: Check) -> ET.Element:
+    case = ET.Element("testcase", {"classname": classname, "name": check.name, "time": "0"})
+    text = (f"target {check.target}, measured {check.measured}, verdict {check.verdict}"
+            + (f": {check.detail}" if check.detail else ""))
+    if check.verdict == FAIL:
         failure = ET.SubElement(case, "failure", {
-            "type": "SLO", "message": f"{check['name']}: measured {check['measured']}, "
-                                      f"target {check['target']}"})
+            "type": "SLO", "message": f"{check.name}: measured {check.measured}, "
+                                      f"target {check.target}"})
         failure.text = text
-    elif check["verdict"] == INVALID:  # the measurement, not the system: an <error>
+    elif check.verdict == INVALID:  # the measurement, not the system: an <error>
         ET.SubElement(case, "error", {
-            "type": "INVALID", "message": f"{check['name']}: measured {check['measured']}, "
-                                          f"bound {check['target']}: the run is invalid"}
+            "type": "INVALID", "message": f"{check.name}: measured {check.measured}, "
+                                          f"bound {check.target}: the run is invalid"}
                       ).text = text
-    elif check["verdict"] == SKIP:
-        ET.SubElement(case, "skipped", {"message": check.get("detail") or "not measured"})
+    elif check.verdict == SKIP:
+        ET.SubElement(case, "skipped", {"message": check.detail or "not measured"})
     ET.SubElement(case, "system-out").text = text
     return case
 
@@ -78,19 +78,16 @@ def delta_case(classname: str, delta: dict[str, Any]) -> ET.Element:
 def build(run_dir: str | Path, deltas: list[dict[str, Any]] | None = None,
           baseline: str = "") -> ET.ElementTree:
     p = Path(run_dir)
-    try:
-        s = json.loads((p / rundir.SUMMARY).read_text())
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"{p}: no readable summary.json for the JUnit report: {exc}") from None
-    run, scenario = str(s.get("run", p.name)), str(s.get("scenario", "run"))
-    started = float(s.get("started_at") or time.time())
-    duration = float(s.get("duration_s") or 0)
-    props = {"run": run, "scenario": scenario, "verdict": s.get("verdict"),
-             "instances": s.get("instances"), **{
-                 f"target.{k}": v for k, v in (s.get("targets") or {}).items()
+    s = read_summary(p / rundir.SUMMARY)
+    run, scenario = s.run or p.name, s.scenario
+    started = s.started_at or time.time()
+    duration = s.duration_s
+    props = {"run": run, "scenario": scenario, "verdict": s.verdict,
+             "instances": s.instances, **{
+                 f"target.{k}": v for k, v in s.targets.model_dump().items()
                  if not isinstance(v, dict | list)}}
     suites = ET.Element("testsuites", {"name": f"rabbitscale {run}"})
-    checks = [check_case(f"rabbitscale.slo.{scenario}", c) for c in s.get("checks", [])]
+    checks = [check_case(f"rabbitscale.slo.{scenario}", c) for c in s.checks]
     suites.append(_suite(f"rabbitscale.{scenario}.{run}", checks, props, started, duration))
     if deltas is not None:
         cases = [delta_case(f"rabbitscale.baseline.{scenario}", d) for d in deltas]

@@ -19,7 +19,7 @@ from rabbitscale.scenarios.schedule import Rates, burst_steps, scale_out_steps
 
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
 TASKS, WEBHOOKS = "tasks", "webhooks"  # the arrival streams
-BACKLOG = "backlog"  # `run backlog`: no arrival schedule: fill, hold, drain (runner/backlog.py)
+BACKLOG = "backlog"  # `run backlog`: no arrival schedule: fill, hold, drain (engine/backlog.py)
 USER_SECONDS = 0.3  # users bound concurrency only (arrivals are paced): ~0.3 s per request
 
 

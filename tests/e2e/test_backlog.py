@@ -17,7 +17,7 @@ import pytest
 
 from rabbitscale.broker import cluster
 from rabbitscale.capacity import broker
-from rabbitscale.runner.backlog import (
+from rabbitscale.engine.backlog import (
     BacklogFacts,
     model_checks,
 )

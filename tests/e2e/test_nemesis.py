@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rabbitscale.broker import amqp, cluster, partition
-from rabbitscale.runner import nemesis
+from rabbitscale.broker import amqp, cluster
+from rabbitscale.faults import nemesis, partition
 from rabbitscale.topology.settings import RabbitSettings
 
 # after the parallel e2e tests (make test-e2e): three more nodes and two runs would slow the

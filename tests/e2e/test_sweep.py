@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rabbitscale.capacity import queueing
-from rabbitscale.runner import sweep
+from rabbitscale.experiments import sweep
 from rabbitscale.topology.policy import parse_service_time
 
 # beside the validation cases, on their worker: a sweep measures latency, not its neighbours

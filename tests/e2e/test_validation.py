@@ -1,4 +1,4 @@
-"""The capacity model against the real broker (rabbitscale/runner/validation.py): every case must
+"""The capacity model against the real broker (experiments/validation.py): every case must
 hold at P/1.15 and break at P/0.85 (the model within 15% of the measured maximum), the burst's
 peak backlog within 20% of the model's, the latency model's p99 queue wait within 25% (or
 10 ms) of the measured one at the step that held (utilisation 0.87), and deliberately wrong
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rabbitscale.runner import sweep
-from rabbitscale.runner.find_max import BROKE, HELD, Search, run_attempt
-from rabbitscale.runner.validation import (
+from rabbitscale.experiments import sweep
+from rabbitscale.experiments.find_max import BROKE, HELD, Search, run_attempt
+from rabbitscale.experiments.validation import (
     CASES,
     base_options,
     bracket_rates,

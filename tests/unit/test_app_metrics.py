@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rabbitscale.runner import app_metrics as am
-from rabbitscale.runner import outcome, slo
+from rabbitscale.blackbox import meters as am
+from rabbitscale.judge import outcome, slo
 from rabbitscale.scenarios.schedule import Rates
 
 

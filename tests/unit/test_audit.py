@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from rabbitscale.capacity.audit import ERROR, WARNING, audit, load_schema, rmq_bytes
 from rabbitscale.cli.main import main
+from rabbitscale.inspect.audit import ERROR, WARNING, audit, load_schema, rmq_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE_CONF = ROOT / "tests" / "fixtures" / "conf" / "guide-rabbitmq.conf"

@@ -17,7 +17,7 @@ from rabbitscale.capacity import broker
 from rabbitscale.capacity.calibrate import read_calibration
 from rabbitscale.capacity.plan import PlanInputs, broker_plan
 from rabbitscale.core.errors import BadInput
-from rabbitscale.runner.backlog import (
+from rabbitscale.engine.backlog import (
     BacklogFacts,
     fill_plan,
     judge,

@@ -27,6 +27,7 @@ from rabbitscale.core.units import (
 )
 from rabbitscale.topology.profile_file import apply_overrides, get_profile, profile_spec
 from rabbitscale.topology.settings import RabbitSettings
+from tests.support import summary_json
 
 CONDUIT = get_profile("conduit")
 GUIDE = get_profile("guide")
@@ -290,9 +291,9 @@ def test_calibrate_uses_the_profile_the_run_recorded(tmp_path):
     (run / "config.json").write_text(json.dumps({
         "rabbitmq": RabbitSettings().masked(), "profile": "conduit",
         "profile_spec": profile_spec(custom)}))
-    (run / "summary.json").write_text(json.dumps({
-        "instances": 2, "duration_s": 10, "measured": {"peak_queue_depth": 0, "latency_ms": {
-            "video-generation-events": {"processing": {"count": 100, "mean_ms": 100.0}}}}}))
+    (run / "summary.json").write_text(summary_json(
+        instances=2, duration_s=10, measured={"peak_queue_depth": 0, "latency_ms": {
+            "video-generation-events": {"processing": {"count": 100, "mean_ms": 100.0}}}}))
     fitted, rows = calibrate(run)
     cap = next(r for r in rows if r.quantity == "video-generation-events capacity")
     assert cap.predicted == pytest.approx(2 * 3 / 0.1)

@@ -1,5 +1,7 @@
 """Bad input to the CLI: one line on stderr, exit code 2, never a traceback."""
 
+import argparse
+
 import pytest
 
 from rabbitscale.cli.main import main
@@ -35,12 +37,15 @@ def test_unreachable_broker_is_exit_3(monkeypatch, capsys):
     assert "cannot reach" in capsys.readouterr().err
 
 
-def test_fault_choices_match_the_fault_registry():
+def test_fault_names_come_from_the_catalogue_in_one_spelling():
     from rabbitscale.cli.commands.run import stack_parser
-    from rabbitscale.runner.faults import FAULTS
+    from rabbitscale.faults.catalogue import FAULTS, SINGLE
 
     fault = next(a for a in stack_parser()._actions if a.dest == "fault")
-    assert set(fault.choices) == set(FAULTS)
+    assert all(name in fault.help for name in SINGLE) and set(SINGLE) <= set(FAULTS)
+    assert fault.type("kill_consumer") == fault.type("Kill-Consumer") == "kill-consumer"
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown fault 'nope'"):
+        fault.type("nope")
 
 
 def test_every_option_has_help_and_shows_its_default(capsys):

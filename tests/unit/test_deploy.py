@@ -83,7 +83,7 @@ def test_cluster_compose_file():
 
 
 def test_cluster_conf_passes_the_audit():
-    from rabbitscale.capacity.audit import ERROR, audit, load_schema
+    from rabbitscale.inspect.audit import ERROR, audit, load_schema
 
     findings = audit((ROOT / "deploy" / "cluster.conf").read_text(), schema=load_schema())
     assert not [f for f in findings if f.severity == ERROR], findings

@@ -4,7 +4,7 @@ the broker (objects, arguments, message counts)."""
 
 from __future__ import annotations
 
-from rabbitscale.capacity.doctor import effective_arguments
+from rabbitscale.inspect.doctor import effective_arguments
 
 
 def test_effective_arguments_follow_rabbitmq():
@@ -22,7 +22,7 @@ def test_effective_arguments_follow_rabbitmq():
 
 
 def test_forecast_from_observed_growth():
-    from rabbitscale.capacity.doctor import Snapshot, forecast, render
+    from rabbitscale.inspect.doctor import Snapshot, forecast, render
     from rabbitscale.topology.profile_file import get_profile
 
     conduit = get_profile("conduit")

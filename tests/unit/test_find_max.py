@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from rabbitscale.cli.main import main
-from rabbitscale.runner.find_max import BROKE, HELD, INCONCLUSIVE, Search, Step, summarize
-from rabbitscale.runner.validation import bracket_rates
+from rabbitscale.experiments.find_max import BROKE, HELD, INCONCLUSIVE, Search, Step, summarize
+from rabbitscale.experiments.validation import bracket_rates
 
 
 def system(capacity: float, *, noise: Callable[[float, int], str | None] | None = None,

@@ -7,8 +7,8 @@ import pytest
 
 from rabbitscale.core import latency
 from rabbitscale.core.errors import ConfigError
-from rabbitscale.runner import outcome, slo, validity
-from rabbitscale.runner.run import LatencyWatch, latency_scopes
+from rabbitscale.engine.stack import LatencyWatch, latency_scopes
+from rabbitscale.judge import outcome, slo, validity
 from rabbitscale.topology.profile_file import get_profile
 
 

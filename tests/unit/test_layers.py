@@ -38,9 +38,9 @@ def test_the_contracts_are_kept():
 
 
 def test_an_upward_import_breaks_the_layers(tmp_path):
-    done = _broken_copy(tmp_path, "core/units.py", "from rabbitscale.runner import slo")
+    done = _broken_copy(tmp_path, "core/units.py", "from rabbitscale.judge import slo")
     assert done.returncode != 0
-    assert "rabbitscale.core.units -> rabbitscale.runner.slo" in done.stdout
+    assert "rabbitscale.core.units -> rabbitscale.judge.slo" in done.stdout
 
 
 def test_the_capacity_model_may_not_use_the_reference_system(tmp_path):
@@ -50,8 +50,8 @@ def test_the_capacity_model_may_not_use_the_reference_system(tmp_path):
 
 
 def test_locust_outside_the_locustfiles_breaks_the_contract(tmp_path):
-    done = _broken_copy(tmp_path, "runner/run.py", "import gevent")
-    assert done.returncode != 0 and "rabbitscale.runner.run -> gevent" in done.stdout
+    done = _broken_copy(tmp_path, "engine/stack.py", "import gevent")
+    assert done.returncode != 0 and "rabbitscale.engine.stack -> gevent" in done.stdout
 
 
 def test_the_locust_contract_names_every_other_module():

@@ -12,10 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from rabbitscale.broker import cluster, partition
+from rabbitscale.broker import cluster
 from rabbitscale.core.errors import BadInput
-from rabbitscale.runner import nemesis
-from rabbitscale.runner.total_queue import TotalQueue
+from rabbitscale.faults import nemesis, partition
+from rabbitscale.faults.catalogue import FAULTS
+from rabbitscale.judge.total_queue import TotalQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,8 @@ def test_partitions_cut_what_jepsen_cuts(count):
     rng = random.Random(1)
     everyone = [(a, b) for a in range(count) for b in range(a + 1, count)]
     for kind in nemesis.PARTITIONS:
-        minority, cut = nemesis._cut(kind, count, rng)
+        target = FAULTS[kind].choose(rng, count, 1)
+        minority, cut = target.nodes, target.cut
         assert cut and set(cut) <= set(everyone), kind
         reach = {n: {n} | {b for a, b in everyone if a == n and (a, b) not in cut}
                  | {a for a, b in everyone if b == n and (a, b) not in cut}

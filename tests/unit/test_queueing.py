@@ -12,7 +12,7 @@ import pytest
 from rabbitscale.capacity import queueing
 from rabbitscale.capacity.queueing import EndpointLoad, closed_form, predict, simulate
 from rabbitscale.core.errors import BadInput
-from rabbitscale.runner import sweep
+from rabbitscale.experiments import sweep
 from rabbitscale.topology.policy import ServiceTime
 
 EXP80 = ServiceTime("exponential", 0.08)

@@ -1,9 +1,9 @@
 import pytest
 
 from rabbitscale.core.errors import ConfigError
+from rabbitscale.engine.recorder import Recorder
 from rabbitscale.harness.completions import Completion
-from rabbitscale.runner import slo
-from rabbitscale.runner.recorder import Recorder
+from rabbitscale.judge import slo
 
 
 def _rec(mid: str, seq: int, key: str = "1", status: str = "completed", run: str = "r",

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from rabbitscale.cli.main import main
-from rabbitscale.core.rundir import RunDirError, load
+from rabbitscale.core.rundir import RunDirError
+from rabbitscale.results.rundir import load
+from rabbitscale.results.summary import Summary
 from rabbitscale.reports.compare import compare
 from rabbitscale.reports.report import build
 from tests.support import require_tool
@@ -67,7 +69,8 @@ def test_baseline_comparison_flags_regressions(run_dir, tmp_path):
     worse["ledger"]["lost"] = 1
     e2e = worse["measured"]["latency_ms"]["webhook-delivery"]["e2e"]
     e2e["p99_ms"] = s["measured"]["latency_ms"]["webhook-delivery"]["e2e"]["p99_ms"] * 3
-    flagged = {d.metric for d in compare(worse, s) if d.regression}
+    flagged = {d.metric for d in compare(Summary.model_validate(worse),
+                                         Summary.model_validate(s)) if d.regression}
     assert {"lost", "webhook-delivery.e2e.p99_ms"} <= flagged
 
 

@@ -4,7 +4,7 @@ system's vhost, including queues whose statistics appear only after the run star
 from __future__ import annotations
 
 from rabbitscale.broker.observe import NodeSample, QueueSample
-from rabbitscale.runner.sampler import Sampler
+from rabbitscale.engine.sampler import Sampler
 
 
 class LateQueues:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rabbitscale.capacity.audit import AuditError, audit, load_schema
 from rabbitscale.core.errors import ConfigError
+from rabbitscale.inspect.audit import AuditError, audit, load_schema
 from rabbitscale.topology.profile_file import (
     apply_overrides,
     get_profile,

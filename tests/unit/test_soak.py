@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rabbitscale.runner import slo, soak
+from rabbitscale.judge import slo, soak
 
 
 def _series(mb_per_hour: float, start_mb: float = 50, seconds: int = 1800, step: int = 5,

@@ -31,7 +31,7 @@ def parser(argv: list[str]) -> Parser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from rabbitscale.capacity.audit import ERROR, audit_file, load_schema
+    from rabbitscale.inspect.audit import ERROR, audit_file, load_schema
 
     schema = load_schema(prefer_installed=not args.snapshot)
     findings = audit_file(

@@ -52,6 +52,14 @@ def run(args: argparse.Namespace) -> int:
                   f"prometheus {n.prometheus_url}")
         return 0
     if args.action == "down":
+        import contextlib
+
+        from rabbitscale.faults import partition
+
+        running = cluster.load(base)
+        if running is not None:
+            with contextlib.suppress(Exception):  # a partition left behind by a killed run
+                partition.clear(n.ip for n in running.nodes)
         print(f"stopped {cluster.down(base)} node(s); removed {base} and any firewall rule "
               f"of ours")
         return 0

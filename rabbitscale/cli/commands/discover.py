@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from rabbitscale.capacity.discover import discover, to_toml
-    from rabbitscale.capacity.doctor import read_broker
     from rabbitscale.core.errors import BadInput
     from rabbitscale.core.urls import check_url
+    from rabbitscale.inspect.discover import discover, to_toml
+    from rabbitscale.inspect.doctor import read_broker
     from rabbitscale.topology.settings import load_settings
 
     settings = load_settings().with_vhost(args.vhost)

@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from rabbitscale.capacity.doctor import diagnose, read_broker, render, verdict
     from rabbitscale.core.verdicts import FAIL
+    from rabbitscale.inspect.doctor import diagnose, read_broker, render, verdict
     from rabbitscale.topology.profile_file import load_system
 
     settings, profile = load_system(args.profile, args.profile_file)

@@ -34,21 +34,20 @@ def parser(argv: list[str]) -> Parser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from rabbitscale.capacity.plan import predicted_max_per_s
+    from rabbitscale.cli import engines
     from rabbitscale.core import rundir, targets
-    from rabbitscale.runner.find_max import run_find_max
-    from rabbitscale.runner.run import RunOptions
+    from rabbitscale.experiments.find_max import run_find_max
     from rabbitscale.scenarios.schedule import Rates
     from rabbitscale.topology.profile_file import load_system
-    from rabbitscale.topology.tasks import check_mix, format_task_mix
+    from rabbitscale.topology.tasks import check_mix
 
     settings, profile = load_system(args.profile, args.profile_file)
     mix = check_mix(args.task_mix, profile) if args.task_mix else profile.default_mix
-    base = RunOptions(scenario=args.scenario, duration_s=args.step_duration,
-                      instances=args.instances,
-                      rates=Rates(1.0, targets.WEBHOOK_BASELINE_PER_S,
-                                  targets.WEBHOOK_BURSTS_PER_S),
-                      payload=args.payload_size, drain_timeout_s=args.drain_timeout,
-                      profile_file=args.profile_file, task_mix=format_task_mix(mix))
+    base = engines.load_options(args, duration_s=args.step_duration, rates=Rates(
+        1.0, targets.WEBHOOK_BASELINE_PER_S, targets.WEBHOOK_BURSTS_PER_S))
+    make, system, settings, profile = engines.factory(args, settings, profile)
     out = Path(args.out) if args.out else rundir.RUNS_DIR / f"find-max-{args.scenario}"
-    return run_find_max(settings, profile, base, start=args.start, mix=mix,
-                        out_dir=out)
+    return run_find_max(make, base, predicted=predicted_max_per_s(settings, profile,
+                                                                  args.instances, mix),
+                        system=system, start=args.start, out_dir=out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from rabbitscale.cli import args as a
 from rabbitscale.cli import options
@@ -94,7 +93,7 @@ def stack_parser() -> Parser:
     p.add_argument("scenario", choices=list(SCENARIOS), metavar="SCENARIO",
                    help="one of: " + ", ".join(SCENARIOS))
     _timing(p, "1m")
-    from rabbitscale.runner.faults import FAULTS
+    from rabbitscale.faults.catalogue import FAULTS, SINGLE
 
     g = p.add_argument_group("the reference stack")
     g.add_argument("--transport", choices=["http", "amqp"], default="http",
@@ -102,12 +101,13 @@ def stack_parser() -> Parser:
     g.add_argument("--scale-to", type=a.instances, default=5,
                    help="scale_out: instances after the midpoint")
     g.add_argument("--keep-vhost", action="store_true", help="keep the run's vhost afterwards")
-    g.add_argument("--fault", choices=sorted(FAULTS), metavar="FAULT",
-                   help="inject a fault mid-run (docs/reliability.md): "
-                        + ", ".join(sorted(FAULTS)))
+    g.add_argument("--fault", type=a.fault, metavar="FAULT",
+                   help="inject a fault mid-run (docs/reliability.md; those marked * need "
+                        "--cluster): " + ", ".join(f"{n}{'*' if FAULTS[n].needs_cluster else ''}"
+                                                  for n in SINGLE))
     g.add_argument("--time-scale", type=a.time_scale, default=1.0, metavar="FACTOR",
                    help="multiply retry delays and breaker windows")
-    from rabbitscale.runner.nemesis import DEFAULT_INTERVAL_S, KINDS
+    from rabbitscale.faults.nemesis import DEFAULT_INTERVAL_S, KINDS
 
     g = p.add_argument_group("nemesis (with --cluster; docs/reliability.md)")
     g.add_argument("--nemesis", nargs="?", const="all", default=None, type=a.nemesis_kinds,
@@ -131,7 +131,7 @@ def stack_parser() -> Parser:
 
 
 def backlog_parser() -> Parser:
-    from rabbitscale.runner.backlog import DRAIN_SERVICE_TIME
+    from rabbitscale.engine.backlog import DRAIN_SERVICE_TIME
 
     p = Parser(prog="rabbitscale run backlog", usage="rabbitscale run backlog [OPTIONS]",
                parents=[options.instances(), options.profile(),
@@ -217,23 +217,25 @@ def run(args: argparse.Namespace) -> int:
     return int(args.func(args))
 
 
-def _options(args: argparse.Namespace, **extra: Any) -> Any:
-    from rabbitscale.runner.run import RunOptions
-    from rabbitscale.scenarios.schedule import Rates
-    from rabbitscale.topology.tasks import format_task_mix
+def run_stack_mode(args: argparse.Namespace) -> int:
+    return _run_engine(args)
 
-    if args.duration < 5:
-        raise _bad("--duration must be at least 5s")
-    return RunOptions(
-        scenario=args.scenario, duration_s=args.duration,
-        workers=args.workers, out=Path(args.out) if args.out else None,
-        rates=Rates(args.task_rate, args.webhook_rate, args.burst_rates),
-        payload=args.payload_size, users=args.users,
-        task_mix=format_task_mix(args.task_mix) if args.task_mix else "",
-        sample_interval_s=args.sample_interval, drain_timeout_s=args.drain_timeout,
-        thresholds_file=args.thresholds, vhost=args.vhost, profile_file=args.profile_file,
-        threshold_exprs=tuple(args.threshold), abort_on_fail_s=args.abort_on_fail,
-        junit=Path(args.junit) if args.junit else None, **extra)
+
+def run_target_mode(args: argparse.Namespace) -> int:
+    return _run_engine(args)
+
+
+def _run_engine(args: argparse.Namespace) -> int:
+    """One run of the kind the flags choose (cli/engines.py)."""
+    import asyncio
+
+    from rabbitscale.cli import engines
+    from rabbitscale.topology.profile_file import load_system
+
+    settings, profile = load_system(args.profile, args.profile_file)
+    make, _, settings, profile = engines.factory(args, settings, profile)
+    engine = make(engines.load_options(args, duration_s=args.duration))
+    return asyncio.run(engine.execute())
 
 
 def _bad(message: str) -> Exception:
@@ -242,83 +244,12 @@ def _bad(message: str) -> Exception:
     return BadInput(f"rabbitscale run: {message}")
 
 
-def run_stack_mode(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from rabbitscale.runner.run import Run
-    from rabbitscale.topology.profile_file import load_system
-
-    settings, profile = load_system(args.profile, args.profile_file)
-    if args.cluster:
-        from rabbitscale.broker.cluster import on_local_cluster
-
-        settings, profile, _ = on_local_cluster(settings, profile, args.replicas)
-    elif args.replicas:
-        raise _bad("--replicas needs --cluster")
-    if args.nemesis and not args.cluster:
-        raise _bad("--nemesis acts on a local cluster: add --cluster (after `rabbitscale "
-                   "cluster up --nodes 3`)")
-    if args.nemesis_interval < 4:
-        raise _bad("--nemesis-interval must be at least 4s")
-    opts = _options(args, instances=args.instances, transport=args.transport,
-                    nemesis=args.nemesis or (), seed=args.seed,
-                    nemesis_interval_s=args.nemesis_interval,
-                    scale_to=args.scale_to, keep_vhost=args.keep_vhost, fault=args.fault,
-                    time_scale=args.time_scale, prometheus_port=args.prometheus_port,
-                    prometheus_linger_s=args.prometheus_linger)
-    return asyncio.run(Run(settings, profile, opts).execute())
-
-
-def run_target_mode(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from rabbitscale.core.urls import is_amqp
-    from rabbitscale.runner.target import TargetOptions, TargetRun, read_keys
-    from rabbitscale.topology.profile_file import load_system
-
-    settings, profile = load_system(args.profile, args.profile_file)
-    if is_amqp(args.target):
-        return run_amqp_target(args, settings, profile)
-    for flag, value in (("--management", args.management), ("--app-metrics", args.app_metrics)):
-        if value:
-            raise _bad(f"{flag} applies to --target amqp://... (a system loaded through its "
-                       f"broker)")
-    if args.vhost:
-        settings = settings.with_vhost(args.vhost)
-    target = TargetOptions(url=args.target, prometheus=args.prometheus,
-                           callback_url=args.callback_url, poll_interval_s=args.poll,
-                           expect_workers=args.expect_workers, master_port=args.master_port,
-                           workers_wait_s=contract.WORKERS_MAX_WAIT_S
-                           if args.expect_workers_max_wait is None
-                           else args.expect_workers_max_wait)
-    return asyncio.run(TargetRun(settings, profile, _options(args), target,
-                                 read_keys(args.api_key)).execute())
-
-
-def run_amqp_target(args: argparse.Namespace, settings: Any, profile: Any) -> int:
-    import asyncio
-
-    from rabbitscale.runner.amqp_target import AmqpTargetOptions, AmqpTargetRun
-
-    for flag, given in (("--api-key", args.api_key), ("--callback-url", args.callback_url),
-                        ("--poll", args.poll), ("--prometheus", args.prometheus),
-                        ("--expect-workers", args.expect_workers),
-                        ("--expect-workers-max-wait", args.expect_workers_max_wait is not None),
-                        ("--vhost", args.vhost)):
-        if given:
-            raise _bad(f"{flag} does not apply to --target amqp://... (the URL names the "
-                       f"vhost; the run calls no API)")
-    t = AmqpTargetOptions(url=args.target, management_url=args.management,
-                          app_metrics=args.app_metrics)
-    return asyncio.run(AmqpTargetRun(settings, profile, _options(args), t).execute())
-
-
 def run_backlog_mode(args: argparse.Namespace) -> int:
     import asyncio
 
     from rabbitscale.capacity.broker import BrokerCoefficients
     from rabbitscale.capacity.calibrate import read_calibration
-    from rabbitscale.runner.backlog import BacklogOptions, BacklogRun
+    from rabbitscale.engine.backlog import BacklogOptions, BacklogRun
     from rabbitscale.topology.profile_file import load_system
     from rabbitscale.topology.tasks import format_task_mix
 

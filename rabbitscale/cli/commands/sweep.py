@@ -26,7 +26,7 @@ def _fraction_pct(text: str) -> float:
 
 
 def _slo(text: str) -> object:
-    from rabbitscale.runner.sweep import parse_slo
+    from rabbitscale.experiments.sweep import parse_slo
 
     return parse_slo(text)
 
@@ -69,26 +69,22 @@ def parser(argv: list[str]) -> Parser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from rabbitscale.cli import engines
     from rabbitscale.core import rundir, targets
     from rabbitscale.core.errors import BadInput
-    from rabbitscale.runner.run import RunOptions
-    from rabbitscale.runner.sweep import SweepOptions, run_sweep
+    from rabbitscale.experiments.sweep import SweepOptions, run_sweep
     from rabbitscale.scenarios.schedule import Rates
     from rabbitscale.topology.profile_file import load_system
-    from rabbitscale.topology.tasks import check_mix, format_task_mix
+    from rabbitscale.topology.tasks import check_mix
 
     if args.start >= args.stop:
         raise BadInput("rabbitscale sweep: --from must be below --to")
     settings, profile = load_system(args.profile, args.profile_file)
     mix = check_mix(args.task_mix, profile) if args.task_mix else profile.default_mix
-    base = RunOptions(scenario=args.scenario, duration_s=args.step_duration,
-                      instances=args.instances,
-                      rates=Rates(1.0, targets.WEBHOOK_BASELINE_PER_S,
-                                  targets.WEBHOOK_BURSTS_PER_S),
-                      payload=args.payload_size, drain_timeout_s=args.drain_timeout,
-                      profile_file=args.profile_file, task_mix=format_task_mix(mix),
-                      arrivals=args.arrivals)
+    base = engines.load_options(args, duration_s=args.step_duration, rates=Rates(
+        1.0, targets.WEBHOOK_BASELINE_PER_S, targets.WEBHOOK_BURSTS_PER_S))
+    make, _, settings, profile = engines.factory(args, settings, profile)
     out = Path(args.out) if args.out else rundir.RUNS_DIR / f"sweep-{args.scenario}"
     return run_sweep(settings, profile, SweepOptions(
-        base=base, mix=mix, start=args.start, stop=args.stop, steps=args.steps, slo=args.slo,
-        out_dir=out))
+        base=base, factory=make, instances=args.instances, mix=mix, start=args.start,
+        stop=args.stop, steps=args.steps, slo=args.slo, out_dir=out))

@@ -10,7 +10,7 @@ from rabbitscale.core import targets
 
 
 def parser(argv: list[str]) -> Parser:
-    from rabbitscale.runner.validation import BURST_CASE, CASES
+    from rabbitscale.experiments.validation import BURST_CASE, CASES
 
     names = [c.name for c in (*CASES, BURST_CASE)]
     p = Parser(prog="rabbitscale validate", parents=[options.profile()],
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rabbitscale.core import rundir
-    from rabbitscale.runner.validation import run_validate
+    from rabbitscale.experiments.validation import run_validate
     from rabbitscale.topology.profile_file import load_system
 
     settings, profile = load_system(args.profile, args.profile_file)

@@ -23,7 +23,7 @@ def parser(argv: list[str]) -> Parser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rabbitscale.runner.load import master_address, run_worker
+    from rabbitscale.engine.load import master_address, run_worker
 
     host, port = master_address(args.master)
     run_worker(host, port, args.wait)

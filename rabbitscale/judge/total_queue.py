@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from rabbitscale.runner import slo
+from rabbitscale.judge import slo
 
 UNKNOWN = frozenset({"timeout", "failed", "blocked"})  # the broker may have the message
 REFUSED = frozenset({"rejected", "unroutable"})  # it certainly does not

@@ -34,12 +34,15 @@ from rabbitscale.capacity.plan import endpoint_capacity_per_s
 from rabbitscale.core import rundir, targets
 from rabbitscale.core.errors import BadInput
 from rabbitscale.core.units import format_bytes, parse_size_bytes
+from rabbitscale.engine import output
+from rabbitscale.engine.base import LoadOptions, RunEngine
+from rabbitscale.engine.recorder import Recorder
+from rabbitscale.engine.sampler import Sampler, exact_counter
 from rabbitscale.harness.completions import listen
 from rabbitscale.harness.stack import Stack, StackOptions
-from rabbitscale.runner import output, slo
-from rabbitscale.runner.outcome import Facts, Outcome, ledger
-from rabbitscale.runner.recorder import Recorder
-from rabbitscale.runner.sampler import Sampler, exact_counter
+from rabbitscale.judge import slo
+from rabbitscale.judge.outcome import Facts, Outcome, ledger
+from rabbitscale.scenarios import registry
 from rabbitscale.scenarios.drivers import Task, message_for
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology import naming
@@ -309,10 +312,15 @@ def model_checks(f: BacklogFacts) -> list[slo.Check]:
 # --- the run ---------------------------------------------------------------------------------
 
 
-class BacklogRun:
+class BacklogRun(RunEngine):
+    mode = "backlog"
+
     def __init__(self, settings: RabbitSettings, profile: Profile, o: BacklogOptions) -> None:
+        super().__init__(LoadOptions(registry.BACKLOG, out=o.out, quiet=o.quiet, junit=o.junit,
+                                     sample_interval_s=o.sample_interval_s,
+                                     drain_timeout_s=o.drain_timeout_s, payload=o.payload),
+                         profile, NAME)
         self.o = o
-        self.name, self.run_dir = rundir.place(o.out, NAME)
         self.vhost = o.vhost or naming.run_vhost()
         self.settings = settings.with_vhost(self.vhost)
         self.profile = with_service_time(profile, o.service_time).resolved(self.settings)
@@ -324,72 +332,79 @@ class BacklogRun:
         self.holds: dict[str, list[float]] = defaultdict(list)
         self.recorder.counted.add_listener(self._on_counted)
         self.peak_depth = 0
+        self.published = self.unconfirmed = 0
+        self.message_bytes = float(self.payload_bytes)
+        self.drain_s: float | None = None
 
-    def say(self, text: str) -> None:
-        if not self.o.quiet:
-            print(text, flush=True)
-
-    async def execute(self) -> int:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        async with contextlib.AsyncExitStack() as cleanup:
-            mgmt = await Management.for_run(self.settings, cleanup,
-                                            own_vhost=self.o.vhost is None,
-                                            keep=self.o.keep_vhost)
-            result = await self._execute(mgmt, cleanup)
-        return output.conclude(self.run_dir, result, self.recorder, say=self.say,
-                               quiet=self.o.quiet, junit=self.o.junit)
-
-    async def _execute(self, mgmt: Management, cleanup: contextlib.AsyncExitStack
-                       ) -> output.RunResult:
-        o = self.o
-        stack = Stack(self.settings, self.profile, StackOptions(
+    async def prepare(self, cleanup: contextlib.AsyncExitStack) -> None:
+        self.mgmt = await Management.for_run(self.settings, cleanup,
+                                             own_vhost=self.o.vhost is None,
+                                             keep=self.o.keep_vhost)
+        stack = self.stack = Stack(self.settings, self.profile, StackOptions(
             instances=0, api_port=0, sink_port=0, run_id=self.name,
             log_path=self.run_dir / rundir.STACK_LOG))
         cleanup.push_async_callback(stack.stop)
         await stack.start()
+
+    async def observe(self, cleanup: contextlib.AsyncExitStack) -> None:
+        o = self.o
         conn = await amqp.connect(self.settings, "rabbitscale-recorder")
         cleanup.push_async_callback(conn.close)
         await listen(await conn.channel(), self.recorder.on_record, expires_s=3600,
                      queue_name=naming.RECORDER_QUEUE, durable=True)
-        exact = exact_counter(await conn.channel())
+        self.exact = exact_counter(await conn.channel())
         queues = list(self.plan)
-        sampler = Sampler(ManagementSource(mgmt, detail=True), self.vhost,
-                          queues + [self.profile.endpoint(q).error_queue for q in queues],
-                          self.run_dir, interval_s=o.sample_interval_s, exact=exact,
-                          age=self.recorder.oldest_age_s)
-        sampler.start()
-        cleanup.push_async_callback(sampler.stop)
+        self.sampler = Sampler(ManagementSource(self.mgmt, detail=True), self.vhost,
+                               queues + [self.profile.endpoint(q).error_queue for q in queues],
+                               self.run_dir, interval_s=o.sample_interval_s, exact=self.exact,
+                               age=self.recorder.oldest_age_s)
+        self.sampler.start()
+        cleanup.push_async_callback(self.sampler.stop)
         self.say(f"run {self.name}: backlog of {o.queued:,} x {o.payload} "
                  f"({', '.join(f'{q} {n:,}' for q, (_, n) in self.plan.items())}), "
                  f"vhost {self.vhost}, out {self.run_dir}")
-        await self._baseline(mgmt)
-        error = ""
-        published = unconfirmed = 0
-        drain_s: float | None = None
+        await self._baseline(self.mgmt)
+
+    async def load(self, cleanup: contextlib.AsyncExitStack) -> str:
+        """The fill: publish the plan with confirms, then let the node settle."""
+        o = self.o
         try:
             self.phases["fill_start"] = time.time()
-            published, unconfirmed = await self._fill(sampler)
+            self.published, self.unconfirmed = await self._fill(self.sampler)
             self.phases["fill_end"] = time.time()
             took = self.phases["fill_end"] - self.phases["fill_start"]
-            self.say(f"  filled: {published:,} confirmed in {took:.1f}s "
-                     f"({published / max(1e-6, took):,.0f}/s); settling {o.settle_s:g}s")
-            message_bytes = await self._message_bytes(mgmt)
+            self.say(f"  filled: {self.published:,} confirmed in {took:.1f}s "
+                     f"({self.published / max(1e-6, took):,.0f}/s); settling {o.settle_s:g}s")
+            self.message_bytes = await self._message_bytes(self.mgmt)
             await asyncio.sleep(o.settle_s)
-            self.phases["drain_start"] = time.time()
-            for _ in range(o.instances):
-                self.say(f"  drain: started {await stack.add_instance()}")
-            drain_s = await self._drain(exact, published)
-            self.phases["drain_end"] = time.time()
         except BadInput:
             raise
         except Exception as exc:  # reported as the run's error; what was measured stands
-            error = f"{type(exc).__name__}: {exc}"
-            message_bytes = float(self.payload_bytes)
-        await sampler.stop()
-        self.peak_depth = sampler.peak_depth()
-        summary = await stack.stop()
-        return self._result(stack, summary, published, unconfirmed, message_bytes, drain_s,
-                            error)
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    async def drain(self) -> None:
+        """The consumers start; timed until every queue is empty and every message has its
+        completion record."""
+        if not self.error:
+            try:
+                self.phases["drain_start"] = time.time()
+                for _ in range(self.o.instances):
+                    self.say(f"  drain: started {await self.stack.add_instance()}")
+                self.drain_s = await self._drain(self.exact, self.published)
+                self.phases["drain_end"] = time.time()
+            except Exception as exc:  # as in the fill
+                self.error = f"{type(exc).__name__}: {exc}"
+        await self.sampler.stop()
+        self.peak_depth = self.sampler.peak_depth()
+        self.stack_summary = await self.stack.stop()
+
+    async def result(self) -> output.RunResult:
+        return self._result(self.stack_summary, self.published, self.unconfirmed,
+                            self.message_bytes, self.drain_s, self.error)
+
+    def measurements(self) -> output.Measurements:
+        return self.recorder
 
     async def _baseline(self, mgmt: Management) -> None:
         """Wait until every node reports its figures (a node started seconds ago has none
@@ -479,7 +494,7 @@ class BacklogRun:
             await asyncio.sleep(0.25)
         return None
 
-    def _result(self, stack: Stack, summary: dict[str, Any], published: int,
+    def _result(self, summary: dict[str, Any], published: int,
                 unconfirmed: int, message_bytes: float, drain_s: float | None,
                 error: str) -> output.RunResult:
         o, c, rec = self.o, self.o.coefficients, self.recorder
@@ -536,7 +551,7 @@ class BacklogRun:
                            f"but calls depth above {targets.DEPTH_CRITICAL:,} critical"),
         }
         return output.RunResult(
-            name=self.name, scenario=NAME, outcome=outcome, started_at=started,
+            name=self.name, scenario=NAME, mode=self.mode, outcome=outcome, started_at=started,
             load_ended_at=end, duration_s=max(1.0, end - started), instances=o.instances,
             workers=0, transport="amqp", rates=Rates(0, 0, ()),
             thresholds=slo.Thresholds(), peak_depth=self.peak_depth,

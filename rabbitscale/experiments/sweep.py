@@ -43,8 +43,9 @@ from rabbitscale.capacity import queueing
 from rabbitscale.capacity.plan import PlanInputs, predicted_max_per_s, service_time_s
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import BadInput
-from rabbitscale.runner.run import Run, RunOptions
-from rabbitscale.scenarios.schedule import Rates
+from rabbitscale.engine.base import EngineFactory, LoadOptions
+from rabbitscale.results.summary import Summary
+from rabbitscale.results.summary import read as read_summary
 from rabbitscale.topology.policy import ServiceTime
 from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import RabbitSettings
@@ -86,7 +87,9 @@ def parse_slo(text: str) -> Slo:
 
 @dataclass
 class SweepOptions:
-    base: RunOptions  # the run each step varies the task rate of
+    base: LoadOptions  # the run each step varies the task rate of
+    factory: EngineFactory  # a run of the kind swept, at a step's rate
+    instances: int  # the consumer instances the model plans
     mix: dict[str, float]
     start: float = 0.1  # fraction of capacity
     stop: float = 1.1
@@ -223,7 +226,7 @@ def read_trace(run_dir: Path, queue: str) -> Trace:
     """A queue's trace from a run made with trace=True."""
     import numpy as np
 
-    from rabbitscale.runner.run import TRACE_FIELDS
+    from rabbitscale.engine.stack import TRACE_FIELDS
 
     path = run_dir / rundir.RECORDS_CSV
     if not path.exists():
@@ -308,22 +311,24 @@ def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str,
             "published_on_completion": t.spawned}
 
 
-def _measured(summary: dict[str, Any], queue: str) -> dict[str, Any]:
-    lat = summary["measured"]["latency_ms"].get(queue, {})
+def _measured(summary: Summary, queue: str) -> dict[str, Any]:
+    lat = summary.measured.latency_ms.get(queue, {})
     out: dict[str, Any] = {}
     for metric in METRICS:
         for stat in STATS:
-            out[f"{metric}_{stat}_ms"] = lat.get(metric, {}).get(f"{stat}_ms")
-    out["peak_depth"] = summary["measured"].get("peak_queue_depth")
-    out["count"] = lat.get("queue_wait", {}).get("count", 0)
-    out["verdict"] = summary["verdict"]
+            h = lat.get(metric)
+            out[f"{metric}_{stat}_ms"] = getattr(h, f"{stat}_ms") if h else None
+    out["peak_depth"] = summary.measured.peak_queue_depth
+    wait = lat.get("queue_wait")
+    out["count"] = wait.count if wait else 0
+    out["verdict"] = summary.verdict
     return out
 
 
 async def sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions,
                 say: Any = print) -> dict[str, Any]:
-    queue, load = endpoint_of(settings, profile, o.mix, o.base.instances, o.base.arrivals)
-    cap = predicted_max_per_s(settings, profile, o.base.instances, o.mix)
+    queue, load = endpoint_of(settings, profile, o.mix, o.instances, o.base.arrivals)
+    cap = predicted_max_per_s(settings, profile, o.instances, o.mix)
     if math.isinf(cap) or cap <= 0:
         raise BadInput(f"sweep: the model gives endpoint {queue} no finite capacity (no "
                        f"service time): set one in the profile")
@@ -334,13 +339,10 @@ async def sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions,
         f"slots, prefetch {load.prefetch}); {o.steps} steps from {o.start:.0%} to {o.stop:.0%}")
     for i, frac in enumerate(fractions, start=1):
         rate = cap * frac
-        step = dataclasses.replace(
-            o.base, out=o.out_dir / f"step{i:02d}-{rate:.2f}per_s", quiet=True, trace=True,
-            rates=Rates(rate, o.base.rates.webhook_rate, o.base.rates.burst_rates))
-        await Run(settings, profile, step).execute()
+        step = o.base.at_rate(rate, o.out_dir / f"step{i:02d}-{rate:.2f}per_s", trace=True)
+        await o.factory(step).execute()
         assert step.out is not None
-        summary = json.loads((step.out / rundir.SUMMARY).read_text())
-        measured = _measured(summary, queue)
+        measured = _measured(read_summary(step.out / rundir.SUMMARY), queue)
         predicted = queueing.curve_point(load.at(rate))
         if measured["count"] and load.utilisation < 1:
             lo, hi = queueing.sampling_band(load.at(rate), int(measured["count"]))

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from rabbitscale.capacity.doctor import Snapshot, effective_arguments
+from rabbitscale.inspect.doctor import Snapshot, effective_arguments
 from rabbitscale.topology import naming
 from rabbitscale.topology.profile_file import QUEUE_ARGUMENTS
 

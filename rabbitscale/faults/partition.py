@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rabbitscale.core.errors import BadInput
@@ -136,11 +136,3 @@ def _split(line: str) -> list[str]:
     import shlex
 
     return shlex.split(line)
-
-
-def groups_cut(groups: Sequence[Sequence[int]], count: int) -> list[tuple[int, int]]:
-    """The node pairs (indexes) a partition into ``groups`` cuts: every pair not in one
-    group. A node in no group is cut from everyone."""
-    where = {i: g for g, members in enumerate(groups) for i in members}
-    return [(a, b) for a in range(count) for b in range(a + 1, count)
-            if where.get(a, -1 - a) != where.get(b, -1 - b)]

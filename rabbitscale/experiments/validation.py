@@ -14,7 +14,7 @@ of a webhook burst above capacity (from completion records) with the model's bac
 
 The latency model (capacity/queueing.py) is held to the step that held at P/1.15, utilisation
 0.87 (within 0.5-0.9, where it is meant to hold): on that step's own trace, its p99 queue
-wait within 25% (or 10 ms) of the measured one (runner/sweep.py's tolerance and why the
+wait within 25% (or 10 ms) of the measured one (experiments/sweep.py's tolerance and why the
 trace). No extra run: the step is there.
 """
 
@@ -24,7 +24,8 @@ import asyncio
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,10 @@ from rabbitscale.capacity.plan import (
 )
 from rabbitscale.core import rundir, targets
 from rabbitscale.core.errors import BadInput
-from rabbitscale.runner import sweep
-from rabbitscale.runner.find_max import BROKE, HELD, Search, run_attempt
-from rabbitscale.runner.run import Run, RunOptions
+from rabbitscale.engine.base import EngineFactory, LoadOptions
+from rabbitscale.experiments import sweep
+from rabbitscale.experiments.find_max import BROKE, HELD, Search, run_attempt
+from rabbitscale.results.summary import read as read_summary
 from rabbitscale.scenarios import registry
 from rabbitscale.scenarios.schedule import Rates, burst_windows
 from rabbitscale.topology.profile_file import apply_overrides
@@ -151,11 +153,25 @@ def bracket_rates(predicted: float, tolerance: float = TOLERANCE) -> tuple[float
     return predicted / (1 + tolerance), predicted / (1 - tolerance)
 
 
-def base_options(case: Case, base: Profile) -> RunOptions:
+def base_options(case: Case, base: Profile) -> LoadOptions:
     """The run a case's steps vary the task rate of."""
-    return RunOptions(scenario=registry.SUSTAINED_TASKS.name, duration_s=case.step_s,
-                      instances=case.instances, rates=Rates(1.0, 10.0, (50.0, 100.0)),
-                      task_mix=case.mix(base), drain_timeout_s=20.0, trace=True)
+    return LoadOptions(scenario=registry.SUSTAINED_TASKS.name, duration_s=case.step_s,
+                       rates=Rates(1.0, 10.0, (50.0, 100.0)), task_mix=case.mix(base),
+                       drain_timeout_s=20.0)
+
+
+Engines = Callable[[Profile, int], EngineFactory]  # (the case's profile, instances) -> runs
+
+
+def stack_engines(settings: RabbitSettings) -> Engines:
+    """The cases' runs on the reference stack, each traced (the latency model replays it)."""
+    from rabbitscale.engine.stack import StackRun, StackRunOptions
+
+    def make(profile: Profile, instances: int) -> EngineFactory:
+        return lambda load: StackRun(settings, profile, replace(load, trace=True),
+                                     StackRunOptions(instances=instances))
+
+    return make
 
 
 async def capacity_case(settings: RabbitSettings, base: Profile, case: Case, out_dir: Path, *,
@@ -165,8 +181,8 @@ async def capacity_case(settings: RabbitSettings, base: Profile, case: Case, out
     ``predicted`` replaces the model's figure (to show that a wrong one fails)."""
     p = predicted if predicted is not None else case.predicted_per_s(settings, base)
     result = CaseResult(case.name, case.title, p)
-    s = Search(run_attempt(settings, case.profile(base), base_options(case, base),
-                           out_dir / "steps", 0.97, say, [0]),
+    s = Search(run_attempt(stack_engines(settings)(case.profile(base), case.instances),
+                           base_options(case, base), out_dir / "steps", 0.97, say, [0]),
                factor=1.15, resolution=0.04, max_steps=12)
     if search:
         low, high = await s.find(p / (1 + TOLERANCE))
@@ -193,13 +209,13 @@ async def capacity_case(settings: RabbitSettings, base: Profile, case: Case, out
 
 def latency_point(settings: RabbitSettings, base: Profile, case: Case, rate: float,
                   run_dir: Path, predicted_max: float, wrong: Any = None) -> dict[str, Any]:
-    """The latency model's p99 queue wait on a step's own trace (runner/sweep.py says why)
+    """The latency model's p99 queue wait on a step's own trace (experiments/sweep.py says why)
     beside the measured one; ``wrong`` (EndpointLoad -> EndpointLoad, e.g. sweep.one_server)
     replaces the model's endpoint, to show that a wrong model fails."""
-    summary = json.loads((run_dir / rundir.SUMMARY).read_text())
+    summary = read_summary(run_dir / rundir.SUMMARY)
     queue = case.queue(base)
-    measured = summary["measured"]["latency_ms"].get(queue, {}).get("queue_wait", {}) \
-        .get("p99_ms")
+    wait = summary.measured.latency_ms.get(queue, {}).get("queue_wait")
+    measured = wait.p99_ms if wait else None
     load = case.endpoint_load(settings, base, rate)
     replay = sweep.replayed(wrong(load) if wrong else load, run_dir, queue, real=load)
     predicted_ms = replay.get("queue_wait_p99_ms")
@@ -228,12 +244,11 @@ async def burst_case(settings: RabbitSettings, base: Profile, out_dir: Path,
     start, end, rate = burst_windows(BURST_RUN_S, BURST_RATES.burst_rates)[-1]
     predicted = model.burst_backlog(rate, cap, end - start, ep.max_length or math.inf)
     run_dir = out_dir / "run"
-    opts = RunOptions(scenario=registry.WEBHOOK_BURST.name, duration_s=BURST_RUN_S,
-                      instances=case.instances, rates=BURST_RATES, drain_timeout_s=60.0,
-                      out=run_dir, quiet=True, sample_interval_s=0.5)
-    await Run(settings, profile, opts).execute()
-    summary = json.loads((run_dir / rundir.SUMMARY).read_text())
-    measured = summary.get("peak_backlog", {}).get(queue)
+    opts = LoadOptions(scenario=registry.WEBHOOK_BURST.name, duration_s=BURST_RUN_S,
+                       rates=BURST_RATES, drain_timeout_s=60.0, out=run_dir, quiet=True,
+                       sample_interval_s=0.5)
+    await stack_engines(settings)(profile, case.instances)(opts).execute()
+    measured = read_summary(run_dir / rundir.SUMMARY).peak_backlog.get(queue)
     result = CaseResult(case.name, case.title, predicted, measured,
                         note=f"{rate:g}/s for {end - start:g}s against {cap:g}/s")
     err = result.error_pct

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rabbitscale.runner import slo, soak
+from rabbitscale.judge import slo, soak
 from rabbitscale.scenarios import registry
 from rabbitscale.scenarios.schedule import Rates, burst_windows, expected_arrivals
 
@@ -48,7 +48,7 @@ class Facts:
     spawned: int = 0  # messages the consumers published themselves (callbacks of tasks)
     error: str = ""  # the run itself failed (Locust crashed, a fault could not be injected)
     drain_timeout_s: float = 0.0
-    # process -> first/last/peak rss and growth per hour (runner/soak.py)
+    # process -> first/last/peak rss and growth per hour (judge/soak.py)
     process_growth: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 

@@ -1,7 +1,8 @@
-"""`rabbitscale find-max SCENARIO`: the highest arrival rate the stack sustains, found by
+"""`rabbitscale find-max SCENARIO`: the highest arrival rate a system sustains, found by
 stepping the rate (as PerfTest's rate-vs-latency runs do) until a step breaks, then bisecting
-between the last rate that held and the first that broke. Each step is a full
-`rabbitscale run` in its own vhost; the model's prediction is printed beside the result.
+between the last rate that held and the first that broke. Each step is a full run of any
+engine kind (engine/base.py: the reference stack in a vhost of its own, or a deployed system
+at --target); the model's prediction is printed beside the result.
 
 A step holds when every SLO check passes and the consumers kept up: at least ``keep_up_min``
 of the arrivals were finished (by their completion records' own timestamps) by the end of the
@@ -25,13 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rabbitscale.capacity.plan import predicted_max_per_s
 from rabbitscale.core import rundir
 from rabbitscale.core.verdicts import FAIL, INVALID
-from rabbitscale.runner.run import Run, RunOptions
-from rabbitscale.scenarios.schedule import Rates
-from rabbitscale.topology.profiles import Profile
-from rabbitscale.topology.settings import RabbitSettings
+from rabbitscale.engine.base import EngineFactory, LoadOptions
+from rabbitscale.results.summary import read as read_summary
 
 HELD, BROKE, INCONCLUSIVE = "holds", "breaks", "inconclusive"
 LOAD_CHECK = "achieved_rate_ratio"  # the load generator's own check, not the system's
@@ -144,28 +142,26 @@ class Search:
         return sorted({(b, h) for b in broke for h in held if b < h})
 
 
-def run_attempt(settings: RabbitSettings, profile: Profile, base: RunOptions, out_dir: Path,
-                keep_up_min: float, say: Any, counter: list[int]) -> Attempt:
-    """A step: one quiet `rabbitscale run` at ``rate`` in a vhost of its own."""
+def run_attempt(factory: EngineFactory, base: LoadOptions, out_dir: Path, keep_up_min: float,
+                say: Any, counter: list[int]) -> Attempt:
+    """A step: one quiet run of the factory's kind at ``rate``, into a directory of its own."""
 
     async def attempt(rate: float) -> Step:
         counter[0] += 1
         i = counter[0]
-        opts = dataclasses.replace(
-            base, out=out_dir / f"step{i:02d}-{rate:.2f}per_s", quiet=True,
-            rates=Rates(rate, base.rates.webhook_rate, base.rates.burst_rates))
-        rc = await Run(settings, profile, opts).execute()
+        opts = base.at_rate(rate, out_dir / f"step{i:02d}-{rate:.2f}per_s")
+        rc = await factory(opts).execute()
         assert opts.out is not None
-        summary = json.loads((opts.out / rundir.SUMMARY).read_text())
-        keep = float(summary["measured"].get("keep_up_ratio", 0))
-        failed = tuple(c["name"] for c in summary["checks"] if c["verdict"] == FAIL)
-        if LOAD_CHECK in failed or summary["verdict"] == INVALID:
+        summary = read_summary(opts.out / rundir.SUMMARY)
+        keep = summary.measured.keep_up_ratio or 0.0
+        failed = tuple(summary.failed((FAIL,)))
+        if LOAD_CHECK in failed or summary.verdict == INVALID:
             outcome = INCONCLUSIVE  # the generator, not the system, fell short
         elif rc == 0 and keep >= keep_up_min:
             outcome = HELD
         else:
             outcome = BROKE
-        step = Step(rate, outcome, summary["verdict"], keep, str(opts.out), failed)
+        step = Step(rate, outcome, summary.verdict, keep, str(opts.out), failed)
         say(f"  step {i:2d}: {rate * 60:8.1f}/min ({rate:6.2f}/s)  verdict {step.verdict}"
             f"  kept up {keep:6.1%}  -> {outcome}"
             + (f"  ({', '.join(failed)})" if failed else ""))
@@ -174,13 +170,13 @@ def run_attempt(settings: RabbitSettings, profile: Profile, base: RunOptions, ou
     return attempt
 
 
-async def find_max(settings: RabbitSettings, profile: Profile, base: RunOptions, *,
-                   start_per_s: float, factor: float = 1.2, resolution: float = 0.05,
-                   max_steps: int = 16, keep_up_min: float = 0.97, out_dir: Path,
-                   say: Any = print) -> tuple[float | None, float | None, Search]:
+async def find_max(factory: EngineFactory, base: LoadOptions, *, start_per_s: float,
+                   factor: float = 1.2, resolution: float = 0.05, max_steps: int = 16,
+                   keep_up_min: float = 0.97, out_dir: Path, say: Any = print
+                   ) -> tuple[float | None, float | None, Search]:
     """``base`` is the run whose task rate is varied: (highest rate that held, lowest that
     broke, the search with its steps and why it stopped)."""
-    search = Search(run_attempt(settings, profile, base, out_dir, keep_up_min, say, [0]),
+    search = Search(run_attempt(factory, base, out_dir, keep_up_min, say, [0]),
                     factor=factor, resolution=resolution, max_steps=max_steps)
     low, high = await search.find(start_per_s)
     return low, high, search
@@ -201,19 +197,21 @@ def summarize(search: Search, low: float | None, high: float | None,
     }
 
 
-def run_find_max(settings: RabbitSettings, profile: Profile, base: RunOptions, *,
-                 start: float | None, mix: dict[str, float], out_dir: Path,
-                 keep_up_min: float = 0.97, resolution: float = 0.05) -> int:
-    predicted = predicted_max_per_s(settings, profile, base.instances, mix)
+def run_find_max(factory: EngineFactory, base: LoadOptions, *, predicted: float,
+                 system: str, start: float | None, out_dir: Path, keep_up_min: float = 0.97,
+                 resolution: float = 0.05) -> int:
+    """``system``: what the steps load (the reference stack simulating a profile, or the
+    system at a target), said in every output."""
     start_rate = start if start else max(0.5, predicted * 0.7) if not math.isinf(predicted) \
         else 10.0
-    print(f"find-max {base.scenario}: model predicts {predicted * 60:.1f}/min "
-          f"({predicted:.2f}/s); stepping from {start_rate:.2f}/s, {base.duration_s:g}s steps, "
+    print(f"find-max {base.scenario} on {system}: model predicts "
+          f"{_rate(predicted)}; stepping from {start_rate:.2f}/s, {base.duration_s:g}s steps, "
           f"resolution {resolution:.0%}")
     low, high, search = asyncio.run(find_max(
-        settings, profile, base, start_per_s=start_rate, resolution=resolution,
+        factory, base, start_per_s=start_rate, resolution=resolution,
         keep_up_min=keep_up_min, out_dir=out_dir))
-    result = {"scenario": base.scenario, **summarize(search, low, high, predicted)}
+    result = {"scenario": base.scenario, "system": system,
+              **summarize(search, low, high, predicted)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / rundir.FIND_MAX).write_text(json.dumps(result, indent=2))
     for b, h in result["non_monotonic"]:
@@ -222,10 +220,15 @@ def run_find_max(settings: RabbitSettings, profile: Profile, base: RunOptions, *
         print(f"no step held{': ' + search.stopped if search.stopped else ''}: lower --start")
         return 1
     if high is None:
-        print(f"at least {low * 60:.1f}/min ({low:.2f}/s): no step broke, a lower bound "
-              f"({search.stopped}); raise --start  ({out_dir / rundir.FIND_MAX})")
+        print(f"at least {low * 60:.1f}/min ({low:.2f}/s) on {system}: no step broke, a lower "
+              f"bound ({search.stopped}); raise --start  ({out_dir / rundir.FIND_MAX})")
         return 0
-    print(f"maximum sustainable: {low * 60:.1f}/min ({low:.2f}/s), breaks at {high:.2f}/s; "
-          f"model {predicted:.2f}/s, error {result['error_pct']:+.1f}%  "
-          f"({out_dir / rundir.FIND_MAX})")
+    error = f", error {result['error_pct']:+.1f}%" if result["error_pct"] is not None else ""
+    print(f"maximum sustainable on {system}: {low * 60:.1f}/min ({low:.2f}/s), breaks at "
+          f"{high:.2f}/s; model {_rate(predicted)}{error}  ({out_dir / rundir.FIND_MAX})")
     return 0
+
+
+def _rate(v: float) -> str:
+    return "no finite capacity (no work per message known)" if math.isinf(v) else \
+        f"{v * 60:.1f}/min ({v:.2f}/s)"

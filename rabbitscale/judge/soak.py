@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rabbitscale.core import rundir
-from rabbitscale.runner import slo
+from rabbitscale.judge import slo
 
 BROKER_PREFIX = "broker "
 WARMUP_FRACTION = 0.1  # imports, connection pools, HDR buckets: the first 10% is not growth

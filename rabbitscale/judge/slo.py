@@ -18,6 +18,7 @@ from rabbitscale.core import latency, targets
 from rabbitscale.core.errors import ConfigError
 from rabbitscale.core.units import UnitError, parse_duration_s
 from rabbitscale.core.verdicts import FAIL, INVALID, PASS, SKIP, WARN
+from rabbitscale.results.check import Check
 from rabbitscale.topology.profiles import Profile
 
 __all__ = ["FAIL", "INVALID", "PASS", "SKIP", "WARN", "Check", "LatencyThreshold",
@@ -143,18 +144,6 @@ def _replaced(base: Thresholds, data: Mapping[str, Any], source: str) -> Thresho
                               f"{value!r}")
         changes[key] = int(value) if fields[key] == "int" else float(value)
     return dataclasses.replace(base, **changes)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    target: str
-    measured: Any
-    verdict: str
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def at_least(name: str, measured: float, minimum: float, detail: str = "") -> Check:

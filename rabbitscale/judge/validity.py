@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rabbitscale.core import latency, rundir, targets
-from rabbitscale.runner import slo
+from rabbitscale.judge import slo
 
 SEND_DELAY_SUFFIX = "_send_delay"  # the Locust side's histogram of lateness per stream
 

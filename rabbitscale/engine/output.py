@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rabbitscale.core import latency, rundir
-from rabbitscale.runner import slo
-from rabbitscale.runner.outcome import Outcome
+from rabbitscale.judge import slo
+from rabbitscale.judge.outcome import Outcome
+from rabbitscale.results.summary import Summary
 
 
 class Measurements(Protocol):
@@ -47,6 +48,7 @@ class RunResult:
     fault: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # settings masked, profile, options
     extra: dict[str, Any] = field(default_factory=dict)  # mode-specific summary sections
+    mode: str = "stack"  # stack | backlog | black-box | black-box amqp
 
     @property
     def verdict(self) -> str:
@@ -84,13 +86,15 @@ def latency_summaries(m: Measurements) -> dict[str, dict[str, Any]]:
             for name, metrics in sorted(m.histograms().items())}
 
 
-def summary(result: RunResult, m: Measurements, locust_hdr: dict[str, Any]) -> dict[str, Any]:
+def summary(result: RunResult, m: Measurements, locust_hdr: dict[str, Any]) -> Summary:
+    """summary.json, as the typed model every reader reads (results/summary.py)."""
     o = result.outcome
-    return {
+    return Summary.model_validate({
         "run": result.name, "scenario": result.scenario, "verdict": o.verdict,
-        "started_at": result.started_at, "load_ended_at": result.load_ended_at,
-        "duration_s": result.duration_s, "instances": result.instances,
-        "workers": result.workers, "transport": result.transport,
+        "mode": result.mode, "started_at": result.started_at,
+        "load_ended_at": result.load_ended_at, "duration_s": result.duration_s,
+        "instances": result.instances, "workers": result.workers,
+        "transport": result.transport,
         "targets": {"task_rate_per_min": result.rates.task_rate * 60,
                     "webhook_rate_per_s": result.rates.webhook_rate,
                     "burst_rates_per_s": list(result.rates.burst_rates),
@@ -103,9 +107,9 @@ def summary(result: RunResult, m: Measurements, locust_hdr: dict[str, Any]) -> d
         "ledger": o.ledger,
         "publisher": result.publisher,
         "fault": result.fault,
-        "checks": [c.as_dict() for c in o.checks],
+        "checks": o.checks,
         **result.extra,
-    }
+    })
 
 
 def write(run_dir: Path, result: RunResult, m: Measurements) -> None:
@@ -124,8 +128,7 @@ def write(run_dir: Path, result: RunResult, m: Measurements) -> None:
     locust_summary = run_dir / rundir.LOCUST_HDR_DIR / "summary.json"
     locust_hdr = json.loads(locust_summary.read_text()) if locust_summary.exists() else {}
     (run_dir / rundir.LEDGER).write_text(json.dumps(result.outcome.ledger, indent=2))
-    (run_dir / rundir.SUMMARY).write_text(
-        json.dumps(summary(result, m, locust_hdr), indent=2))
+    (run_dir / rundir.SUMMARY).write_text(summary(result, m, locust_hdr).to_json())
     (run_dir / rundir.CONFIG).write_text(json.dumps(result.config, indent=2, default=str))
 
 

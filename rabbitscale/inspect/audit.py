@@ -3,7 +3,7 @@ is deployed.
 
 Unknown keys stop a node from booting, so every key is checked against the cuttlefish schema:
 of the RabbitMQ installed on this machine when there is one (authoritative for its version),
-else the snapshot in capacity/schema/. On top of the schema, rules for what the schema accepts
+else the snapshot in inspect/schema/. On top of the schema, rules for what the schema accepts
 but does not do what the file seems to say: both watermark keys set (the relative one wins),
 a relative watermark without the container's memory, deprecated keys, a watermark or disk
 limit that does not fit the container.

@@ -2,7 +2,7 @@
 not touch.
 
 Locust drives the target's API with the user's keys; every task carries a callback URL of its
-own under rabbitscale's receiver (runner/callbacks.py), which measures end-to-end latency
+own under rabbitscale's receiver (blackbox/callbacks.py), which measures end-to-end latency
 on rabbitscale's clock; the broker is only observed, read-only, in the target's vhost, through
 the management API or rabbitmq_prometheus: nothing is declared, purged, published or
 consumed there. The checks, run directory and report are those of any run; what black-box mode
@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from rabbitscale.blackbox.base import BlackBoxRun
+from rabbitscale.blackbox.callbacks import CallbackLedger, CallbackReceiver
 from rabbitscale.broker.management import Management
 from rabbitscale.broker.observe import BrokerSource, ManagementSource
 from rabbitscale.broker.prometheus import PrometheusSource
@@ -31,17 +33,15 @@ from rabbitscale.core.errors import (
     Unavailable,
 )
 from rabbitscale.core.urls import check_url
-from rabbitscale.runner import outcome, output, slo, validity
-from rabbitscale.runner.callbacks import CallbackLedger, CallbackReceiver
-from rabbitscale.runner.load import LoadSpec, LocustProcesses, start_delay_s
-from rabbitscale.runner.run import RunOptions, run_kinds
-from rabbitscale.runner.sampler import Sampler
-from rabbitscale.scenarios import contract, registry
+from rabbitscale.engine import output
+from rabbitscale.engine.base import LoadOptions
+from rabbitscale.engine.load import LocustProcesses, start_delay_s
+from rabbitscale.engine.sampler import Sampler
+from rabbitscale.judge import outcome, slo
+from rabbitscale.scenarios import contract
 from rabbitscale.scenarios.callback_urls import CallbackPlan, new_secret
-from rabbitscale.topology.profile_file import profile_env
 from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import STATS_INTERVAL_S, RabbitSettings
-from rabbitscale.topology.tasks import format_task_mix, parse_task_mix
 
 SIDE_QUEUES = ("_error", "_skipped")
 
@@ -82,30 +82,24 @@ def locust_counts(run_dir: Path, profile: Profile
     return requests, accepted, unauthorised
 
 
-class TargetRun:
-    def __init__(self, settings: RabbitSettings, profile: Profile, o: RunOptions,
+class TargetRun(BlackBoxRun):
+    mode = "black-box"
+    counted = "callbacks"
+    watch_grace_s = 120.0
+    measures = {"e2e": "the callbacks each task asks for (callback-KIND.e2e)"}
+
+    def __init__(self, settings: RabbitSettings, profile: Profile, o: LoadOptions,
                  t: TargetOptions, api_keys: list[str]) -> None:
-        if o.transport != "http":
-            raise BadInput("--target: the AMQP transport publishes to the broker; a black-box "
-                           "run only calls the target's API (use --transport http)")
-        if o.fault:
-            raise BadInput("--target: faults act on the reference stack; a black-box run may "
-                           "not touch the system under test")
-        self.scenario = registry.get(o.scenario)
-        if self.scenario.scales_out:
-            raise BadInput(f"--target: {o.scenario} starts consumer instances, which a "
-                           f"black-box run cannot do; use {registry.SUSTAINED_TASKS.name} with "
-                           f"stepped --task-rate")
+        super().__init__(o, profile)
         self.target_host, self.target_port = check_url(t.url, "the target", "--target")
         if t.callback_url:
             check_url(t.callback_url, "the callback URL", "--callback-url")
+        for url in t.prometheus:
+            check_url(url, "a rabbitmq_prometheus endpoint", "--prometheus")
         if not api_keys:
             raise BadInput(f"--target: no API key: pass --api-key or set "
                            f"{contract.API_KEYS.env} (comma-separated)")
-        self.o, self.t = o, t
-        self.profile = profile
-        self.mix = parse_task_mix(o.task_mix, profile) if o.task_mix else profile.default_mix
-        self.kinds = run_kinds(self.scenario, profile, self.mix)
+        self.t = t
         unrouted = [k for k in self.kinds if profile.task(k).route is None]
         if unrouted:
             raise BadInput(f"--target: task kind {unrouted[0]!r} of profile {profile.name!r} "
@@ -113,8 +107,8 @@ class TargetRun:
         self.api_keys = api_keys
         self.settings = settings
         self.vhost = settings.vhost
-        self.name, self.run_dir = rundir.place(o.out, o.scenario)
         self.thresholds = slo.load_thresholds(o.thresholds_file, profile, o.threshold_exprs)
+        self.check_thresholds(self.thresholds)
         self.scopes = {k: [f"callback-{k}"] for k in profile.tasks}  # callbacks, by kind
         slo.check_scopes(self.thresholds, self.scopes, f"the task kinds of profile "
                                                        f"{profile.name!r} (a black-box run "
@@ -122,17 +116,11 @@ class TargetRun:
         self.ledger = CallbackLedger(burst_max_lag_s=self.thresholds.burst_max_lag_s,
                                      burst_kind=profile.webhook_kind)
         self.secret = new_secret()
-        self.spec = LoadSpec(
-            scenario=self.scenario, duration_s=o.duration_s, rates=o.rates, payload=o.payload,
-            transport="http", task_mix=format_task_mix(self.mix),
-            users=o.users or self.scenario.users(o.rates), workers=o.workers,
-            expect_workers=t.expect_workers, master_port=t.master_port)
+        self.spec = o.spec(self.scenario.users(o.rates), "http", self.mix_text,
+                           expect_workers=t.expect_workers, master_port=t.master_port)
 
-    def say(self, text: str) -> None:
-        if not self.o.quiet:
-            print(text, flush=True)
-
-    def _check_target(self) -> None:
+    async def check(self) -> None:
+        """The target answers before anything starts (exit 3 otherwise)."""
         try:
             with socket.create_connection((self.target_host, self.target_port), timeout=5):
                 pass
@@ -140,102 +128,103 @@ class TargetRun:
             raise Unavailable(f"cannot reach the target at {self.t.url}: "
                               f"{exc.strerror or exc}; check --target") from None
 
-    async def _source(self, cleanup: contextlib.AsyncExitStack) -> BrokerSource:
+    async def prepare(self, cleanup: contextlib.AsyncExitStack) -> None:
         if self.t.prometheus:
-            for url in self.t.prometheus:
-                check_url(url, "a rabbitmq_prometheus endpoint", "--prometheus")
             prom = PrometheusSource(self.t.prometheus)
             cleanup.push_async_callback(prom.close)
             await prom.nodes()  # reachable, or Unavailable
-            return prom
+            self.source: BrokerSource = prom
+            return
         mgmt = Management(self.settings, read_only=True)
         cleanup.push_async_callback(mgmt.close)
         await mgmt.require_vhost(self.vhost)
-        return ManagementSource(mgmt)
+        self.source = ManagementSource(mgmt)
 
-    async def execute(self) -> int:
-        self._check_target()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        async with contextlib.AsyncExitStack() as cleanup:
-            source = await self._source(cleanup)
-            result = await self._execute(source, cleanup)
-        return output.conclude(self.run_dir, result, self.ledger, say=self.say,
-                               quiet=self.o.quiet, junit=self.o.junit)
-
-    async def _execute(self, source: BrokerSource, cleanup: contextlib.AsyncExitStack
-                       ) -> output.RunResult:
-        o, t = self.o, self.t
+    async def observe(self, cleanup: contextlib.AsyncExitStack) -> None:
+        t = self.t
         receiver = CallbackReceiver(CallbackPlan("", self.name, self.secret), self.ledger)
         if t.callback_url:
             parts = urlsplit(t.callback_url)
             port = await receiver.start("0.0.0.0", parts.port or 80)
-            callback_url = t.callback_url.rstrip("/")
+            self.callback_url = t.callback_url.rstrip("/")
         else:
             port = await receiver.start("127.0.0.1", 0)
-            callback_url = f"http://127.0.0.1:{port}"
+            self.callback_url = f"http://127.0.0.1:{port}"
         cleanup.push_async_callback(receiver.close)
-        sampler = Sampler(source, self.vhost, None, self.run_dir,
-                          interval_s=max(o.sample_interval_s, 1.0),
-                          main_queue=lambda q: not q.endswith(SIDE_QUEUES))
-        sampler.start()
-        cleanup.push_async_callback(sampler.stop)
+        self.sampler = Sampler(self.source, self.vhost, None, self.run_dir,
+                               interval_s=max(self.opts.sample_interval_s, 1.0),
+                               main_queue=lambda q: not q.endswith(SIDE_QUEUES))
+        self.sampler.start()
+        cleanup.push_async_callback(self.sampler.stop)
+
+    async def load(self, cleanup: contextlib.AsyncExitStack) -> str:
+        o, t = self.opts, self.t
         self.say(f"run {self.name}: scenario {o.scenario} against {t.url}, {o.duration_s:g}s, "
-                 f"vhost {self.vhost!r} observed read-only through {source.name}, callbacks to "
-                 f"{callback_url}")
+                 f"vhost {self.vhost!r} observed read-only through {self.source.name}, "
+                 f"callbacks to {self.callback_url}")
         distributed = bool(t.expect_workers)
-        start_at = 0.0 if distributed else time.time() + start_delay_s(self.spec)
-        env = {**os.environ, contract.ENV_API_URL: t.url.rstrip("/"),
-               contract.API_KEYS.env: ",".join(self.api_keys),
-               contract.CALLBACK_URL.env: callback_url,
-               contract.CALLBACK_SECRET.env: self.secret,
-               contract.RUN_NAME.env: self.name, contract.ENV_RUN_DIR: str(self.run_dir),
-               contract.START_AT.env: f"{start_at:.3f}",
-               contract.POLL_INTERVAL.env: f"{t.poll_interval_s:g}",
-               **profile_env(self.profile)}
-        locust = LocustProcesses(self.spec, self.run_dir, t.url.rstrip("/"), env)
-        cleanup.push_async_callback(locust.close)
-        await locust.start()
-        if distributed:
-            self.say(f"  waiting for {t.expect_workers} worker(s): rabbitscale worker --master "
-                     f"THIS_HOST:{t.master_port}")
-            start_at = await self._chosen_start(locust)
-        self._track_windows(start_at)
-        error = await self._watch(locust, sampler, start_at)
-        await locust.close()
-        load_end = time.time()
-        requests, accepted, unauthorised = locust_counts(self.run_dir, self.profile)
-        tracked = self._tracked()
-        await self._drain(sum(accepted.get(k, 0) for k in tracked), sampler)
-        await sampler.stop()
+        self.start_at = 0.0 if distributed else time.time() + start_delay_s(self.spec)
+        env = self.locust_env(self.start_at, **{
+            contract.ENV_API_URL: t.url.rstrip("/"),
+            contract.API_KEYS.env: ",".join(self.api_keys),
+            contract.CALLBACK_URL.env: self.callback_url,
+            contract.CALLBACK_SECRET.env: self.secret,
+            contract.POLL_INTERVAL.env: f"{t.poll_interval_s:g}"})
+        return await self.run_locust(cleanup, self.spec, t.url.rstrip("/"), env)
+
+    async def started(self, locust: LocustProcesses) -> float:
+        if not self.t.expect_workers:
+            return self.start_at
+        self.say(f"  waiting for {self.t.expect_workers} worker(s): rabbitscale worker --master "
+                 f"THIS_HOST:{self.t.master_port}")
+        return await self._chosen_start(locust)
+
+    def track_windows(self) -> None:
+        self._track_windows(self.start_at)
+
+    async def progress(self) -> tuple[int, int, float | None]:
+        return self.ledger.unique, self.sampler.current_depth(), self.ledger.e2e_p99_ms()
+
+    async def drain(self) -> None:
+        self.requests, self.accepted, self.unauthorised = locust_counts(self.run_dir,
+                                                                         self.profile)
+        self.tracked = self._tracked()
+        await self._drain(sum(self.accepted.get(k, 0) for k in self.tracked), self.sampler)
+        await self.sampler.stop()
+
+    def measurements(self) -> output.Measurements:
+        return self.ledger
+
+    async def result(self) -> output.RunResult:
+        o, t, sampler = self.opts, self.t, self.sampler
         facts = outcome.TargetFacts(
-            scenario=o.scenario, duration_s=o.duration_s, rates=o.rates, requests=requests,
-            accepted=accepted, unauthorised=unauthorised, tracked=tracked,
-            callbacks=dict(self.ledger.final), duplicates=self.ledger.duplicates,
-            progress=self.ledger.progress, unknown=self.ledger.unknown,
+            scenario=o.scenario, duration_s=o.duration_s, rates=o.rates,
+            requests=self.requests, accepted=self.accepted, unauthorised=self.unauthorised,
+            tracked=self.tracked, callbacks=dict(self.ledger.final),
+            duplicates=self.ledger.duplicates, progress=self.ledger.progress,
+            unknown=self.ledger.unknown,
             pending=sum(d for q, d in sampler.last_depth.items() if not q.endswith(SIDE_QUEUES))
             if sampler.samples else None,
             faulted=sampler.growth(lambda q: q.endswith("_error")) if sampler.samples else None,
             burst_absorbed=tuple(self.ledger.absorbed()), peak_depth=sampler.peak_depth(),
             max_age_s=sampler.max_age_s(), peak_memory_fraction=sampler.peak_memory_fraction(),
             memory_alarm=sampler.memory_alarm(), missing_workers=self._missing_workers(),
-            error=error, drain_timeout_s=o.drain_timeout_s)
-        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()}
-        send_delays = validity.read_send_delays(self.run_dir)
-        measured = validity.checks(send_delays, locust.cpu_fractions(), locust.clock_offsets())
+            error=self.error, drain_timeout_s=o.drain_timeout_s)
+        measured, validity = self.validity_checks()
         checks = slo.latency_checks(self.thresholds, self.ledger.histograms(), self.scopes) \
             + measured
         return output.RunResult(
-            name=self.name, scenario=o.scenario, outcome=outcome.extended(
+            name=self.name, scenario=o.scenario, mode=self.mode, outcome=outcome.extended(
                 outcome.judge_target(facts, self.thresholds), checks),
-            started_at=start_at, load_ended_at=load_end, duration_s=o.duration_s, instances=0,
-            workers=o.workers + t.expect_workers, transport="http", rates=o.rates,
-            thresholds=self.thresholds, peak_depth=facts.peak_depth,
-            config={"mode": "black-box", "target": t.url, "broker_source": source.name,
+            started_at=self.start_at, load_ended_at=self.load_ended_at,
+            duration_s=o.duration_s, instances=0, workers=o.workers + t.expect_workers,
+            transport="http", rates=o.rates, thresholds=self.thresholds,
+            peak_depth=facts.peak_depth,
+            config={"mode": self.mode, "target": t.url, "broker_source": self.source.name,
                     "rabbitmq": {**self.settings.masked(), "vhost": self.vhost},
-                    "options": options, "target_options": asdict(t)},
-            extra={"mode": "black-box", "target": t.url, "broker_source": source.name,
-                   "callback_url": callback_url,
-                   "validity": validity.summary(send_delays, measured)})
+                    "options": self.options_record(), "target_options": asdict(t)},
+            extra={"target": t.url, "broker_source": self.source.name,
+                   "callback_url": self.callback_url, "validity": validity})
 
     def _tracked(self) -> tuple[str, ...]:
         """Kinds whose tasks come back: webhooks (their URL is a callback), and kinds whose
@@ -245,8 +234,8 @@ class TargetRun:
     def _track_windows(self, start_at: float) -> None:
         self.ledger.track_windows([
             (start_at + w0 - 0.5 / rate, start_at + w1 - 0.5 / rate)
-            for w0, w1, rate, _ in outcome.burst_targets(self.o.scenario, self.o.rates,
-                                                         self.o.duration_s)])
+            for w0, w1, rate, _ in outcome.burst_targets(self.opts.scenario, self.opts.rates,
+                                                         self.opts.duration_s)])
 
     async def _chosen_start(self, locust: LocustProcesses) -> float:
         """The start the Locust master fixed once every worker joined. A worker that never
@@ -267,22 +256,10 @@ class TargetRun:
             await asyncio.sleep(0.2)
         return time.time()
 
-    async def _watch(self, locust: LocustProcesses, sampler: Sampler, start_at: float) -> str:
-        progress = output.Progress(self.say, "callbacks")
-        while locust.running:
-            await asyncio.sleep(1.0)
-            now = time.time()
-            if start_at and now > start_at + self.o.duration_s + 120:
-                return "Locust did not finish in time"
-            locust.sample_cpu()
-            progress.tick(now, start_at, self.ledger.unique, sampler.current_depth(),
-                          self.ledger.e2e_p99_ms())
-        return await locust.wait()
-
     async def _drain(self, owed: int, sampler: Sampler) -> None:
         """Wait for the callbacks of every accepted task (or the timeout), then for a broker
         figure taken after them: the management API's can be a statistics interval old."""
-        deadline = time.time() + self.o.drain_timeout_s
+        deadline = time.time() + self.opts.drain_timeout_s
         while time.time() < deadline and self.ledger.unique < owed:
             await asyncio.sleep(0.2)
         settle = min(deadline, time.time() + STATS_INTERVAL_S + 1.0)
