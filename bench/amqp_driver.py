@@ -1,5 +1,5 @@
 """The Locust AMQP driver: pika's BlockingConnection, one per greenlet (the driver the Locust
-users run, scenarios/locustfiles/drivers.py), against the one it replaced, our aio-pika
+users run, scenarios/locustfiles/amqp_driver.py), against the one it replaced, our aio-pika
 Publisher on a native thread with confirms awaited from a gevent thread pool (kept here as
 the baseline), under gevent's monkey patching as Locust users run. Side by side in one run, in
 a vhost of its own:
@@ -136,7 +136,7 @@ def run_aio(users: int, seconds: float, rate: float | None) -> dict[str, float]:
 
 
 def run_pika(users: int, seconds: float, rate: float | None) -> dict[str, float]:
-    from rabbitscale.scenarios.locustfiles.drivers import AmqpDriver
+    from rabbitscale.scenarios.locustfiles.amqp_driver import AmqpDriver
     from rabbitscale.topology.profile_file import get_profile
 
     profile = get_profile("conduit")

@@ -45,6 +45,7 @@ from rabbitscale.harness.webhook_sink import SinkOptions
 from rabbitscale.judge import outcome, slo, soak
 from rabbitscale.judge.total_queue import TotalQueue
 from rabbitscale.scenarios import contract, registry
+from rabbitscale.scenarios.drivers import TRANSPORTS
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology import naming
 from rabbitscale.topology.profile_file import apply_overrides, profile_spec
@@ -55,7 +56,6 @@ from rabbitscale.topology.tasks import format_task_mix, parse_task_mix
 KEEP_UP_GRACE_S = 0.5  # arrivals finished this long after the schedule still count as kept up
 UNCONFIRMED = (PublishOutcome.TIMEOUT, PublishOutcome.BLOCKED, PublishOutcome.FAILED,
                PublishOutcome.UNROUTABLE)
-TRANSPORTS = ("http", "amqp")
 
 
 @dataclass(frozen=True)

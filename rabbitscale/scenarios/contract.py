@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rabbitscale.harness.auth import SECRET_ENV
+from rabbitscale.scenarios.drivers import DRIVERS, TRANSPORTS
 from rabbitscale.topology.profile_file import PROFILE_ENV
 
 
@@ -47,8 +48,9 @@ PAYLOAD_SIZE = Option("--payload-size", "LOCUST_PAYLOAD_SIZE", "10KB",
 VIRTUAL_KEYS = Option("--virtual-keys", "LOCUST_VIRTUAL_KEYS", 100,
                       "virtual keys (ordering keys) tasks are spread over", kind=int)
 TRANSPORT = Option("--transport", "LOCUST_TRANSPORT", "http",
-                   "through the system's API or straight to the broker",
-                   choices=("http", "amqp"))
+                   "how a task reaches the system: " + "; ".join(
+                       f"{t.name}: {t.summary}" for t in DRIVERS.values()),
+                   choices=TRANSPORTS)
 ARRIVALS = Option("--arrivals", "LOCUST_ARRIVALS", "even",
                   "evenly spaced or Poisson arrivals", choices=("even", "poisson"))
 SCHEDULE_TIME = Option("--schedule-time", "LOCUST_SCHEDULE_TIME", 0.0,

@@ -12,10 +12,10 @@ import pytest
 
 from rabbitscale.cli.main import main
 from rabbitscale.core.rundir import RunDirError
-from rabbitscale.results.rundir import load
-from rabbitscale.results.summary import Summary
 from rabbitscale.reports.compare import compare
 from rabbitscale.reports.report import build
+from rabbitscale.results.rundir import load
+from rabbitscale.results.summary import Summary
 from tests.support import require_tool
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

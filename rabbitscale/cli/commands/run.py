@@ -16,6 +16,7 @@ from rabbitscale.cli import options
 from rabbitscale.cli.args import Parser
 from rabbitscale.core import targets
 from rabbitscale.scenarios import contract
+from rabbitscale.scenarios.drivers import DRIVERS
 from rabbitscale.scenarios.registry import BACKLOG, SCENARIOS
 
 EXITS = ("Exit codes: 0 every check passed, 1 a check failed, 2 bad input, 3 the broker "
@@ -96,8 +97,9 @@ def stack_parser() -> Parser:
     from rabbitscale.faults.catalogue import FAULTS, SINGLE
 
     g = p.add_argument_group("the reference stack")
-    g.add_argument("--transport", choices=["http", "amqp"], default="http",
-                   help="through the stack's API, or straight to the broker")
+    g.add_argument("--transport", choices=list(DRIVERS), default="http",
+                   help="how a task reaches the stack: " + "; ".join(
+                       f"{t.name}: {t.summary}" for t in DRIVERS.values()))
     g.add_argument("--scale-to", type=a.instances, default=5,
                    help="scale_out: instances after the midpoint")
     g.add_argument("--keep-vhost", action="store_true", help="keep the run's vhost afterwards")

@@ -32,8 +32,7 @@ from rabbitscale.core.units import parse_rate_per_s, parse_size_bytes
 from rabbitscale.harness.auth import VirtualKeys
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.callback_urls import CallbackPlan
-from rabbitscale.scenarios.drivers import Task, TaskDriver
-from rabbitscale.scenarios.locustfiles.drivers import AmqpDriver, HttpDriver, RoutedDriver
+from rabbitscale.scenarios.drivers import DriverSetup, Task, TaskDriver, transport
 from rabbitscale.scenarios.pacing import Pacer, RateFn
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology.profile_file import PROFILE_ENV, profile_from_env
@@ -117,7 +116,7 @@ def options(environment: Any) -> Options:
             payload_bytes=parse_size_bytes(o.payload_size),
             virtual_keys=max(1, int(o.virtual_keys)), transport=o.transport,
             poisson=o.arrivals == "poisson", start_at=float(o.start_at or 0),
-            keyring=_keyring(o) if o.transport == "http" else None,
+            keyring=_keyring(o) if transport(o.transport).needs_keys else None,
             webhook_target=str(o.webhook_target or ""),
             callbacks=callbacks, poll_interval_s=float(o.poll_interval or 0), profile=profile)
     except ValueError as exc:  # BadInput and friends: one line
@@ -381,13 +380,11 @@ class TaskUser(FastHttpUser):
 
 
 def make_driver(user: Any) -> TaskDriver:
-    """The driver of the run's transport: the system's API, or the broker."""
+    """The driver of the run's transport (scenarios/drivers.py's registry), opened before the
+    user's first slot: connecting is not part of a send."""
     o = options(user.environment)
-    if o.transport == "amqp":
-        driver = AmqpDriver(o.profile)
-        driver.open()  # before the user's first slot: connecting is not part of a send
-        return driver
-    assert o.keyring is not None
-    return RoutedDriver(HttpDriver(user.client, o.profile, o.keyring,
-                                   poll_interval_s=o.poll_interval_s, callbacks=o.callbacks),
-                        o.profile)
+    driver = transport(o.transport).make(DriverSetup(
+        client=user.client, profile=o.profile, keyring=o.keyring, callbacks=o.callbacks,
+        poll_interval_s=o.poll_interval_s))
+    driver.open()
+    return driver
