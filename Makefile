@@ -9,7 +9,7 @@ WITH_BROKER := set -a; [ -f $(BROKER_ENV) ] && . ./$(BROKER_ENV); set +a;
 E2E := $(PYTEST) tests/e2e -m "not exclusive" -n 2 --dist loadgroup && \
        $(PYTEST) tests/e2e -m exclusive -n 2 --dist loadgroup
 
-.PHONY: demo test test-unit test-broker test-e2e install setup broker lint bench bench-check
+.PHONY: demo test test-unit test-broker test-e2e install setup broker lint docs bench bench-check
 
 $(BIN)/rabbitscale: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,11 +49,16 @@ test-broker: install setup
 test-e2e: install setup
 	@$(WITH_BROKER) $(E2E)
 
-# style, the layer contracts (pyproject's import-linter contracts) and types
-lint: install
+# style, the layer contracts (pyproject's import-linter contracts), types, and the docs site
+lint: install docs
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
+	@VULTURE=$(BIN)/vulture scripts/dead_code.sh
+
+# the docs site (mkdocs-material) into site/, strictly: a broken link or page fails
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # the ratio benchmarks against their targets (issue 22), by hand: exits 1 when one misses
 bench-check: install setup

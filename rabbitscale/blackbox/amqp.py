@@ -30,7 +30,7 @@ from rabbitscale.core.urls import check_url, masked
 from rabbitscale.engine import output
 from rabbitscale.engine.base import LoadOptions
 from rabbitscale.engine.load import amqp_publishes, start_delay_s
-from rabbitscale.engine.sampler import Sampler
+from rabbitscale.engine.sampler import Probes, Sampler
 from rabbitscale.engine.stack import latency_scopes
 from rabbitscale.judge import outcome, slo
 from rabbitscale.topology import naming
@@ -144,7 +144,7 @@ class AmqpTargetRun(BlackBoxRun):
         self.sampler = Sampler(ManagementSource(self.mgmt), self.settings.vhost,
                                list(self.queues), self.run_dir,
                                interval_s=max(self.opts.sample_interval_s, 1.0),
-                               main_queue=lambda q: not q.endswith(SIDE_QUEUES))
+                               probes=Probes(main_queue=lambda q: not q.endswith(SIDE_QUEUES)))
         self.sampler.start()
         cleanup.push_async_callback(self.sampler.stop)
 

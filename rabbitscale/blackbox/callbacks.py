@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from rabbitscale.core import latency, targets
-from rabbitscale.core.events import EventHook
+from rabbitscale.core.events import EventHook, factory
 from rabbitscale.core.headers import WEBHOOK_TYPE
 from rabbitscale.core.recent import RecentIds
 from rabbitscale.scenarios.callback_urls import Callback, CallbackPlan, parse_path
@@ -61,7 +61,7 @@ class CallbackLedger:
     unknown: int = 0
     e2e: dict[str, Any] = field(default_factory=dict)  # kind -> HDR histogram
     per_second: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
-    arrived: EventHook = field(default_factory=EventHook)  # fired with callback=, at=
+    arrived: EventHook = field(default_factory=factory("callback"))
     _windows: list[tuple[float, float]] = field(default_factory=list)
     _absorbed: list[int] = field(default_factory=list)
     _seen: RecentIds = field(default_factory=RecentIds)

@@ -36,7 +36,7 @@ from rabbitscale.core.urls import check_url
 from rabbitscale.engine import output
 from rabbitscale.engine.base import LoadOptions
 from rabbitscale.engine.load import LocustProcesses, start_delay_s
-from rabbitscale.engine.sampler import Sampler
+from rabbitscale.engine.sampler import Probes, Sampler
 from rabbitscale.judge import outcome, slo
 from rabbitscale.scenarios import contract
 from rabbitscale.scenarios.callback_urls import CallbackPlan, new_secret
@@ -153,7 +153,7 @@ class TargetRun(BlackBoxRun):
         cleanup.push_async_callback(receiver.close)
         self.sampler = Sampler(self.source, self.vhost, None, self.run_dir,
                                interval_s=max(self.opts.sample_interval_s, 1.0),
-                               main_queue=lambda q: not q.endswith(SIDE_QUEUES))
+                               probes=Probes(main_queue=lambda q: not q.endswith(SIDE_QUEUES)))
         self.sampler.start()
         cleanup.push_async_callback(self.sampler.stop)
 

@@ -22,7 +22,7 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from pamqp.commands import Basic
 
 from rabbitscale.broker import amqp
-from rabbitscale.core.events import EventHook
+from rabbitscale.core.events import hook
 from rabbitscale.core.hashing import murmur3_32
 from rabbitscale.topology.envelope import (
     CONTENT_TYPE,
@@ -155,8 +155,8 @@ class Publisher:
         self.blocked_timeout_s = blocked_timeout_s
         self.retry_window_s = retry_window_s
         self.stats = PublisherStats()
-        self.published = EventHook()  # fired with result=PublishResult
-        self.blocked = EventHook()  # fired with blocked=bool
+        self.published = hook("published")
+        self.blocked = hook("blocked")
         self._min, self._max = profile.publisher_connections(settings)
         self._slots: list[_PooledConnection | None] = [None] * self._max
         self._open_lock = asyncio.Lock()
@@ -292,9 +292,10 @@ class Publisher:
         return await self._publish(mt, message, key, 0, intended_time,
                                    message_id, headers, run)
 
-    async def _publish(self, mt: MessageType, message: dict[str, Any], key: str,
-                       seq: int, intended_time: float | None, message_id: str | None,
-                       headers: dict[str, Any] | None, run: str | None) -> PublishResult:
+    async def _publish(  # noqa: PLR0913 - the hot path: no options object per publish
+            self, mt: MessageType, message: dict[str, Any], key: str, seq: int,
+            intended_time: float | None, message_id: str | None,
+            headers: dict[str, Any] | None, run: str | None) -> PublishResult:
         intended = time.time() if intended_time is None else intended_time
         mid = message_id or new_id()
         attempts = 0

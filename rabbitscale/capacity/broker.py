@@ -144,13 +144,13 @@ def publish_ceiling_per_s(message_bytes: float, replicas: int = 1,
 
 
 def fit(peak_growth_bytes: float, messages: float, message_bytes: float,
-        stored_disk_bytes: float | None, wal_max_bytes: float = WAL_MAX_BYTES,
-        base: BrokerCoefficients = DEFAULT, baseline_bytes: float | None = None,
+        stored_disk_bytes: float | None, base: BrokerCoefficients = DEFAULT,
+        baseline_bytes: float | None = None,
         publish_rate_per_s: float | None = None) -> BrokerCoefficients:
     """Coefficients that reproduce a measured backlog: the allocation overhead from the peak
     memory growth (the peak the model bounds), the segment overhead from the disk the node
     settled at after the fill (the peak depends on when the last WAL rolled over)."""
-    held = bodies_in_memory_bytes(messages, message_bytes, wal_max_bytes, base)
+    held = bodies_in_memory_bytes(messages, message_bytes, WAL_MAX_BYTES, base)
     alloc = base.alloc_overhead
     if held > 0:
         alloc = max(1.0, (peak_growth_bytes - messages * base.index_bytes_per_message) / held)

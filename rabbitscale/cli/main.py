@@ -56,6 +56,8 @@ COMMANDS: dict[str, Command] = {
                               "sink"),
     "profile": Command("profile", "the built-in profiles, a profile file checked, the "
                                   "format's JSON Schema"),
+    "schema": Command("schema", "the JSON Schema of a file rabbitscale reads or writes: profile, "
+                                "summary, find-max, doctor"),
     "cluster": Command("cluster", "a local RabbitMQ cluster on this machine (no Docker)"),
     "worker": Command("worker", "a Locust worker joining a run on another machine"),
 }
@@ -69,7 +71,8 @@ commands:
 {commands}
 
 exit codes: 0 success, 1 a check failed, 2 bad input, 3 a dependency unreachable (broker,
-management API, target), 4 the run itself failed."""
+management API, target), 4 the run itself failed, 5 the run is INVALID (the load generator did
+not hold its schedule)."""
 
 
 def _top_parser() -> Parser:

@@ -37,7 +37,7 @@ from rabbitscale.core.units import format_bytes, parse_size_bytes
 from rabbitscale.engine import output
 from rabbitscale.engine.base import LoadOptions, RunEngine
 from rabbitscale.engine.recorder import Recorder
-from rabbitscale.engine.sampler import Sampler, exact_counter
+from rabbitscale.engine.sampler import Probes, Sampler, exact_counter
 from rabbitscale.harness.completions import listen
 from rabbitscale.harness.stack import Stack, StackOptions
 from rabbitscale.judge import slo
@@ -356,8 +356,8 @@ class BacklogRun(RunEngine):
         queues = list(self.plan)
         self.sampler = Sampler(ManagementSource(self.mgmt, detail=True), self.vhost,
                                queues + [self.profile.endpoint(q).error_queue for q in queues],
-                               self.run_dir, interval_s=o.sample_interval_s, exact=self.exact,
-                               age=self.recorder.oldest_age_s)
+                               self.run_dir, interval_s=o.sample_interval_s,
+                               probes=Probes(exact=self.exact, age=self.recorder.oldest_age_s))
         self.sampler.start()
         cleanup.push_async_callback(self.sampler.stop)
         self.say(f"run {self.name}: backlog of {o.queued:,} x {o.payload} "

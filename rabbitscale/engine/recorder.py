@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rabbitscale.core import latency, targets
-from rabbitscale.core.events import EventHook
+from rabbitscale.core.events import EventHook, factory
 from rabbitscale.core.recent import RecentIds
 from rabbitscale.harness.completions import COMPLETED, FAULTED, SKIPPED, Completion
 
@@ -64,7 +64,7 @@ class Recorder:
     fault_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     completed_after_retry: int = 0
     redelivered: int = 0
-    counted: EventHook = field(default_factory=EventHook)  # fire(record=): each counted once
+    counted: EventHook = field(default_factory=factory("counted"))
     _windows: list[tuple[float, float]] = field(default_factory=list)
     _absorbed: list[int] = field(default_factory=list)
     _last_seq: dict[tuple[str, str], int] = field(default_factory=dict)

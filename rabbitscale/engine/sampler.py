@@ -18,6 +18,7 @@ import contextlib
 import csv
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +26,7 @@ from rabbitscale.broker.amqp import ready_count
 from rabbitscale.broker.observe import NODE_FIELDS, QUEUE_FIELDS, BrokerSource, QueueSample
 from rabbitscale.core import rundir
 from rabbitscale.core.errors import RabbitscaleError
-from rabbitscale.core.events import EventHook
+from rabbitscale.core.events import hook
 from rabbitscale.core.processes import rss_bytes
 
 QUEUE_COLUMNS = ["t", "queue", *QUEUE_FIELDS, "ready_now", "oldest_age_s", "age_estimated"]
@@ -58,12 +59,23 @@ def estimated_age_s(depth: int, sample: QueueSample) -> float | None:
     return depth / sample.ack_rate
 
 
+@dataclass(frozen=True)
+class Probes:
+    """What a run adds to the broker's figures: an exact ready count of the queues it owns,
+    the head's age from its own timestamps, which queues are main queues (not side queues),
+    and its processes' ids (the soak figures)."""
+
+    exact: ExactCount | None = None
+    age: AgeFn | None = None
+    main_queue: Callable[[str], bool] | None = None
+    processes: ProcessIds | None = None
+
+
 class Sampler:
     def __init__(self, source: BrokerSource, vhost: str, queues: list[str] | None,
-                 run_dir: Path, *,
-                 interval_s: float = 1.0, exact: ExactCount | None = None,
-                 age: AgeFn | None = None, main_queue: Callable[[str], bool] | None = None,
-                 processes: ProcessIds | None = None) -> None:
+                 run_dir: Path, *, interval_s: float = 1.0, probes: Probes = Probes()) -> None:
+        exact, age, processes = probes.exact, probes.age, probes.processes
+        main_queue = probes.main_queue
         self.source = source
         self.vhost = vhost
         # None: every queue the source shows in the vhost, each from the sample it first
@@ -94,7 +106,7 @@ class Sampler:
         self._p = self._writer(run_dir / rundir.PROCESSES_CSV, PROCESS_COLUMNS) \
             if processes else None
         # fire(vhost=, queues=[QueueSample], nodes=[NodeSample], rss={name: bytes}) per sample
-        self.sampled = EventHook()
+        self.sampled = hook("sampled")
         self._stopped = False
 
     def _writer(self, path: Path, columns: list[str]) -> Any:

@@ -33,7 +33,7 @@ from rabbitscale.engine.base import LoadOptions, RunEngine
 from rabbitscale.engine.live import setup_live_metrics
 from rabbitscale.engine.load import LocustProcesses, amqp_publishes, start_delay_s
 from rabbitscale.engine.recorder import WEBHOOK_SINK, Recorder
-from rabbitscale.engine.sampler import Sampler, exact_counter
+from rabbitscale.engine.sampler import Probes, Sampler, exact_counter
 from rabbitscale.faults import nemesis
 from rabbitscale.faults.base import Fault, FaultContext, Target
 from rabbitscale.faults.catalogue import fault_class, needs_iptables
@@ -304,8 +304,9 @@ class StackRun(RunEngine):
             ManagementSource(self.mgmt), self.vhost,
             [ep.queue for ep in stack.profile.endpoints]
             + [ep.error_queue for ep in stack.profile.endpoints], self.run_dir,
-            interval_s=self.opts.sample_interval_s, exact=exact_counter(await conn.channel()),
-            age=self.recorder.oldest_age_s, processes=self._process_ids)
+            interval_s=self.opts.sample_interval_s, probes=Probes(
+                exact=exact_counter(await conn.channel()), age=self.recorder.oldest_age_s,
+                processes=self._process_ids))
         setup_live_metrics(self.metrics, self.recorder, stack, sampler)
         if self.opts.trace:
             cleanup.enter_context(trace_records(self.recorder, self.run_dir / rundir.RECORDS_CSV))

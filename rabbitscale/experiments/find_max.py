@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 from rabbitscale.core import rundir
 from rabbitscale.core.verdicts import FAIL, INVALID
 from rabbitscale.engine.base import EngineFactory, LoadOptions
+from rabbitscale.results.find_max import FindMaxResult
 from rabbitscale.results.summary import read as read_summary
 
 HELD, BROKE, INCONCLUSIVE = "holds", "breaks", "inconclusive"
@@ -170,22 +170,35 @@ def run_attempt(factory: EngineFactory, base: LoadOptions, out_dir: Path, keep_u
     return attempt
 
 
-async def find_max(factory: EngineFactory, base: LoadOptions, *, start_per_s: float,
-                   factor: float = 1.2, resolution: float = 0.05, max_steps: int = 16,
-                   keep_up_min: float = 0.97, out_dir: Path, say: Any = print
+@dataclass(frozen=True)
+class Stepping:
+    """How the search steps: by ``factor`` up (or down), bisecting to ``resolution``, at most
+    ``max_steps`` runs; a step holds when at least ``keep_up_min`` of its arrivals finished in
+    time."""
+
+    factor: float = 1.2
+    resolution: float = 0.05
+    max_steps: int = 16
+    keep_up_min: float = 0.97
+
+
+async def find_max(factory: EngineFactory, base: LoadOptions, start_per_s: float,
+                   out_dir: Path, stepping: Stepping = Stepping(), say: Any = print
                    ) -> tuple[float | None, float | None, Search]:
     """``base`` is the run whose task rate is varied: (highest rate that held, lowest that
     broke, the search with its steps and why it stopped)."""
-    search = Search(run_attempt(factory, base, out_dir, keep_up_min, say, [0]),
-                    factor=factor, resolution=resolution, max_steps=max_steps)
+    search = Search(run_attempt(factory, base, out_dir, stepping.keep_up_min, say, [0]),
+                    factor=stepping.factor, resolution=stepping.resolution,
+                    max_steps=stepping.max_steps)
     low, high = await search.find(start_per_s)
     return low, high, search
 
 
-def summarize(search: Search, low: float | None, high: float | None,
-              predicted: float) -> dict[str, Any]:
+def summarize(search: Search, low: float | None, high: float | None, predicted: float,
+              scenario: str = "", system: str = "") -> FindMaxResult:
     """find_max.json: the measured maximum, whether it is bounded, and the model beside it."""
-    return {
+    return FindMaxResult.model_validate({
+        "scenario": scenario, "system": system,
         "predicted_max_per_s": None if math.isinf(predicted) else predicted,
         "measured_max_per_s": low, "upper_bound_per_s": high,
         "bounded": low is not None and high is not None,
@@ -194,27 +207,24 @@ def summarize(search: Search, low: float | None, high: float | None,
         "non_monotonic": search.non_monotonic(), "stopped": search.stopped,
         "steps": [dataclasses.asdict(s) | {"held": s.held} for s in search.steps],
         "decisions": [{"rate_per_s": r, "outcome": o} for r, o in search.decisions],
-    }
+    })
 
 
 def run_find_max(factory: EngineFactory, base: LoadOptions, *, predicted: float,
-                 system: str, start: float | None, out_dir: Path, keep_up_min: float = 0.97,
-                 resolution: float = 0.05) -> int:
+                 system: str, start: float | None, out_dir: Path,
+                 stepping: Stepping = Stepping()) -> int:
     """``system``: what the steps load (the reference stack simulating a profile, or the
     system at a target), said in every output."""
     start_rate = start if start else max(0.5, predicted * 0.7) if not math.isinf(predicted) \
         else 10.0
     print(f"find-max {base.scenario} on {system}: model predicts "
           f"{_rate(predicted)}; stepping from {start_rate:.2f}/s, {base.duration_s:g}s steps, "
-          f"resolution {resolution:.0%}")
-    low, high, search = asyncio.run(find_max(
-        factory, base, start_per_s=start_rate, resolution=resolution,
-        keep_up_min=keep_up_min, out_dir=out_dir))
-    result = {"scenario": base.scenario, "system": system,
-              **summarize(search, low, high, predicted)}
+          f"resolution {stepping.resolution:.0%}")
+    low, high, search = asyncio.run(find_max(factory, base, start_rate, out_dir, stepping))
+    result = summarize(search, low, high, predicted, base.scenario, system)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / rundir.FIND_MAX).write_text(json.dumps(result, indent=2))
-    for b, h in result["non_monotonic"]:
+    (out_dir / rundir.FIND_MAX).write_text(result.model_dump_json(indent=2))
+    for b, h in result.non_monotonic:
         print(f"warning: {b:.2f}/s broke although {h:.2f}/s held: the result is in doubt")
     if low is None:
         print(f"no step held{': ' + search.stopped if search.stopped else ''}: lower --start")
@@ -223,7 +233,7 @@ def run_find_max(factory: EngineFactory, base: LoadOptions, *, predicted: float,
         print(f"at least {low * 60:.1f}/min ({low:.2f}/s) on {system}: no step broke, a lower "
               f"bound ({search.stopped}); raise --start  ({out_dir / rundir.FIND_MAX})")
         return 0
-    error = f", error {result['error_pct']:+.1f}%" if result["error_pct"] is not None else ""
+    error = f", error {result.error_pct:+.1f}%" if result.error_pct is not None else ""
     print(f"maximum sustainable on {system}: {low * 60:.1f}/min ({low:.2f}/s), breaks at "
           f"{high:.2f}/s; model {_rate(predicted)}{error}  ({out_dir / rundir.FIND_MAX})")
     return 0

@@ -76,9 +76,6 @@ class Completion:
         self.reason = reason
         return self
 
-    def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Completion:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})

@@ -31,7 +31,7 @@ import aiohttp
 from rabbitscale.broker import amqp
 from rabbitscale.broker.publisher import Publisher
 from rabbitscale.core.errors import RabbitscaleError
-from rabbitscale.core.events import EventHook
+from rabbitscale.core.events import hook
 from rabbitscale.core.headers import (
     RS_FAIL,
     RS_INTENDED,
@@ -416,7 +416,7 @@ class ConsumerInstance:
         self.profile = profile.resolved(settings)
         self.opts = opts or ConsumerOptions()
         self.rng = random.Random(self.opts.seed)
-        self.completed = EventHook()  # fired with record=Completion
+        self.completed = hook("completed")
         self.stopping = False
         self.report_completions = report_completions
         self.reporter: CompletionReporter | None = None

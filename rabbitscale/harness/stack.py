@@ -35,7 +35,7 @@ from rabbitscale.core.errors import (
     RunFailed,
     Unavailable,
 )
-from rabbitscale.core.events import EventHook
+from rabbitscale.core.events import hook
 from rabbitscale.core.headers import X_INTENDED
 from rabbitscale.core.processes import rss_bytes
 from rabbitscale.core.recent import RecentIds
@@ -116,7 +116,7 @@ class Stack:
         self._pumps: list[asyncio.Task[None]] = []
         self._summary: dict[str, Any] | None = None
         self._listener: Any = None
-        self.recorded = EventHook()  # fire(record=Completion) for each completion record
+        self.recorded = hook("recorded")
 
     async def _serve(self, app: web.Application, port: int, what: str, flag: str) -> str:
         runner = web.AppRunner(app, access_log=None)

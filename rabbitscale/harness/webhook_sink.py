@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from rabbitscale.core.events import EventHook
+from rabbitscale.core.events import EventHook, factory
 from rabbitscale.core.headers import WEBHOOK_TYPE, X_INTENDED, X_MESSAGE_ID, X_RUN
 
 
@@ -31,7 +31,7 @@ class SinkOptions:
 @dataclass
 class Sink:
     opts: SinkOptions = field(default_factory=SinkOptions)
-    arrived: EventHook = field(default_factory=EventHook)  # fired with arrival=dict
+    arrived: EventHook = field(default_factory=factory("arrived"))
     received: int = 0
     failed: int = 0
     message_ids: set[str] = field(default_factory=set)

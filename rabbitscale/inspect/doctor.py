@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from rabbitscale.capacity import broker, model
 from rabbitscale.core import targets
 from rabbitscale.core.units import format_bytes
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN, worst
+from rabbitscale.results.doctor import DoctorResult, FindingResult
 from rabbitscale.topology import naming
 from rabbitscale.topology.profiles import QUORUM, Endpoint, Profile
 from rabbitscale.topology.settings import RabbitSettings
@@ -134,11 +136,6 @@ def effective_arguments(queue: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     return effective, origin
 
 
-def _f(group: str, subject: str, check: str, observed: Any, expected: Any, source: str,
-       verdict: str, detail: str = "") -> Finding:
-    return Finding(group, subject, check, observed, expected, source, verdict, detail)
-
-
 # --- topology ----------------------------------------------------------------------------------
 
 
@@ -149,11 +146,12 @@ def topology(s: Snapshot, profile: Profile) -> list[Finding]:
     for ep in profile.endpoints:
         q = s.queues.get(ep.queue)
         if q is None:
-            out.append(_f("topology", ep.queue, "queue exists", "missing", "declared", src, FAIL,
-                          f"nothing consumes {ep.message_type}; publishes are unroutable"))
+            out.append(Finding("topology", ep.queue, "queue exists", "missing", "declared", src,
+                               FAIL, f"nothing consumes {ep.message_type}; publishes are "
+                                     f"unroutable"))
             continue
         qtype = q.get("type", "classic")
-        out.append(_f("topology", ep.queue, "queue type", qtype, ep.queue_type, src,
+        out.append(Finding("topology", ep.queue, "queue type", qtype, ep.queue_type, src,
                       OK if qtype == ep.queue_type else FAIL,
                       "" if qtype == ep.queue_type else
                       "a classic queue keeps one copy and has no delivery limit; declared by "
@@ -168,7 +166,7 @@ def topology(s: Snapshot, profile: Profile) -> list[Finding]:
             continue
         has_binding = any(b["destination"] == name and b["source"] for b in s.bindings)
         if not has_binding and not q.get("consumers"):
-            out.append(_f("topology", name, "unused queue", "no binding, no consumer",
+            out.append(Finding("topology", name, "unused queue", "no binding, no consumer",
                           "bound or consumed", "MassTransit topology", WARN,
                           f"{q.get('messages') or 0} messages nothing will deliver or read"))
     sources = {b["source"] for b in s.bindings}
@@ -176,7 +174,7 @@ def topology(s: Snapshot, profile: Profile) -> list[Finding]:
         if not name or name.startswith("amq.") or name in sources or \
                 name == naming.COMPLETIONS_EXCHANGE:  # the reference stack's own
             continue
-        out.append(_f("topology", name, "unused exchange", "binds nothing", "bound",
+        out.append(Finding("topology", name, "unused exchange", "binds nothing", "bound",
                       "MassTransit topology", WARN, "what is published to it is dropped"))
     return out
 
@@ -190,7 +188,7 @@ def _arguments(ep: Endpoint, q: dict[str, Any], src: str) -> list[Finding]:
         by = origin.get(arg, "queue argument")
         if want == got or (want is None and got is None):
             if want is not None:
-                out.append(_f("topology", ep.queue, arg, got, want, src, OK, f"from {by}"))
+                out.append(Finding("topology", ep.queue, arg, got, want, src, OK, f"from {by}"))
             continue
         if arg == "x-single-active-consumer":
             verdict = FAIL if want and not got else WARN
@@ -204,11 +202,11 @@ def _arguments(ep: Endpoint, q: dict[str, Any], src: str) -> list[Finding]:
         else:
             verdict = WARN
             detail = f"set by {by}" if arg in origin else ""
-        out.append(_f("topology", ep.queue, arg, NOT_SET if got is None else got,
+        out.append(Finding("topology", ep.queue, arg, NOT_SET if got is None else got,
                       NOT_SET if want is None else want, src, verdict, detail.strip("; ")))
     limit = effective.get("x-delivery-limit")
     if limit is not None and not effective.get("x-dead-letter-exchange"):
-        out.append(_f("topology", ep.queue, "delivery limit without dead-letter target",
+        out.append(Finding("topology", ep.queue, "delivery limit without dead-letter target",
                       f"x-delivery-limit {limit}, no x-dead-letter-exchange",
                       "a dead-letter exchange", "RabbitMQ quorum queues", WARN,
                       f"a message redelivered more than {limit} times is dropped"))
@@ -229,7 +227,7 @@ def _routing(ep: Endpoint, profile: Profile, bound: set[tuple[str, str, str]],
                     "message type -> endpoint exchange", type_name)]
     for name, ok, what, type_name in checks:
         if not ok:
-            out.append(_f("topology", name, what, "missing", "present",
+            out.append(Finding("topology", name, what, "missing", "present",
                           "MassTransit publish topology", FAIL,
                           f"{type_name} published by a .NET publisher cannot reach "
                           f"{ep.queue}"))
@@ -251,11 +249,11 @@ def consumers(s: Snapshot, profile: Profile, settings: RabbitSettings) -> list[F
         found = by_queue.get(ep.queue, [])
         depth = q.get("messages") or 0
         if not found:
-            out.append(_f("consumers", ep.queue, "consumers", 0, ">= 1", "a running service",
+            out.append(Finding("consumers", ep.queue, "consumers", 0, ">= 1", "a running service",
                           FAIL if depth else WARN,
                           f"{depth} messages wait for a consumer" if depth else "idle"))
             continue
-        out.append(_f("consumers", ep.queue, "consumers", len(found), ">= 1",
+        out.append(Finding("consumers", ep.queue, "consumers", len(found), ">= 1",
                       "a running service", OK))
         for c in found:
             prefetch = int(c.get("prefetch_count") or 0)
@@ -264,14 +262,14 @@ def consumers(s: Snapshot, profile: Profile, settings: RabbitSettings) -> list[F
                 continue
             verdict = FAIL if prefetch == 0 or prefetch > PREFETCH_FAIL_FACTOR * (ep.prefetch
                                                                                   or 1) else WARN
-            out.append(_f("consumers", ep.queue, "prefetch", prefetch or "unlimited",
+            out.append(Finding("consumers", ep.queue, "prefetch", prefetch or "unlimited",
                           ep.prefetch, f"profile {profile.name} (PrefetchCount)", verdict,
                           f"consumer on {who}: buffers up to "
                           f"{'every message' if not prefetch else f'{prefetch} messages'}"))
         if ep.single_active_consumer:
             active = [c for c in found if c.get("active") or
                       c.get("activity_status") == "single_active"]
-            out.append(_f("consumers", ep.queue, "single active consumer", len(active), 1,
+            out.append(Finding("consumers", ep.queue, "single active consumer", len(active), 1,
                           "x-single-active-consumer", OK if len(active) <= 1 else FAIL,
                           ", ".join(c.get("channel_details", {}).get("connection_name", "?")
                                     for c in active) or "none active yet"))
@@ -291,18 +289,18 @@ def depth(s: Snapshot, profile: Profile, warning: int = targets.DEPTH_WARNING,
             continue
         messages = q.get("messages")
         if messages is None:
-            out.append(_f("depth", ep.queue, "depth", NOT_MEASURED, f"<= {warning}",
+            out.append(Finding("depth", ep.queue, "depth", NOT_MEASURED, f"<= {warning}",
                           "guide: queue depth alerts", INFO,
                           "the broker has no statistics for it yet (or its metrics collector "
                           "is off: try --prometheus)"))
             continue
-        out.append(_f("depth", ep.queue, "depth", messages, f"<= {warning} (critical "
+        out.append(Finding("depth", ep.queue, "depth", messages, f"<= {warning} (critical "
                       f"{critical})", "guide: queue depth alerts",
                       FAIL if messages > critical else WARN if messages > warning else OK))
         limit = effective_arguments(q)[0].get("x-max-length")
         if limit:
             fill = messages / limit
-            out.append(_f("depth", ep.queue, "fill of x-max-length", f"{fill:.0%}", "< 80%",
+            out.append(Finding("depth", ep.queue, "fill of x-max-length", f"{fill:.0%}", "< 80%",
                           f"x-max-length {limit}", FAIL if fill >= 1 else WARN if fill >= 0.8
                           else OK, "publishes are rejected (reject-publish) at 100%"
                           if fill >= 1 else ""))
@@ -310,12 +308,12 @@ def depth(s: Snapshot, profile: Profile, warning: int = targets.DEPTH_WARNING,
         if messages:
             if ack:
                 drain = model.drain_time_s(messages, float(ack), 0.0)
-                out.append(_f("depth", ep.queue, "drain time at the measured ack rate",
+                out.append(Finding("depth", ep.queue, "drain time at the measured ack rate",
                               round(drain, 1), f"<= {age_max_s:g}s", "guide: message age alert",
                               WARN if drain > age_max_s else OK,
                               f"{messages} messages at {ack:g}/s (new arrivals not counted)"))
             else:
-                out.append(_f("depth", ep.queue, "drain time at the measured ack rate",
+                out.append(Finding("depth", ep.queue, "drain time at the measured ack rate",
                               "never (no acks)", f"<= {age_max_s:g}s",
                               "guide: message age alert", FAIL,
                               f"{messages} messages and nothing acked lately"))
@@ -323,7 +321,7 @@ def depth(s: Snapshot, profile: Profile, warning: int = targets.DEPTH_WARNING,
             sq = s.queues.get(side)
             n = (sq or {}).get("messages")
             if sq is not None and n:
-                out.append(_f("depth", side, "messages", n, 0, "MassTransit fault handling",
+                out.append(Finding("depth", side, "messages", n, 0, "MassTransit fault handling",
                               FAIL if n > critical else WARN,
                               "faulted messages wait to be replayed or dropped" if
                               side.endswith("_error") else "messages no consumer handles"))
@@ -333,62 +331,116 @@ def depth(s: Snapshot, profile: Profile, warning: int = targets.DEPTH_WARNING,
 # --- node ----------------------------------------------------------------------------------------
 
 
-def node(s: Snapshot, container_memory_bytes: float | None = None) -> list[Finding]:
-    out: list[Finding] = []
-    prom = {n.node: n for n in s.prometheus_nodes}
-    for n in s.nodes:
-        name = n.get("name", "?")
-        p = prom.get(name)
+@dataclass(frozen=True)
+class NodeFigures:
+    """One node's figures, from the management API and (where it lacks them)
+    rabbitmq_prometheus."""
+
+    name: str
+    raw: dict[str, Any]
+    used: float | None
+    limit: float | None
+    container: float | None
+
+    @classmethod
+    def of(cls, n: dict[str, Any], prom: Any, container: float | None) -> NodeFigures:
         used = n.get("mem_used") if n.get("mem_used") is not None else \
-            (p.mem_used if p else None)
+            (prom.mem_used if prom else None)
         limit = n.get("mem_limit") if n.get("mem_limit") is not None else \
-            (p.mem_limit if p else None)
-        if used is not None and limit:
-            frac = used / limit
-            out.append(_f("node", name, "memory of the high watermark", f"{frac:.0%}",
-                          f"< {targets.MEMORY_WARNING_FRACTION:.0%}",
-                          "guide: memory alert", WARN if frac >= targets.MEMORY_WARNING_FRACTION
-                          else OK, f"{format_bytes(used)} of {format_bytes(limit)}"))
-        alarm = n.get("mem_alarm")
-        out.append(_f("node", name, "memory alarm", alarm if alarm is not None else NOT_MEASURED,
-                      False, "guide: critical alert", FAIL if alarm else OK
-                      if alarm is not None else INFO))
-        if limit and container_memory_bytes:
-            share = limit / container_memory_bytes
-            out.append(_f("node", name, "watermark of the container memory", f"{share:.0%}",
-                          f"<= {1 - targets.MEMORY_HEADROOM:.0%}",
-                          "guide: 40% headroom; --container-memory",
-                          FAIL if share >= 1 else WARN if share > 1 - targets.MEMORY_HEADROOM
-                          else OK, "the container is OOM-killed before the broker blocks "
-                          "publishers" if share >= 1 else
-                          f"watermark {format_bytes(limit)}: a relative watermark is taken of "
-                          f"the host's RAM unless total_memory_available_override_value is "
-                          f"set" if share > 1 - targets.MEMORY_HEADROOM else ""))
-        free, free_limit = n.get("disk_free"), n.get("disk_free_limit")
-        if free is not None and free_limit:
-            out.append(_f("node", name, "disk free", format_bytes(free),
-                          f">= 2 x disk_free_limit ({format_bytes(free_limit)})",
-                          "disk_free_limit", FAIL if n.get("disk_free_alarm") or free <= free_limit
-                          else WARN if free < 2 * free_limit else OK,
-                          "a disk alarm blocks every publisher" if free <= free_limit else ""))
-            if free_limit <= 50_000_000:
-                out.append(_f("node", name, "disk_free_limit", format_bytes(free_limit),
-                              "> the node's memory limit", "RabbitMQ production checklist",
-                              WARN, "the 50MB default cannot hold a backlog being paged out"))
-        for used_key, total_key, what in (("fd_used", "fd_total", "file descriptors"),
-                                          ("sockets_used", "sockets_total", "sockets"),
-                                          ("proc_used", "proc_total", "Erlang processes")):
-            used_n, total_n = n.get(used_key), n.get(total_key)
-            if used_n is not None and total_n:
-                frac = used_n / total_n
-                out.append(_f("node", name, what, f"{used_n} of {total_n}", f"< {FD_WARN:.0%}",
-                              "node limits", FAIL if frac >= FD_FAIL else WARN
-                              if frac >= FD_WARN else OK))
-        parts = n.get("partitions") or []
-        out.append(_f("node", name, "network partitions", len(parts), 0, "cluster health",
-                      FAIL if parts else OK, ", ".join(map(str, parts))))
-    out += _broker(s)
-    return out
+            (prom.mem_limit if prom else None)
+        return cls(n.get("name", "?"), n, used, limit, container)
+
+
+NodeRule = Callable[[NodeFigures], Finding | None]
+
+
+def _memory(f: NodeFigures) -> Finding | None:
+    if f.used is None or not f.limit:
+        return None
+    frac = f.used / f.limit
+    return Finding("node", f.name, "memory of the high watermark", f"{frac:.0%}",
+                   f"< {targets.MEMORY_WARNING_FRACTION:.0%}", "guide: memory alert",
+                   WARN if frac >= targets.MEMORY_WARNING_FRACTION else OK,
+                   f"{format_bytes(f.used)} of {format_bytes(f.limit)}")
+
+
+def _alarm(f: NodeFigures) -> Finding:
+    alarm = f.raw.get("mem_alarm")
+    return Finding("node", f.name, "memory alarm",
+                   alarm if alarm is not None else NOT_MEASURED, False, "guide: critical alert",
+                   FAIL if alarm else OK if alarm is not None else INFO)
+
+
+def _watermark(f: NodeFigures) -> Finding | None:
+    if not f.limit or not f.container:
+        return None
+    share = f.limit / f.container
+    verdict = FAIL if share >= 1 else WARN if share > 1 - targets.MEMORY_HEADROOM else OK
+    detail = {FAIL: "the container is OOM-killed before the broker blocks publishers",
+              WARN: f"watermark {format_bytes(f.limit)}: a relative watermark is taken of the "
+                    f"host's RAM unless total_memory_available_override_value is set",
+              OK: ""}[verdict]
+    return Finding("node", f.name, "watermark of the container memory", f"{share:.0%}",
+                   f"<= {1 - targets.MEMORY_HEADROOM:.0%}",
+                   "guide: 40% headroom; --container-memory", verdict, detail)
+
+
+def _disk(f: NodeFigures) -> Finding | None:
+    free, free_limit = f.raw.get("disk_free"), f.raw.get("disk_free_limit")
+    if free is None or not free_limit:
+        return None
+    full = f.raw.get("disk_free_alarm") or free <= free_limit
+    return Finding("node", f.name, "disk free", format_bytes(free),
+                   f">= 2 x disk_free_limit ({format_bytes(free_limit)})", "disk_free_limit",
+                   FAIL if full else WARN if free < 2 * free_limit else OK,
+                   "a disk alarm blocks every publisher" if full else "")
+
+
+def _disk_limit(f: NodeFigures) -> Finding | None:
+    free_limit = f.raw.get("disk_free_limit")
+    if f.raw.get("disk_free") is None or not free_limit or free_limit > 50_000_000:
+        return None
+    return Finding("node", f.name, "disk_free_limit", format_bytes(free_limit),
+                   "> the node's memory limit", "RabbitMQ production checklist", WARN,
+                   "the 50MB default cannot hold a backlog being paged out")
+
+
+def _limit(used_key: str, total_key: str, what: str) -> NodeRule:
+    def rule(f: NodeFigures) -> Finding | None:
+        used_n, total_n = f.raw.get(used_key), f.raw.get(total_key)
+        if used_n is None or not total_n:
+            return None
+        frac = used_n / total_n
+        return Finding("node", f.name, what, f"{used_n} of {total_n}", f"< {FD_WARN:.0%}",
+                       "node limits", FAIL if frac >= FD_FAIL else WARN if frac >= FD_WARN
+                       else OK)
+
+    return rule
+
+
+def _partitions(f: NodeFigures) -> Finding:
+    parts = f.raw.get("partitions") or []
+    return Finding("node", f.name, "network partitions", len(parts), 0, "cluster health",
+                   FAIL if parts else OK, ", ".join(map(str, parts)))
+
+
+NODE_RULES: tuple[NodeRule, ...] = (
+    _memory, _alarm, _watermark, _disk, _disk_limit,
+    _limit("fd_used", "fd_total", "file descriptors"),
+    _limit("sockets_used", "sockets_total", "sockets"),
+    _limit("proc_used", "proc_total", "Erlang processes"),
+    _partitions,
+)
+
+
+def node(s: Snapshot, container_memory_bytes: float | None = None) -> list[Finding]:
+    """Each node held to every rule of NODE_RULES, then the broker as a whole."""
+    prom = {n.node: n for n in s.prometheus_nodes}
+    out = [found for n in s.nodes
+           for rule in NODE_RULES
+           if (found := rule(NodeFigures.of(n, prom.get(n.get("name", "?")),
+                                            container_memory_bytes))) is not None]
+    return out + _broker(s)
 
 
 def _broker(s: Snapshot) -> list[Finding]:
@@ -397,25 +449,25 @@ def _broker(s: Snapshot) -> list[Finding]:
     version = str(ov.get("rabbitmq_version", ""))
     if version:
         major = version.split(".")[0]
-        out.append(_f("node", "broker", "RabbitMQ version", version, ">= 4.0",
+        out.append(Finding("node", "broker", "RabbitMQ version", version, ">= 4.0",
                       "RabbitMQ support policy", WARN if major == "3" else OK,
                       "the 3.x series is out of community support since 4.0 (2024); the "
                       "guide's compose file runs 3.13" if major == "3" else ""))
     if ov.get("erlang_version"):
-        out.append(_f("node", "broker", "Erlang version", ov["erlang_version"], "-", "", INFO))
+        out.append(Finding("node", "broker", "Erlang version", ov["erlang_version"], "-", "", INFO))
     totals = ov.get("object_totals", {})
-    out.append(_f("node", "broker", "connections / channels",
+    out.append(Finding("node", "broker", "connections / channels",
                   f"{totals.get('connections', '?')} / {totals.get('channels', '?')}", "-",
                   "guide: connection pool", INFO))
     churn = (ov.get("churn_rates") or {}).get("connection_created_details", {}).get("rate")
     if churn is not None:
-        out.append(_f("node", "broker", "connections opened per second", churn,
+        out.append(Finding("node", "broker", "connections opened per second", churn,
                       f"<= {CHURN_WARN_PER_S:g}", "guide: monitor connection churn",
                       WARN if churn > CHURN_WARN_PER_S else OK,
                       "clients reconnecting in a loop" if churn > CHURN_WARN_PER_S else ""))
     mirrored = [p["name"] for p in s.policies if "ha-mode" in (p.get("definition") or {})]
     if mirrored:
-        out.append(_f("node", s.vhost, "deprecated features in use",
+        out.append(Finding("node", s.vhost, "deprecated features in use",
                       f"classic mirroring (policies {', '.join(mirrored)})", "none",
                       "RabbitMQ deprecated features", WARN, "removed in 4.0"))
     return out
@@ -447,11 +499,12 @@ def live_plan(s: Snapshot, profile: Profile, settings: RabbitSettings,
                 prefetch = int(c.get("prefetch_count") or 0) or (messages or 0)
                 per_connection[conn] += model.prefetch_memory_bytes(prefetch, size, 1)
         if q:
-            out.append(_f("plan", ep.queue, "message size", format_bytes(size), "-", how, INFO))
+            out.append(Finding("plan", ep.queue, "message size", format_bytes(size), "-", how,
+                               INFO))
     if per_connection:
         peak = max(per_connection.values())
         budget = 256 * 2**20  # half the guide's smallest instance (512MB-1GB)
-        out.append(_f("plan", "consumers", "client prefetch memory per instance (peak)",
+        out.append(Finding("plan", "consumers", "client prefetch memory per instance (peak)",
                       format_bytes(peak), f"<= {format_bytes(budget)}",
                       "guide: 512MB-1GB per instance", WARN if peak > budget else OK,
                       f"{len(per_connection)} consuming connections, prefetch x observed size"))
@@ -459,7 +512,7 @@ def live_plan(s: Snapshot, profile: Profile, settings: RabbitSettings,
     mean = queued_bytes / queued_total if queued_total else ASSUMED_MESSAGE_BYTES
     growth = broker.memory_growth_bytes(queued_total, mean, c=coefficients)
     alert = model.alert_memory_bytes(min(limits)) if limits else math.inf
-    out.append(_f("plan", "broker", "memory the queued messages can reach",
+    out.append(Finding("plan", "broker", "memory the queued messages can reach",
                   format_bytes(growth), f"< {format_bytes(alert)}" if limits else "-",
                   f"broker model: {queued_total} messages x {format_bytes(mean)}, above the "
                   f"node's baseline ({coefficients.source})",
@@ -504,7 +557,7 @@ def forecast(s: Snapshot, profile: Profile) -> list[Finding]:
         overflow = effective.get("x-overflow", "drop-head")
         left_s = max(0.0, (int(limit) - messages) / rate)
         then = "the oldest are dropped" if overflow == "drop-head" else "publishes are refused"
-        out.append(_f("forecast", ep.queue, "time to x-max-length", _minutes(left_s),
+        out.append(Finding("forecast", ep.queue, "time to x-max-length", _minutes(left_s),
                       f">= {_minutes(FORECAST_WARN_S)}", "observed growth (management API)",
                       _forecast_verdict(left_s),
                       f"{ep.queue}: +{rate:.3g} msg/s, reaches {int(limit):,} in "
@@ -520,7 +573,7 @@ def forecast(s: Snapshot, profile: Profile) -> list[Finding]:
         used, limit = n.get("mem_used"), n.get("mem_limit")
         if used is not None and limit and mem_per_s > 0:
             left_s = max(0.0, (limit - used) / mem_per_s)
-            out.append(_f("forecast", name, "time to the memory alarm", _minutes(left_s),
+            out.append(Finding("forecast", name, "time to the memory alarm", _minutes(left_s),
                           f">= {_minutes(FORECAST_WARN_S)}", "observed growth x broker model",
                           _forecast_verdict(left_s),
                           f"+{growth:.3g} msg/s of ~{format_bytes(size)} adds "
@@ -529,7 +582,7 @@ def forecast(s: Snapshot, profile: Profile) -> list[Finding]:
         free, free_limit = n.get("disk_free"), n.get("disk_free_limit")
         if free is not None and free_limit is not None and disk_per_s > 0:
             left_s = max(0.0, (free - free_limit) / disk_per_s)
-            out.append(_f("forecast", name, "time to the disk alarm", _minutes(left_s),
+            out.append(Finding("forecast", name, "time to the disk alarm", _minutes(left_s),
                           f">= {_minutes(FORECAST_WARN_S)}", "observed growth x broker model",
                           _forecast_verdict(left_s),
                           f"+{growth:.3g} msg/s writes {format_bytes(disk_per_s)}/s: "
@@ -549,6 +602,16 @@ def diagnose(s: Snapshot, profile: Profile, settings: RabbitSettings, *,
 
 def verdict(findings: list[Finding]) -> str:
     return worst(f.verdict for f in findings)
+
+
+def result(findings: list[Finding], vhost: str, profile: str,
+           upgrade_to: str | None = None) -> DoctorResult:
+    """doctor --json: the typed result (results/doctor.py)."""
+    return DoctorResult(vhost=vhost, profile=profile, verdict=verdict(findings),
+                        counts={v: sum(f.verdict == v for f in findings)
+                                for v in (FAIL, WARN, OK, INFO)},
+                        upgrade_to=upgrade_to,
+                        findings=[FindingResult.model_validate(f.as_dict()) for f in findings])
 
 
 def wrap_row(cells: tuple[str, ...], widths: tuple[int, ...], tail: str) -> list[str]:

@@ -52,10 +52,6 @@ def _all_zero(values: Any) -> bool:
         return not any(values)
 
 
-def _relative_t(df: Any, t0: float) -> Any:
-    return df["t"] - t0
-
-
 def throughput(tp: Any, t0: float, markers: Markers | None = None) -> str | None:
     if "completed" not in tp or _all_zero(tp["completed"]):
         return None

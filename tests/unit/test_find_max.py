@@ -65,7 +65,7 @@ def test_nothing_broke_is_a_lower_bound():
     low, high = run(s, 10.0)
     assert high is None and low == pytest.approx(10 * 1.2**4)
     doc = summarize(s, low, high, predicted=30.0)
-    assert doc["bounded"] is False and doc["error_pct"] is None
+    assert doc.bounded is False and doc.error_pct is None
 
 
 def test_a_start_that_breaks_steps_down():

@@ -28,10 +28,9 @@ def parser(argv: list[str]) -> Parser:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import json
 
     from rabbitscale.core.verdicts import FAIL
-    from rabbitscale.inspect.doctor import diagnose, read_broker, render, verdict
+    from rabbitscale.inspect.doctor import diagnose, read_broker, render, result, verdict
     from rabbitscale.topology.profile_file import load_system
 
     settings, profile = load_system(args.profile, args.profile_file)
@@ -41,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     findings = diagnose(snap, profile, settings,
                         container_memory_bytes=args.container_memory)
     if args.json:
-        print(json.dumps({"vhost": settings.vhost, "profile": profile.name,
-                          "verdict": verdict(findings),
-                          "findings": [f.as_dict() for f in findings]}, indent=2, default=str))
+        print(result(findings, settings.vhost, profile.name).model_dump_json(indent=2))
     else:
         print(render(findings, settings.vhost, profile.name, verbose=args.verbose))
     return 1 if verdict(findings) == FAIL else 0
