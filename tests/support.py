@@ -46,6 +46,24 @@ def require_tool(name: str) -> str:
     return path
 
 
+def broker() -> Any:
+    """The test broker's settings (rabbitscale's own reading of AMQP_URL and the
+    CONDUITLLM__RABBITMQ__* keys: `make test` sets AMQP_URL when it started a broker of its
+    own, with a user and password of its own)."""
+    from rabbitscale.topology.settings import load_settings
+
+    environ = dict(os.environ)
+    environ.setdefault("CONDUITLLM__RABBITMQ__HOST", HOST)
+    return load_settings(environ=environ)
+
+
+def amqp_url(vhost: str = "/", host: str | None = None, port: int | None = None) -> str:
+    """An AMQP URL of the test broker with its credentials, for ``vhost``."""
+    s = broker()
+    return (f"amqp://{quote(s.username, safe='')}:{quote(s.password, safe='')}@"
+            f"{host or s.host}:{port or s.port}/{quote(vhost, safe='')}")
+
+
 def env(**extra: str) -> dict[str, str]:
     """The environment of a command a user runs against the test broker: none of our own
     RABBITSCALE_* settings from the calling shell leak in."""
@@ -55,9 +73,12 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def rabbitscale(*args: str, timeout: float = 120, cwd: Path | None = None,
+                environ: dict[str, str] | None = None,
                 **extra: str) -> subprocess.CompletedProcess[str]:
-    """`rabbitscale ARGS` as a subprocess (python -m rabbitscale), output captured."""
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], env=env(**extra),
+    """`rabbitscale ARGS` as a subprocess (python -m rabbitscale), output captured: the one
+    way every test runs the command. ``environ`` and ``extra`` are added to ``env()``."""
+    return subprocess.run([sys.executable, "-m", "rabbitscale", *args],
+                          env=env(**{**(environ or {}), **extra}),
                           capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT)
 
 
@@ -91,8 +112,9 @@ def assert_system_verdict(rc: int, summary: dict[str, Any], expected: str,
 
 @contextmanager
 def management(base: str | None = None) -> Iterator[Call]:
-    base = base or f"http://{HOST}:15672/api"
-    auth = "Basic " + b64encode(b"guest:guest").decode()
+    s = broker()
+    base = base or f"{s.management_base_url}/api"
+    auth = "Basic " + b64encode(f"{s.username}:{s.password}".encode()).decode()
 
     def call(method: str, path: str, body: Any = None) -> Any:
         parts = path.split("/")
@@ -114,12 +136,12 @@ def management(base: str | None = None) -> Iterator[Call]:
 
 @contextmanager
 def own_vhost(prefix: str = "rs-test") -> Iterator[str]:
-    """A vhost of the test's own (guest may use it), deleted at the end."""
+    """A vhost of the test's own (the test broker's user may use it), deleted at the end."""
     vhost = f"{prefix}-{uuid.uuid4().hex[:8]}"
     with management() as mgmt:
         mgmt("PUT", f"/vhosts/{vhost}", {})
-        mgmt("PUT", f"/permissions/{vhost}/guest", {"configure": ".*", "write": ".*",
-                                                    "read": ".*"})
+        mgmt("PUT", f"/permissions/{vhost}/{broker().username}",
+             {"configure": ".*", "write": ".*", "read": ".*"})
     try:
         yield vhost
     finally:
@@ -159,6 +181,28 @@ def stats_ready(vhost: str, queues: list[str], wanted: dict[str, int] | None = N
             return
         time.sleep(1)
     raise AssertionError(f"no statistics for {queues} after {timeout}s")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60,
+               every: float = 0.5) -> None:
+    """Poll ``condition`` until it holds (instead of sleeping a guess); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout:g}s")
+        time.sleep(every)
+
+
+def consumers_ready(vhost: str, queues: list[str], timeout: float = 40) -> None:
+    """Wait until the management API's statistics show a consumer on each queue (with its
+    prefetch: doctor and discover read them)."""
+    def ready() -> bool:
+        with management() as mgmt:
+            got = {c["queue"]["name"] for c in mgmt("GET", f"/consumers/{vhost}", None)
+                   if c.get("prefetch_count") is not None}
+        return set(queues) <= got
+
+    wait_until(ready, f"consumers on {queues}", timeout)
 
 
 @dataclass
@@ -241,3 +285,13 @@ def summary_json(**fields: Any) -> str:
         base[key] = {**base[key], **value} if isinstance(value, dict) and \
             isinstance(base.get(key), dict) else value
     return Summary.model_validate(base).to_json()
+
+
+def plan_exit(output: str) -> int:
+    """The exit code `rabbitscale plan` owes for what it printed (text or --json): 1 when its
+    verdict is FAIL, else 0."""
+    try:
+        failed = json.loads(output)["verdict"] == "FAIL"
+    except ValueError:
+        failed = "\nverdict: FAIL" in output
+    return 1 if failed else 0

@@ -42,7 +42,7 @@ from typing import Any
 from rabbitscale.capacity import queueing
 from rabbitscale.capacity.plan import PlanInputs, predicted_max_per_s, service_time_s
 from rabbitscale.core import rundir
-from rabbitscale.core.errors import BadInput
+from rabbitscale.core.errors import EXIT_INVALID, BadInput
 from rabbitscale.engine.base import EngineFactory, LoadOptions
 from rabbitscale.results.summary import Summary
 from rabbitscale.results.summary import read as read_summary
@@ -54,6 +54,12 @@ JUDGED = (0.5, 0.9)  # utilisation range the model is held to
 TOLERANCE = 0.25  # |predicted - measured| / measured
 SLACK_MS = 10.0  # or within this many milliseconds
 MIN_UNQUEUED = 20  # unqueued messages needed to estimate the delivery delay
+# A comparison made while the machine stalled (the step's own figures say so) is
+# inconclusive and the step is run again, never judged: beyond these the machine, not the
+# endpoint, decided the step's latency
+STALL_SEND_DELAY_P99_MS = 10.0  # the generator's sends left this late (p99)
+STALL_FRACTION = 0.5  # delivery jitter or the credit hold's p99 beyond this share of a slot
+STALL_RETRIES = 2  # a stalled step is run again this many times
 SWEEP = "sweep.json"
 METRICS = ("queue_wait", "e2e", "slot_wait", "processing")
 STATS = ("p50", "p95", "p99")
@@ -106,9 +112,10 @@ class Sweep:
     points: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self, slo: Slo | None, load: queueing.EndpointLoad) -> dict[str, Any]:
-        judged = [p for p in self.points if JUDGED[0] <= p["utilisation"] <= JUDGED[1]
-                  and p["measured"].get("queue_wait_p99_ms") is not None]
-        judged = [p for p in judged if not p["replayed"].get("published_on_completion")]
+        candidates = [p for p in self.points if JUDGED[0] <= p["utilisation"] <= JUDGED[1]
+                      and p["measured"].get("queue_wait_p99_ms") is not None
+                      and not p["replayed"].get("published_on_completion")]
+        judged = [p for p in candidates if not p.get("stalled")]
         for p in judged:
             p["within"] = within(p["replayed"].get("queue_wait_p99_ms"),
                                  p["measured"]["queue_wait_p99_ms"],
@@ -131,7 +138,10 @@ class Sweep:
                                    "predicted": predicted_headroom(load, slo)}},
             "model": {"judged_utilisation": list(JUDGED), "tolerance": TOLERANCE,
                       "slack_ms": SLACK_MS, "points_judged": len(judged),
-                      "within": bool(judged) and all(p["within"] for p in judged)},
+                      "points_stalled": len(candidates) - len(judged),
+                      # None: every point the model is held to was made on a stalled machine
+                      "within": None if candidates and not judged else
+                      bool(judged) and all(p["within"] for p in judged)},
         }
 
 
@@ -302,6 +312,7 @@ def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str,
     return {**{f"queue_wait_p{p:g}_ms": round(v * 1000, 2) for p, v in waits.items()},
             "messages": len(t.sent),
             "hold_after_work_ms": round(float(np.median(t.hold)) * 1000, 2),
+            "hold_after_work_p99_ms": round(float(np.percentile(t.hold, 99)) * 1000, 2),
             "work_mean_ms": round(float(t.work.mean()) * 1000, 2),
             "unqueued_delay_p50_ms": round(float(np.median(unqueued)) * 1000, 2)
             if delay is not None else None,
@@ -309,6 +320,23 @@ def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str,
             # the processing published messages (callbacks) and held its credit meanwhile:
             # the model has no such step, so the point is shown, not judged
             "published_on_completion": t.spawned}
+
+
+def stalled(summary: Summary, replay: dict[str, Any], slot_ms: float) -> str:
+    """Why a step cannot judge the latency model, '' when it can: the machine stalled under
+    it (the generator sent late, deliveries or acks were delayed by far more than a slot)."""
+    reasons = []
+    sends = [h.p99_ms for h in (summary.validity.send_delay_ms.values()
+                                if summary.validity else []) if h.p99_ms is not None]
+    if sends and max(sends) > STALL_SEND_DELAY_P99_MS:
+        reasons.append(f"sends left up to {max(sends):.0f} ms late (p99)")
+    bound = max(SLACK_MS, STALL_FRACTION * slot_ms)
+    for key, what in (("transit_jitter_ms", "delivery jitter"),
+                      ("hold_after_work_p99_ms", "acks held (p99)")):
+        value = replay.get(key) or 0.0
+        if value > bound:
+            reasons.append(f"{what} {value:.0f} ms against a {slot_ms:.0f} ms slot")
+    return "; ".join(reasons)
 
 
 def _measured(summary: Summary, queue: str) -> dict[str, Any]:
@@ -339,24 +367,40 @@ async def sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions,
         f"slots, prefetch {load.prefetch}); {o.steps} steps from {o.start:.0%} to {o.stop:.0%}")
     for i, frac in enumerate(fractions, start=1):
         rate = cap * frac
-        step = o.base.at_rate(rate, o.out_dir / f"step{i:02d}-{rate:.2f}per_s", trace=True)
-        await o.factory(step).execute()
-        assert step.out is not None
-        measured = _measured(read_summary(step.out / rundir.SUMMARY), queue)
-        predicted = queueing.curve_point(load.at(rate))
-        if measured["count"] and load.utilisation < 1:
-            lo, hi = queueing.sampling_band(load.at(rate), int(measured["count"]))
-            predicted["queue_wait_p99_band_ms"] = [round(lo * 1000, 2), round(hi * 1000, 2)]
-        replay = replayed(load.at(rate), step.out, queue)
-        result.points.append({"rate_per_s": round(rate, 4), "utilisation": round(frac, 4),
-                              "run": str(step.out), "measured": measured,
-                              "predicted": predicted, "replayed": replay})
+        point = await _point(o, load, queue, rate, i)
+        point["utilisation"] = round(frac, 4)
+        result.points.append(point)
+        measured, predicted, replay = point["measured"], point["predicted"], point["replayed"]
         say(f"  step {i:2d}: {rate:7.2f}/s  rho {frac:4.2f}  queue wait p99 measured "
             f"{_fmt(measured['queue_wait_p99_ms'])}, on its trace "
             f"{_fmt(replay.get('queue_wait_p99_ms'))}; long-run "
             f"{_fmt(predicted['queue_wait_p99_ms'])} ({predicted['method']}, a step this long: "
             f"{predicted.get('queue_wait_p99_band_ms', '-')})")
     return result.as_dict(o.slo, load)
+
+
+async def _point(o: SweepOptions, load: queueing.EndpointLoad, queue: str, rate: float,
+                 i: int) -> dict[str, Any]:
+    """One step at ``rate``, run again (up to STALL_RETRIES times) while the machine stalled
+    under it: such a step is inconclusive, not a verdict on the model."""
+    for attempt in range(STALL_RETRIES + 1):
+        suffix = f"-again{attempt}" if attempt else ""
+        step = o.base.at_rate(rate, o.out_dir / f"step{i:02d}-{rate:.2f}per_s{suffix}",
+                              trace=True)
+        await o.factory(step).execute()
+        assert step.out is not None
+        summary = read_summary(step.out / rundir.SUMMARY)
+        measured = _measured(summary, queue)
+        predicted = queueing.curve_point(load.at(rate))
+        if measured["count"] and load.utilisation < 1:
+            lo, hi = queueing.sampling_band(load.at(rate), int(measured["count"]))
+            predicted["queue_wait_p99_band_ms"] = [round(lo * 1000, 2), round(hi * 1000, 2)]
+        replay = replayed(load.at(rate), step.out, queue)
+        why = stalled(summary, replay, load.slot_time_s * 1000)
+        if not why:
+            break
+    return {"rate_per_s": round(rate, 4), "run": str(step.out), "measured": measured,
+            "predicted": predicted, "replayed": replay, "stalled": why}
 
 
 def _fmt(v: float | None) -> str:
@@ -380,9 +424,17 @@ def run_sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions) -> in
         print(f"headroom at {doc['slo']['threshold']}: measured {_rate(h['measured'])}, "
               f"predicted {_rate(h['predicted'])} (capacity {doc['capacity_per_s']:.2f}/s)")
     ok = m["within"]
+    if ok is None:
+        print(f"latency model: INCONCLUSIVE: every step at utilisation {JUDGED[0]}-"
+              f"{JUDGED[1]} ran on a stalled machine (each run {STALL_RETRIES + 1} times; see "
+              f"each point's 'stalled')")
+        print(f"sweep: {o.out_dir / SWEEP}  report: {page}")
+        return EXIT_INVALID
     print(f"latency model: {m['points_judged']} point(s) at utilisation {JUDGED[0]}-{JUDGED[1]}"
           f", p99 queue wait {'within' if ok else 'NOT within'} {TOLERANCE:.0%} or "
-          f"{SLACK_MS:g} ms: {'PASS' if ok else 'FAIL'}")
+          f"{SLACK_MS:g} ms: {'PASS' if ok else 'FAIL'}"
+          + (f" ({m['points_stalled']} stalled point(s) not judged)"
+             if m["points_stalled"] else ""))
     print(f"sweep: {o.out_dir / SWEEP}  report: {page}")
     return 0 if ok else 1
 

@@ -17,6 +17,7 @@ from rabbitscale.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_UNAVAILABLE,
 )
+from tests import support
 
 COMMANDS = {
     "run": ["run", "sustained_tasks", "--duration", "5s", "--drain-timeout", "5s"],
@@ -33,9 +34,7 @@ FAILURES = {
 
 def rabbitscale(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
                 timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], cwd=tmp_path, env=full,
-                          capture_output=True, text=True, timeout=timeout)
+    return support.rabbitscale(*args, cwd=tmp_path, timeout=timeout, environ=env)
 
 
 def assert_one_line(done: subprocess.CompletedProcess[str], code: int, needle: str) -> None:

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from rabbitscale.engine.backlog import (
     BacklogFacts,
     model_checks,
 )
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 WAL = broker.WAL_MAX_BYTES
@@ -28,10 +28,7 @@ WAL = broker.WAL_MAX_BYTES
 
 def rabbitscale(*args: str, env: dict[str, str] | None = None, timeout: float = 600
                 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1",
-                               **(env or {})})
+    return support.rabbitscale(*args, timeout=timeout, environ=env)
 
 
 # --- the model ------------------------------------------------------------------------------

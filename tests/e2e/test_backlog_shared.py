@@ -5,22 +5,18 @@ from it, and the checks failing where they must (a wrong model, a slow drain, a 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rabbitscale.capacity.calibrate import read_calibration
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 def rabbitscale(*args: str, env: dict[str, str] | None = None, timeout: float = 600
                 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1",
-                               **(env or {})})
+    return support.rabbitscale(*args, timeout=timeout, environ=env)
 
 
 # --- the model ------------------------------------------------------------------------------

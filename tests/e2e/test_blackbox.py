@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import assert_system_verdict, broker_objects, env, rabbitscale
+from tests.support import assert_system_verdict, broker_objects, env, rabbitscale, wait_until
 
 # one deployed stack for the module, on one xdist worker
 pytestmark = pytest.mark.xdist_group("blackbox")
@@ -142,7 +142,8 @@ def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
                 f"worker {i} rc={w.poll()}: {log.read_text()[-500:]}"
                 for i, (w, log) in enumerate(zip(workers, logs, strict=True)))
             time.sleep(0.2)
-        time.sleep(6)  # mid-run
+        start = json.loads((out / "locust_start.json").read_text())["start_at"]
+        wait_until(lambda: time.time() >= start + 6, "mid-run")
         os.killpg(workers[0].pid, signal.SIGKILL)
         text = run.communicate(timeout=240)[0]
         workers[1].wait(60)
@@ -159,13 +160,12 @@ def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
 def test_workers_that_never_join_end_the_run_with_exit_3(tmp_path, deployed):
     """Locust's master would wait for them forever; the run gives up after the wait given
     (without it this would end in the subprocess timeout)."""
-    done = subprocess.run([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
-                           "--duration", "10s", "--target", deployed["url"], "--out",
-                           str(tmp_path / "run"), "--expect-workers", "2", "--master-port",
-                           str(27000 + os.getpid() % 1000), "--expect-workers-max-wait", "3s"],
-                          env=env(CONDUITLLM__RABBITMQ__VHOST=deployed["vhost"],
-                                  RABBITSCALE_TARGET_API_KEYS=deployed["key"]),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = rabbitscale("run", "sustained_tasks", "--duration", "10s", "--target",
+                       deployed["url"], "--out", str(tmp_path / "run"), "--expect-workers", "2",
+                       "--master-port", str(27000 + os.getpid() % 1000),
+                       "--expect-workers-max-wait", "3s", cwd=tmp_path,
+                       CONDUITLLM__RABBITMQ__VHOST=deployed["vhost"],
+                       RABBITSCALE_TARGET_API_KEYS=deployed["key"])
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert "did not all join within 3s" in done.stderr and "Traceback" not in done.stderr
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rabbitscale.broker import cluster
+from tests import support
 
 # one cluster for the module, on one xdist worker
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -23,14 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 OFFSET = 200
 
 
-def _env(base: Path) -> dict[str, str]:
-    return {**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1",
-            cluster.BASE_ENV: str(base)}
-
-
 def rabbitscale(base: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], env=_env(base),
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    """The command against the cluster living in ``base``."""
+    return support.rabbitscale(*args, timeout=timeout, environ={cluster.BASE_ENV: str(base)})
 
 
 def _base() -> Path:

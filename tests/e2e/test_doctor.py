@@ -5,11 +5,10 @@ the broker (objects, arguments, message counts)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from rabbitscale.topology.profile_file import get_profile
-from tests.support import rabbitscale, stats_ready
+from tests.support import consumers_ready, rabbitscale, stats_ready
 
 CONDUIT = get_profile("conduit")
 
@@ -19,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_vhost_the_reference_stack_runs_in_has_no_fail(running_stack):
     stack = running_stack(secret="doc")
     stats_ready(stack.vhost, [ep.queue for ep in CONDUIT.endpoints])
-    time.sleep(6)  # consumer statistics too
+    consumers_ready(stack.vhost, [ep.queue for ep in CONDUIT.endpoints])
     done = rabbitscale("doctor", "--vhost", stack.vhost, "--json", "--container-memory", "64GiB")
     doc = json.loads(done.stdout)
     fails = [f for f in doc["findings"] if f["verdict"] == "FAIL"]

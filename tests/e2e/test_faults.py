@@ -4,15 +4,12 @@ by its ledger (printed: run pytest with -rP, as `make test` does, to see it)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import aio_pika
 import pytest
 
-from tests.support import assert_system_verdict
+from tests.support import assert_system_verdict, rabbitscale
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,12 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(tmp_path: Path, fault: str, *args: str, scenario: str = "sustained_tasks",
          duration: str = "10s") -> tuple[int, dict, Path]:
     out = tmp_path / fault
-    env = {**os.environ, "CONDUITLLM__RABBITMQ__HOST": os.environ.get(
-        "CONDUITLLM__RABBITMQ__HOST", "127.0.0.1")}
-    proc = subprocess.run([sys.executable, "-m", "rabbitscale", "run", scenario,
-                           "--duration", duration, "--fault", fault, "--out", str(out),
-                           "--drain-timeout", "40s", *args],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    proc = rabbitscale("run", scenario, "--duration", duration, "--fault", fault, "--out",
+                       str(out), "--drain-timeout", "40s", *args, timeout=300)
     assert (out / "summary.json").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
     print(f"\n[{fault}] injected: {[e['what'] for e in s['fault']['events']]}")

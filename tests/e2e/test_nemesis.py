@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from rabbitscale.broker import amqp, cluster
 from rabbitscale.faults import nemesis, partition
 from rabbitscale.topology.settings import RabbitSettings
+from tests import support
 
 # after the parallel e2e tests (make test-e2e): three more nodes and two runs would slow the
 # timing of the tests beside them; it runs beside the other exclusive tests (one at a time,
@@ -36,9 +36,8 @@ if why_not:
 
 def rabbitscale(base: Path, *args: str, timeout: float = 400
                 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, cluster.BASE_ENV: str(base)}
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    """The command against the cluster living in ``base``."""
+    return support.rabbitscale(*args, timeout=timeout, environ={cluster.BASE_ENV: str(base)})
 
 
 def _addresses() -> list[str]:

@@ -6,9 +6,6 @@ utilisation 0.5 to 0.9, with the knee and the headroom at an SLO, sweep.json and
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ import pytest
 from rabbitscale.capacity import queueing
 from rabbitscale.experiments import sweep
 from rabbitscale.topology.policy import parse_service_time
+from tests.support import rabbitscale
 
 # beside the validation cases, on their worker: a sweep measures latency, not its neighbours
 pytestmark = pytest.mark.xdist_group("validation")
@@ -38,13 +36,10 @@ def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
     profile = tmp_path / "sweep.toml"
     profile.write_text(SETUP)
     out = tmp_path / "sweep"
-    env = {**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "rabbitscale", "sweep", "sustained_tasks", "--profile-file",
-         str(profile), "--task-mix", "payment=1", "--instances", "2", "--from", "50%",
-         "--to", "90%", "--steps", "3", "--step-duration", "15s", "--slo",
-         "queue_wait.p99<400ms", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    done = rabbitscale("sweep", "sustained_tasks", "--profile-file", str(profile), "--task-mix",
+                       "payment=1", "--instances", "2", "--from", "50%", "--to", "90%",
+                       "--steps", "3", "--step-duration", "15s", "--slo",
+                       "queue_wait.p99<400ms", "--out", str(out), timeout=900)
     print(done.stdout[-3000:], done.stderr[-2000:])
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["queue"] == "payment-capture" and doc["capacity_per_s"] == pytest.approx(50)
@@ -61,9 +56,12 @@ def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
     # the long-run curve rises with load
     waits = [p["predicted"]["queue_wait_p99_ms"] for p in points]
     assert waits == sorted(waits), waits
-    assert doc["model"]["points_judged"] == 3 and doc["model"]["within"], [
+    model = doc["model"]
+    if model["within"] is None:  # every point made on a stalled machine, three times each
+        pytest.skip("inconclusive: " + "; ".join(p["stalled"] for p in points))
+    assert model["points_judged"] + model["points_stalled"] == 3 and model["within"], [
         (p["utilisation"], p["measured"]["queue_wait_p99_ms"],
-         p["replayed"]["queue_wait_p99_ms"]) for p in points]
+         p["replayed"]["queue_wait_p99_ms"], p["stalled"]) for p in points]
     # a wrong model (each slot a queue of its own, M/M/1 each) fails the same test
     wrong = [sweep.within(sweep.replayed(sweep.per_slot_queues(_load(doc, p)), Path(p["run"]),
                                          doc["queue"], real=_load(doc, p))["queue_wait_p99_ms"],
@@ -74,6 +72,8 @@ def test_sweep_curve_on_an_unseen_endpoint(tmp_path):
     assert head["predicted"] and 0 < head["predicted"] < doc["capacity_per_s"]
     assert (out / "sweep.html").read_text().count("<tr>") == 4
     assert done.returncode == 0, done.stdout[-2000:]
+    judged = [p for p in points if not p["stalled"]]
+    assert all(p["within"] for p in judged)
 
 
 def _load(doc: dict, point: dict) -> queueing.EndpointLoad:

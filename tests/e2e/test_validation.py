@@ -23,6 +23,7 @@ from rabbitscale.experiments.validation import (
     capacity_case,
     latency_point,
     render,
+    stack_engines,
 )
 from rabbitscale.topology.profile_file import get_profile
 from rabbitscale.topology.settings import load_settings
@@ -46,7 +47,10 @@ def test_model_within_15_percent(case, tmp_path):
     assert result.bracket == (HELD, BROKE), [
         (s["rate_per_s"], s["outcome"], s["keep_up_ratio"], s["failed_checks"])
         for s in result.steps]
-    assert result.latency is not None and result.latency["within"], result.latency
+    assert result.latency is not None
+    if result.latency["stalled"]:  # run three times on a stalled machine: no verdict either way
+        pytest.skip(f"latency inconclusive: {result.latency['stalled']}")
+    assert result.latency["within"], result.latency
 
 
 def test_burst_backlog_within_20_percent(tmp_path):
@@ -67,8 +71,8 @@ def test_a_wrong_model_fails_the_same_test(tmp_path):
     settings = _settings()
     wrong = case.predicted_per_s(settings, CONDUIT) / 2
     _, high = bracket_rates(wrong)
-    search = Search(run_attempt(settings, case.profile(CONDUIT), base_options(case, CONDUIT),
-                                tmp_path, 0.97, print, [0]))
+    search = Search(run_attempt(stack_engines(settings)(case.profile(CONDUIT), case.instances),
+                                base_options(case, CONDUIT), tmp_path, 0.97, print, [0]))
     # run as the bracket runs it (an INVALID step is run again), expected to hold
     assert asyncio.run(search.decide(high, confirm=BROKE)) == HELD, search.steps
     step = search.steps[-1]  # the bracket needs BROKE here: the model fails
@@ -79,4 +83,6 @@ def test_a_wrong_model_fails_the_same_test(tmp_path):
     wrong_latency = latency_point(settings, CONDUIT, case, high, Path(step.run_dir), predicted,
                                   wrong=sweep.one_server)
     print(f"\n[latency] right {right}\n[latency] wrong {wrong_latency}")
+    if right["stalled"]:
+        pytest.skip(f"latency inconclusive: {right['stalled']}")
     assert right["within"] and not wrong_latency["within"]

@@ -1,45 +1,11 @@
-"""The stack's HTTP API on a real server and a real broker: auth, validation, enqueue,
-task status, /health."""
+"""The API's task status store, bounded by count and age (no broker)."""
 
 from __future__ import annotations
 
-import aio_pika
-import aiohttp
-import pytest
-from aiohttp import web
-
-from rabbitscale.broker.declare import declare
-from rabbitscale.broker.management import Management
-from rabbitscale.broker.publisher import Publisher
-from rabbitscale.harness.api import ApiState, create_app
-from rabbitscale.harness.auth import VirtualKeys
-from rabbitscale.harness.health import DepthThresholds
-from rabbitscale.topology.profile_file import apply_overrides, get_profile
+from rabbitscale.harness.api import ApiState
+from rabbitscale.topology.profile_file import get_profile
 
 CONDUIT = get_profile("conduit")
-
-
-@pytest.fixture
-async def api(vhost_settings):
-    profile = apply_overrides(CONDUIT, {"webhook-delivery": {"queue_arguments": {
-        "x-max-length": 3, "x-overflow": "reject-publish"}}})
-    conn = await aio_pika.connect_robust(vhost_settings.amqp_url)
-    await declare(await conn.channel(), profile, vhost_settings)
-    pub = await Publisher(vhost_settings, profile).start()
-    keys = VirtualKeys("test-secret", {"explicit-key": 5})
-    mgmt = Management(vhost_settings)
-    state = ApiState(pub, keys, mgmt, DepthThresholds(warning=1, critical=2))
-    runner = web.AppRunner(create_app(state))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-        yield http, keys, state
-    await runner.cleanup()
-    await pub.close()
-    await mgmt.close()
-    await conn.close()
 
 
 def test_task_store_is_bounded_by_count_and_age(monkeypatch):

@@ -5,9 +5,7 @@ from it, and the checks failing where they must (a wrong model, a slow drain, a 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from rabbitscale.engine.backlog import (
 )
 from rabbitscale.topology.profile_file import get_profile
 from rabbitscale.topology.settings import RabbitSettings
+from tests import support
 
 CONDUIT = get_profile("conduit")
 
@@ -38,10 +37,7 @@ WAL = broker.WAL_MAX_BYTES
 
 def rabbitscale(*args: str, env: dict[str, str] | None = None, timeout: float = 600
                 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1",
-                               **(env or {})})
+    return support.rabbitscale(*args, timeout=timeout, environ=env)
 
 
 # --- the model ------------------------------------------------------------------------------

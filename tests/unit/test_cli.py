@@ -76,3 +76,14 @@ def test_version_and_top_level_help(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "argument parsing" not in out and "find-max" in out and "exit codes" in out
+
+
+@pytest.mark.parametrize("args", [["nope"], ["sustained_tasks", "--duration", "1s"],
+                                  ["sustained_tasks", "--task-rate", "fast"],
+                                  ["sustained_tasks", "--payload-size", "huge"]])
+def test_bad_run_flags_exit_2_before_anything_starts(args):
+    from tests.support import one_line_error, rabbitscale
+
+    done = rabbitscale("run", *args, timeout=60)
+    assert done.returncode == 2, (args, done.stderr)
+    one_line_error(done)

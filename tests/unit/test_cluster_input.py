@@ -8,21 +8,16 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from rabbitscale.broker import cluster
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
-def _env(base: Path) -> dict[str, str]:
-    return {**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1",
-            cluster.BASE_ENV: str(base)}
-
-
 def rabbitscale(base: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], env=_env(base),
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    """The command against the cluster living in ``base``."""
+    return support.rabbitscale(*args, timeout=timeout, environ={cluster.BASE_ENV: str(base)})
 
 
 def _base() -> Path:

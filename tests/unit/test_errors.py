@@ -5,9 +5,7 @@ a process of its own, from another directory, its whole stderr inspected."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,13 +20,12 @@ from rabbitscale.core.errors import (
     RunFailed,
     Unavailable,
 )
+from tests import support
 
 
 def rabbitscale(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
                 timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "CONDUITLLM__RABBITMQ__HOST": "127.0.0.1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], cwd=tmp_path, env=full,
-                          capture_output=True, text=True, timeout=timeout)
+    return support.rabbitscale(*args, cwd=tmp_path, timeout=timeout, environ=env)
 
 
 def assert_one_line(done: subprocess.CompletedProcess[str], code: int, needle: str) -> None:

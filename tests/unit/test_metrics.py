@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +15,7 @@ from prometheus_client import generate_latest
 from rabbitscale.harness.metrics import LATENCY_BUCKETS_S, Metrics
 from rabbitscale.reports.junit import build as junit_build
 from rabbitscale.topology.profile_file import get_profile
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 XSD = ROOT / "tests" / "fixtures" / "junit" / "junit-10.xsd"
@@ -54,9 +53,8 @@ def test_a_metrics_port_in_use_is_bad_input_before_anything_starts():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
-                               "--prometheus-port", str(port)], capture_output=True,
-                              text=True, timeout=60, cwd=ROOT)
+        done = support.rabbitscale("run", "sustained_tasks", "--prometheus-port", str(port),
+                                   timeout=60)
     assert done.returncode == 2, done.stderr
     assert "already in use" in done.stderr and done.stderr.count("\n") == 1
 
@@ -94,8 +92,7 @@ def test_junit_with_a_failed_and_a_skipped_check_is_still_valid(tmp_path):
          "verdict": "SKIP", "detail": "black-box"}]
     (run / "summary.json").write_text(json.dumps(summary))
     out = tmp_path / "j.xml"
-    done = subprocess.run([sys.executable, "-m", "rabbitscale", "report", str(run), "--junit",
-                           str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = support.rabbitscale("report", str(run), "--junit", str(out))
     assert done.returncode == 0, done.stderr
     xmlschema.XMLSchema(str(XSD)).validate(str(out))
     root = xmlschema.XMLSchema(str(XSD)).to_dict(str(out))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +16,7 @@ from rabbitscale.core.errors import BadInput
 from rabbitscale.faults import nemesis, partition
 from rabbitscale.faults.catalogue import FAULTS
 from rabbitscale.judge.total_queue import TotalQueue
+from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,8 +138,7 @@ def test_a_clean_ledger_passes_and_duplicates_on_idempotent_endpoints_are_only_r
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rabbitscale", *args], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    return support.rabbitscale(*args, timeout=60)
 
 
 def test_nemesis_refusals_are_one_line():

@@ -42,7 +42,8 @@ def parser(argv: list[str]) -> Parser:
                            "the knee, and the headroom at an SLO. Writes sweep.json and "
                            "sweep.html.\n\nExit codes: 0 the model's p99 queue wait is within "
                            "25% (or 10 ms) of the measured one at utilisation 0.5-0.9, 1 it is "
-                           "not, 2 bad input, 3 broker unreachable.")
+                           "not, 2 bad input, 3 broker unreachable, 5 inconclusive: every "
+                           "such step ran on a stalled machine (each run three times).")
     p.add_argument("scenario", choices=STEPPABLE, metavar="SCENARIO",
                    help="one of: " + ", ".join(STEPPABLE))
     g = p.add_argument_group("the sweep")
