@@ -17,11 +17,10 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from rabbitscale.blackbox import meters as app_metrics
-from rabbitscale.blackbox.base import BlackBoxRun
+from rabbitscale.blackbox.base import BlackBoxRun, Consumers, MeterSources
 from rabbitscale.broker import amqp
 from rabbitscale.broker.management import Management
 from rabbitscale.broker.observe import ManagementSource
@@ -33,7 +32,9 @@ from rabbitscale.engine.load import amqp_publishes, start_delay_s
 from rabbitscale.engine.sampler import Probes, Sampler
 from rabbitscale.engine.stack import latency_scopes
 from rabbitscale.judge import outcome, slo
+from rabbitscale.results.summary import EndpointResult
 from rabbitscale.topology import naming
+from rabbitscale.topology.profile_file import profile_spec
 from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import (
     ENV_PREFIX,
@@ -50,7 +51,7 @@ NO_API = "http://127.0.0.1:9"  # Locust wants a host; an AMQP run calls none
 class AmqpTargetOptions:
     url: str  # amqp://USER:PASS@HOST:PORT/VHOST
     management_url: str | None = None  # default: http://HOST:15672
-    app_metrics: str | None = None  # the application's Prometheus endpoint
+    meters: MeterSources = MeterSources()  # MassTransit's meters
 
 
 def target_settings(base: RabbitSettings, t: AmqpTargetOptions) -> RabbitSettings:
@@ -87,14 +88,11 @@ class AmqpTargetRun(BlackBoxRun):
     mode = "black-box amqp"
     counted = "consumed"
     watch_grace_s = 120.0
-    measures = {"e2e": "MassTransit's delivery.duration (--app-metrics)",
-                "processing": "MassTransit's consume.duration (--app-metrics)"}
+    measures: dict[str, str] = {}  # without MassTransit's meters: no latency of its own
 
     def __init__(self, settings: RabbitSettings, profile: Profile, o: LoadOptions,
                  t: AmqpTargetOptions) -> None:
-        super().__init__(o, profile)
-        if t.app_metrics:
-            check_url(t.app_metrics, "the application's metrics", "--app-metrics")
+        super().__init__(o, profile, t.meters)
         self.settings = target_settings(settings, t)
         self.t = t
         self.queues = sorted({ep.queue for k in self.kinds
@@ -137,8 +135,8 @@ class AmqpTargetRun(BlackBoxRun):
         mgmt = self.mgmt = Management(self.settings, read_only=True)
         cleanup.push_async_callback(mgmt.close)
         self.before = await read_counts(mgmt, self.settings.vhost)
-        self.app_before = await app_metrics.scrape(self.t.app_metrics) \
-            if self.t.app_metrics else None
+        self.consumers = await Consumers.read(mgmt, self.settings.vhost)
+        await self.meters_before()
 
     async def observe(self, cleanup: contextlib.AsyncExitStack) -> None:
         self.sampler = Sampler(ManagementSource(self.mgmt), self.settings.vhost,
@@ -172,10 +170,7 @@ class AmqpTargetRun(BlackBoxRun):
                         for k, (_, ok) in self.publishes.items() if k in self.profile.tasks)
         self.after = await self._drain(self.mgmt, self.before, self.owed, self.sampler)
         await self.sampler.stop()
-        self.app = None
-        if self.t.app_metrics and self.app_before is not None:
-            self.app = app_metrics.difference(self.app_before,
-                                              await app_metrics.scrape(self.t.app_metrics))
+        self.meters, self.meter_notes, self.meter_totals = await self.meters_after()
 
     def measurements(self) -> output.Measurements:
         return _NoRecords()
@@ -187,6 +182,10 @@ class AmqpTargetRun(BlackBoxRun):
             return max(0, getattr(after.get(name, Counts()), field)
                        - getattr(before.get(name, Counts()), field))
 
+        endpoints, keep_checks = self.endpoints(sampler, self.queues, self.consumers,
+                                                self.meters)
+        waits = [e.queue_wait_derived_ms for e in endpoints
+                 if e.queue_wait_derived_ms is not None]
         facts = outcome.AmqpFacts(
             scenario=o.scenario, duration_s=o.duration_s, rates=o.rates,
             published={k: n for k, (n, _) in self.publishes.items()},
@@ -196,28 +195,40 @@ class AmqpTargetRun(BlackBoxRun):
             faulted=sum(delta(naming.error_queue(q), "arrived") for q in self.queues),
             skipped=sum(delta(naming.skipped_queue(q), "arrived") for q in self.queues),
             still_queued=sum(delta(q, "messages") for q in self.queues),
-            peak_depth=sampler.peak_depth(), queue_wait_s=sampler.max_age_s(),
+            peak_depth=sampler.peak_depth(), queue_wait_s=max(waits, default=0.0) / 1000,
             peak_memory_fraction=sampler.peak_memory_fraction(),
-            memory_alarm=sampler.memory_alarm(), app=self.app, error=self.error,
-            drain_timeout_s=o.drain_timeout_s)
+            memory_alarm=sampler.memory_alarm(), app=self.meter_totals or None,
+            error=self.error, drain_timeout_s=o.drain_timeout_s)
         measured, validity = self.validity_checks(clock=False)
-        checks = measured
-        target = {**asdict(t), "url": masked(t.url)}
-        latency = {"queue_wait_derived_s": round(facts.queue_wait_s, 3),
-                   **({"application": self.app} if self.app is not None else {})}
-        for line in _latency_lines(latency):
+        checks = keep_checks + slo.meter_latency_checks(
+            self.meter_thresholds(self.thresholds), self.meters, self.scopes) + measured
+        for line in endpoint_lines(endpoints, self.meter_notes):
             self.say(line)
+        judged = outcome.judge_amqp(facts, self.thresholds)
+        ratios = [e.keep_up_ratio for e in endpoints if e.keep_up_ratio is not None]
         return output.RunResult(
             name=self.name, scenario=o.scenario, mode=self.mode,
-            outcome=outcome.extended(outcome.judge_amqp(facts, self.thresholds), checks),
+            outcome=outcome.extended(dataclasses.replace(
+                judged, keep_up_ratio=min(ratios, default=0.0)), checks),
             started_at=self.start_at, load_ended_at=self.load_ended_at,
-            duration_s=o.duration_s, instances=0, workers=o.workers, transport="amqp",
-            rates=o.rates, thresholds=self.thresholds, peak_depth=facts.peak_depth,
-            config={"mode": self.mode, "target": target["url"],
+            duration_s=o.duration_s, instances=max((e.instances or 0 for e in endpoints),
+                                                  default=0),
+            workers=o.workers, transport="amqp", rates=o.rates, thresholds=self.thresholds,
+            peak_depth=facts.peak_depth,
+            config={"mode": self.mode, "target": masked(t.url),
                     "rabbitmq": self.settings.masked(), "options": self.options_record(),
-                    "target_options": target, "profile": self.profile.name},
-            extra={"target": target["url"], "queues": self.queues, "latency": latency,
-                   "validity": validity})
+                    "target_options": {"url": masked(t.url),
+                                       "management_url": t.management_url and
+                                       masked(t.management_url),
+                                       "app_metrics": [masked(u) for u in
+                                                       t.meters.app_metrics],
+                                       "app_prometheus": t.meters.app_prometheus and
+                                       masked(t.meters.app_prometheus)},
+                    "profile": self.profile.name, "profile_spec": profile_spec(self.profile)},
+            extra={"target": masked(t.url), "queues": self.queues,
+                   "latency": {"queue_wait_derived_s": round(facts.queue_wait_s, 3),
+                               "meter_notes": self.meter_notes},
+                   "endpoints": endpoints, "validity": validity})
 
     async def _drain(self, mgmt: Management, before: dict[str, Counts], owed: int,
                      sampler: Sampler) -> dict[str, Counts]:
@@ -240,14 +251,23 @@ class AmqpTargetRun(BlackBoxRun):
         return await read_counts(mgmt, self.settings.vhost)
 
 
-def _latency_lines(latency: dict[str, Any]) -> list[str]:
-    lines = [f"latency: queue wait (derived from depth / ack rate) at most "
-             f"{latency['queue_wait_derived_s']:g}s"]
-    for name, h in (latency.get("application") or {}).items():
-        if isinstance(h, dict) and h.get("count"):
-            lines.append(f"latency: {name} (the application's meter): {h['count']} recorded, "
-                         f"p50 {_ms(h['p50_ms'])}, p99 {_ms(h['p99_ms'])}")
-    return lines
+def endpoint_lines(endpoints: list[EndpointResult], notes: list[str]) -> list[str]:
+    """The terminal's lines per endpoint: what arrived and what it consumed, and where
+    MassTransit's meters were read, its work and end-to-end latency."""
+    lines = []
+    for e in endpoints:
+        lines.append(f"endpoint {e.queue}: {e.arrival_rate_per_s:.1f}/s arrived, "
+                     f"{e.consumed_rate_per_s:.1f}/s consumed, backlog {e.backlog_growth:+,} "
+                     f"over {e.window_s:.0f}s ({'kept up' if e.kept_up else 'FELL BEHIND'}); "
+                     f"queue wait {_ms(e.queue_wait_derived_ms)} (derived)")
+        m = e.meters or {}
+        for what in ("work", "e2e"):
+            h = m.get(what)
+            if h:
+                lines.append(f"  MassTransit {what}: p50 {_ms(h['p50_ms'])}, p99 "
+                             f"{_ms(h['p99_ms'])} over {h['count']:,} ({m.get('consumed', 0):,}"
+                             f" consumed, {m.get('consume faults', 0):,} faulted)")
+    return lines + [f"meters: {n}" for n in notes]
 
 
 def _ms(v: float | None) -> str:

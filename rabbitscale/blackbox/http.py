@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import json
 import os
 import socket
@@ -22,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rabbitscale.blackbox.base import BlackBoxRun
+from rabbitscale.blackbox.amqp import endpoint_lines
+from rabbitscale.blackbox.base import BlackBoxRun, Consumers, MeterSources
 from rabbitscale.blackbox.callbacks import CallbackLedger, CallbackReceiver
 from rabbitscale.broker.management import Management
 from rabbitscale.broker.observe import BrokerSource, ManagementSource
@@ -37,6 +39,7 @@ from rabbitscale.engine import output
 from rabbitscale.engine.base import LoadOptions
 from rabbitscale.engine.load import LocustProcesses, start_delay_s
 from rabbitscale.engine.sampler import Probes, Sampler
+from rabbitscale.engine.stack import latency_scopes
 from rabbitscale.judge import outcome, slo
 from rabbitscale.scenarios import contract
 from rabbitscale.scenarios.callback_urls import CallbackPlan, new_secret
@@ -89,8 +92,9 @@ class TargetRun(BlackBoxRun):
     measures = {"e2e": "the callbacks each task asks for (callback-KIND.e2e)"}
 
     def __init__(self, settings: RabbitSettings, profile: Profile, o: LoadOptions,
-                 t: TargetOptions, api_keys: list[str]) -> None:
-        super().__init__(o, profile)
+                 t: TargetOptions, api_keys: list[str],
+                 sources: MeterSources | None = None) -> None:
+        super().__init__(o, profile, sources)
         self.target_host, self.target_port = check_url(t.url, "the target", "--target")
         if t.callback_url:
             check_url(t.callback_url, "the callback URL", "--callback-url")
@@ -109,6 +113,7 @@ class TargetRun(BlackBoxRun):
         self.vhost = settings.vhost
         self.thresholds = slo.load_thresholds(o.thresholds_file, profile, o.threshold_exprs)
         self.check_thresholds(self.thresholds)
+        self.queues = sorted({q for k in self.kinds for q in profile.queues_of(k)})
         self.scopes = {k: [f"callback-{k}"] for k in profile.tasks}  # callbacks, by kind
         slo.check_scopes(self.thresholds, self.scopes, f"the task kinds of profile "
                                                        f"{profile.name!r} (a black-box run "
@@ -129,16 +134,19 @@ class TargetRun(BlackBoxRun):
                               f"{exc.strerror or exc}; check --target") from None
 
     async def prepare(self, cleanup: contextlib.AsyncExitStack) -> None:
+        self.consumers: dict[str, Consumers] = {}
         if self.t.prometheus:
             prom = PrometheusSource(self.t.prometheus)
             cleanup.push_async_callback(prom.close)
             await prom.nodes()  # reachable, or Unavailable
             self.source: BrokerSource = prom
-            return
-        mgmt = Management(self.settings, read_only=True)
-        cleanup.push_async_callback(mgmt.close)
-        await mgmt.require_vhost(self.vhost)
-        self.source = ManagementSource(mgmt)
+        else:
+            mgmt = Management(self.settings, read_only=True)
+            cleanup.push_async_callback(mgmt.close)
+            await mgmt.require_vhost(self.vhost)
+            self.consumers = await Consumers.read(mgmt, self.vhost)
+            self.source = ManagementSource(mgmt)
+        await self.meters_before()
 
     async def observe(self, cleanup: contextlib.AsyncExitStack) -> None:
         t = self.t
@@ -191,6 +199,7 @@ class TargetRun(BlackBoxRun):
         self.tracked = self._tracked()
         await self._drain(sum(self.accepted.get(k, 0) for k in self.tracked), self.sampler)
         await self.sampler.stop()
+        self.meters, self.meter_notes, _ = await self.meters_after()
 
     def measurements(self) -> output.Measurements:
         return self.ledger
@@ -211,11 +220,23 @@ class TargetRun(BlackBoxRun):
             memory_alarm=sampler.memory_alarm(), missing_workers=self._missing_workers(),
             error=self.error, drain_timeout_s=o.drain_timeout_s)
         measured, validity = self.validity_checks()
-        checks = slo.latency_checks(self.thresholds, self.ledger.histograms(), self.scopes) \
-            + measured
+        endpoints, keep_checks = self.endpoints(sampler, self.queues, self.consumers,
+                                                self.meters)
+        by_callbacks = dataclasses.replace(self.thresholds, latency=tuple(
+            x for x in self.thresholds.latency if x.metric in self.measures))
+        checks = keep_checks + slo.latency_checks(by_callbacks, self.ledger.histograms(),
+                                                  self.scopes) \
+            + slo.meter_latency_checks(self.meter_thresholds(self.thresholds), self.meters,
+                                       latency_scopes(self.profile)) + measured
+        for line in endpoint_lines(endpoints, self.meter_notes):
+            self.say(line)
+        ratios = [e.keep_up_ratio for e in endpoints if e.keep_up_ratio is not None]
+        judged = outcome.judge_target(facts, self.thresholds)
+        if ratios:  # the endpoints' keep-up, as find-max reads it
+            judged = dataclasses.replace(judged, keep_up_ratio=min(ratios))
         return output.RunResult(
             name=self.name, scenario=o.scenario, mode=self.mode, outcome=outcome.extended(
-                outcome.judge_target(facts, self.thresholds), checks),
+                judged, checks),
             started_at=self.start_at, load_ended_at=self.load_ended_at,
             duration_s=o.duration_s, instances=0, workers=o.workers + t.expect_workers,
             transport="http", rates=o.rates, thresholds=self.thresholds,
@@ -224,7 +245,8 @@ class TargetRun(BlackBoxRun):
                     "rabbitmq": {**self.settings.masked(), "vhost": self.vhost},
                     "options": self.options_record(), "target_options": asdict(t)},
             extra={"target": t.url, "broker_source": self.source.name,
-                   "callback_url": self.callback_url, "validity": validity})
+                   "callback_url": self.callback_url, "endpoints": endpoints,
+                   "validity": validity})
 
     def _tracked(self) -> tuple[str, ...]:
         """Kinds whose tasks come back: webhooks (their URL is a callback), and kinds whose

@@ -147,6 +147,11 @@ class Management:
         vh = self.settings.vhost if vhost is None else vhost
         return await self.request("GET", f"/queues/{self.q(vh)}")
 
+    async def consumers(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        """The vhost's consumers, each with its queue, channel and prefetch."""
+        return await self.request("GET", f"/consumers/{self.q(vhost or self.settings.vhost)}"
+                                  ) or []
+
     async def queue(self, name: str, vhost: str | None = None) -> dict[str, Any]:
         vh = self.settings.vhost if vhost is None else vhost
         return await self.request("GET", f"/queues/{self.q(vh)}/{self.q(name)}")

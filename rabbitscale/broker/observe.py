@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from rabbitscale.broker.management import Management
 
 QUEUE_FIELDS = ("messages", "ready", "unacked", "consumers", "publish_rate", "deliver_rate",
-                "ack_rate", "redeliver_rate", "consumer_capacity", "memory")
+                "ack_rate", "redeliver_rate", "consumer_capacity", "memory", "published_total",
+                "acked_total")
 NODE_FIELDS = ("node", "mem_used", "mem_limit", "mem_alarm", "disk_free", "disk_free_limit",
                "disk_alarm", "fd_used", "fd_total", "sockets_used", "proc_used", "connections",
                "channels", "rss", "binary", "quorum_ets", "quorum_queue_procs",
@@ -40,6 +41,11 @@ class QueueSample:
     redeliver_rate: float | None = None
     consumer_capacity: float | None = None
     memory: int | None = None
+    # cumulative counters (the management API's message_stats; from rabbitmq_prometheus the
+    # acks summed over channels since the first sample): differences over a window are exact,
+    # the rates above are the source's own averages
+    published_total: int | None = None
+    acked_total: int | None = None
 
     def row(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "name"}
@@ -105,7 +111,8 @@ def queue_sample(q: dict[str, Any]) -> QueueSample:
         publish_rate=_rate(stats, "publish"), deliver_rate=_rate(stats, "deliver_get"),
         ack_rate=_rate(stats, "ack"), redeliver_rate=_rate(stats, "redeliver"),
         consumer_capacity=None if capacity is None else float(capacity),
-        memory=_int(q.get("memory")))
+        memory=_int(q.get("memory")), published_total=_int(stats.get("publish")),
+        acked_total=_int(stats.get("ack")))
 
 
 def node_sample(n: dict[str, Any], totals: dict[str, Any] | None = None) -> NodeSample:

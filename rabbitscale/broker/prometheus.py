@@ -31,6 +31,8 @@ COUNTERS = {  # sample name -> QueueSample rate field
     f"{DETAILED}channel_messages_acked_total": "ack_rate",
     f"{DETAILED}channel_messages_redelivered_total": "redeliver_rate",
 }
+PUBLISHED = f"{DETAILED}queue_messages_published_total"
+ACKED = f"{DETAILED}channel_messages_acked_total"
 GAUGES = {
     f"{DETAILED}queue_messages": "messages",
     f"{DETAILED}queue_messages_ready": "ready",
@@ -71,6 +73,9 @@ class PrometheusSource:
         self._session: aiohttp.ClientSession | None = None
         # (counter name, channel, queue) -> (value, time): rates from per-channel deltas
         self._last: dict[tuple[str, str, str], float] = {}
+        # queue -> acks summed over its channels' deltas since the first sample: a counter
+        # that survives channels closing
+        self._acked: dict[str, float] = defaultdict(float)
         self._prev: float | None = None  # time of the previous queue sample
 
     async def _get(self, url: str) -> str:
@@ -104,7 +109,9 @@ class PrometheusSource:
                     continue
                 if name in GAUGES:
                     fields[queue][GAUGES[name]] = value
-                elif name in COUNTERS:
+                if name == PUBLISHED:
+                    fields[queue]["published_total"] = value
+                if name in COUNTERS:
                     key = (f"{url}{name}{labels.get('exchange', '')}",
                            labels.get("channel", ""), queue)
                     seen.add(key)
@@ -113,6 +120,8 @@ class PrometheusSource:
                     if self._prev is not None and now > self._prev:  # the first only primes
                         rates[queue][COUNTERS[name]] += max(0.0, value - before) / \
                             (now - self._prev)
+                        if name == ACKED:
+                            self._acked[queue] += max(0.0, value - before)
         for gone in set(self._last) - seen:  # closed channels: forget, never negative
             del self._last[gone]
         self._prev = now
@@ -121,6 +130,7 @@ class PrometheusSource:
             f: dict[str, Any] = {k: int(v) if k != "consumer_capacity" else float(v)
                                  for k, v in fields[queue].items()}
             f.update({k: round(v, 3) for k, v in rates[queue].items()})
+            f["acked_total"] = int(self._acked[queue])
             out[queue] = QueueSample(name=queue, **f)
         return out
 

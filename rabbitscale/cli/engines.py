@@ -7,6 +7,7 @@ the kind's default."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +94,8 @@ def _http(args: argparse.Namespace, settings: RabbitSettings, profile: Profile
     from rabbitscale.blackbox.http import TargetOptions, TargetRun, read_keys
     from rabbitscale.scenarios import contract
 
-    for flag, value in (("--management", _get(args, "management")),
-                        ("--app-metrics", _get(args, "app_metrics"))):
-        if value:
-            raise BadInput(f"{_prog(args)}: {flag} applies to --target amqp://... (a system "
-                           f"loaded through its broker)")
+    if _get(args, "management"):
+        settings = dataclasses.replace(settings, management_url=args.management)
     if _get(args, "vhost"):
         settings = settings.with_vhost(args.vhost)
     wait = _get(args, "expect_workers_max_wait")
@@ -108,7 +106,8 @@ def _http(args: argparse.Namespace, settings: RabbitSettings, profile: Profile
                       master_port=_get(args, "master_port", 5557),
                       workers_wait_s=contract.WORKERS_MAX_WAIT_S if wait is None else wait)
     keys = read_keys(list(_get(args, "api_key", [])))
-    return (lambda load: TargetRun(settings, profile, load, t, keys)), \
+    sources = meter_sources(args)
+    return (lambda load: TargetRun(settings, profile, load, t, keys, sources)), \
         f"the system at {masked(args.target)}", settings, profile
 
 
@@ -128,9 +127,16 @@ def _amqp(args: argparse.Namespace, settings: RabbitSettings, profile: Profile
             raise BadInput(f"{_prog(args)}: {flag} does not apply to --target amqp://... (the "
                            f"URL names the vhost; the run calls no API)")
     t = AmqpTargetOptions(url=args.target, management_url=_get(args, "management"),
-                          app_metrics=_get(args, "app_metrics"))
+                          meters=meter_sources(args))
     return (lambda load: AmqpTargetRun(settings, profile, load, t)), \
         f"the system at {masked(args.target)}", settings, profile
+
+
+def meter_sources(args: argparse.Namespace) -> Any:
+    from rabbitscale.blackbox.base import MeterSources
+
+    return MeterSources(app_metrics=tuple(_get(args, "app_metrics", [])),
+                        app_prometheus=_get(args, "app_prometheus"))
 
 
 def _prog(args: argparse.Namespace) -> str:

@@ -96,3 +96,15 @@ def container_memory(default: str | None) -> argparse.ArgumentParser:
                    help="memory limit of the broker's container, e.g. 4GiB"
                         + ("" if default else ": checks the watermark against it"))
     return parent
+
+
+def meters(g: argparse._ArgumentGroup) -> None:
+    """MassTransit's meters of a deployed system (black-box runs, find-max and sweep on one)."""
+    g.add_argument("--app-metrics", type=a.http_url, action="append", default=[],
+                   metavar="URL",
+                   help="an instance's Prometheus endpoint with MassTransit's meters "
+                        "(messaging_masstransit_*), repeatable: one per instance; read before "
+                        "the load and after the drain")
+    g.add_argument("--app-prometheus", type=a.http_url, metavar="URL",
+                   help="the team's Prometheus server, asked with PromQL over the run's window "
+                        "for MassTransit's meters (instead of --app-metrics)")

@@ -28,6 +28,7 @@ from rabbitscale.core import rundir
 from rabbitscale.core.errors import RabbitscaleError
 from rabbitscale.core.events import hook
 from rabbitscale.core.processes import rss_bytes
+from rabbitscale.judge.keep_up import CounterPoint
 
 QUEUE_COLUMNS = ["t", "queue", *QUEUE_FIELDS, "ready_now", "oldest_age_s", "age_estimated"]
 NODE_COLUMNS = ["t", *NODE_FIELDS]
@@ -97,6 +98,9 @@ class Sampler:
         self._last_nodes: list[Any] = []
         self.first_depth: dict[str, int] = {}  # messages in each queue at the first sample
         self.last_depth: dict[str, int] = {}  # ... and at the latest
+        # main queue -> its counters each time the source showed them changed (the
+        # management API refreshes every few seconds): what keep-up is judged from
+        self.counters: dict[str, list[CounterPoint]] = {}
         self._task: asyncio.Task[None] | None = None
         self._files: list[IO[str]] = []
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +112,7 @@ class Sampler:
         # fire(vhost=, queues=[QueueSample], nodes=[NodeSample], rss={name: bytes}) per sample
         self.sampled = hook("sampled")
         self._stopped = False
+        self._t0 = time.time()
 
     def _writer(self, path: Path, columns: list[str]) -> Any:
         f = path.open("w", newline="", encoding="utf-8")
@@ -159,8 +164,9 @@ class Sampler:
             depth = ready_now if ready_now is not None else (s.ready or 0)
             age = self.age(name, depth, now) if self.age else None
             estimated = age is None
-            if estimated:
-                age = estimated_age_s(depth, s)
+            if estimated:  # never older than the watching: depth / ack rate can say more
+                guess = estimated_age_s(depth, s)
+                age = None if guess is None else min(guess, now - self._t0)
             self._q.writerow({"t": now, "queue": name, **s.row(), "ready_now": ready_now,
                               "oldest_age_s": None if age is None else round(age, 3),
                               "age_estimated": estimated})
@@ -168,6 +174,7 @@ class Sampler:
             self.first_depth.setdefault(name, messages)
             self.last_depth[name] = messages
             if self.is_main(name):
+                self._count(name, now, s)
                 depth_now += depth
                 self._peak_depth = max(self._peak_depth, depth, s.messages or 0)
                 self._max_age = max(self._max_age, age or 0.0)
@@ -193,6 +200,15 @@ class Sampler:
                           nodes=nodes, rss=rss)
         for f in self._files:
             f.flush()
+
+    def _count(self, name: str, now: float, s: QueueSample) -> None:
+        if s.published_total is None or s.acked_total is None or s.messages is None:
+            return
+        point = CounterPoint(now, s.published_total, s.acked_total, s.messages, s.ready,
+                             s.consumers)
+        series = self.counters.setdefault(name, [])
+        if not series or series[-1].values != point.values:
+            series.append(point)
 
     # --- what the checks and the progress line need --------------------------------------
 

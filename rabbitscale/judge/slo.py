@@ -212,3 +212,36 @@ def latency_checks(thresholds: Thresholds, histograms: Mapping[str, Mapping[str,
                          f"{'<' if ok else '>='} {t.max_s * 1000:,.0f} ms over "
                          f"{merged.get_total_count():,} samples ({t.source})"))
     return out
+
+
+METER_METRICS = {"e2e": "e2e", "processing": "work"}  # threshold metric -> MassTransit meter
+METER_STATS = ("p50", "p95", "p99")  # what bucketed histograms give
+
+
+def meter_latency_checks(thresholds: Thresholds, endpoint_meters: Mapping[str, Any],
+                         scopes: Mapping[str, Sequence[str]]) -> list[Check]:
+    """Latency thresholds judged on MassTransit's meters per endpoint (blackbox/meters.py):
+    the stat of the scope's worst endpoint, with the histogram bucket it lies in. A scope
+    whose endpoints recorded nothing fails: a threshold is never passed unmeasured."""
+    out = []
+    for t in thresholds.latency:
+        meter = METER_METRICS[t.metric]
+        names = list(scopes.get(t.scope, ())) if t.scope else list(endpoint_meters)
+        found = [(q, h) for q in names
+                 if (h := (endpoint_meters.get(q) or {}).get(meter)) and
+                 h.get(f"{t.stat}_ms") is not None]
+        target = f"< {_ms(t.max_s * 1000)}"
+        if not found:
+            out.append(Check(t.name, target, "no samples", FAIL,
+                             f"MassTransit's {meter} meter recorded nothing for "
+                             f"{', '.join(names) or 'any endpoint'} ({t.source})"))
+            continue
+        queue, h = max(found, key=lambda qh: qh[1][f"{t.stat}_ms"])
+        value = float(h[f"{t.stat}_ms"])
+        lo, hi = (h.get("bounds_ms") or {}).get(t.stat, [None, None])
+        ok = value < t.max_s * 1000
+        out.append(Check(t.name, target, round(value, 1), PASS if ok else FAIL,
+                         f"{t.metric} {t.stat} of {queue} from MassTransit's {meter} meter: "
+                         f"{value:,.1f} ms (its bucket {lo}-{hi if hi is not None else 'inf'} "
+                         f"ms) over {h['count']:,} messages ({t.source})"))
+    return out

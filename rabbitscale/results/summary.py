@@ -125,7 +125,13 @@ class EndpointResult(Model):
     keep_up_ratio: float | None = Field(description="consumed / arrived over the load")
     backlog_growth: int = Field(description="depth at the end of the load minus at its start")
     kept_up: bool
-    queue_wait_derived_ms: float | None = None
+    window_s: float = Field(description="the load's window between two refreshes of the "
+                                        "broker's counters")
+    queue_wait_derived_ms: float | None = Field(None, description="Little's law over the "
+                                                                  "window, at most the window")
+    consumers: int | None = Field(None, description="consumers when the run started")
+    instances: int | None = Field(None, description="their distinct connections")
+    prefetch: int | None = Field(None, description="their prefetch summed (0: unlimited)")
     meters: dict[str, Any] | None = Field(None, description="MassTransit's meters for the "
                                                             "endpoint (blackbox/meters.py)")
 

@@ -134,6 +134,10 @@ class EndpointModel(_Strict):
     webhook_prefetch: bool | None = Field(None, description="CONDUITLLM__WEBHOOKPREFETCHCOUNT "
                                                             "applies here")
     idempotent: bool | None = None
+    consumer_types: list[str] = Field([], description="MassTransit's consumer class names (its "
+                                                      "meters' consumer_type), to tell this "
+                                                      "endpoint's consumes of a message type "
+                                                      "another endpoint consumes too")
     callbacks: CallbacksModel | None = None
     delivery: DeliveryModel | None = None
 
@@ -491,7 +495,8 @@ def _endpoint(queue: str, e: EndpointModel, m: ProfileModel,
         assumed_service_time_s=float(e.assumed_service_time)
         if e.assumed_service_time is not None else None,
         webhook_prefetch=bool(e.webhook_prefetch), callbacks=callbacks, delivery=delivery,
-        idempotent=e.idempotent if e.idempotent is not None else True)
+        idempotent=e.idempotent if e.idempotent is not None else True,
+        consumer_types=tuple(e.consumer_types))
 
 
 def _task(kind: str, t: TaskModel, messages: Mapping[str, profiles.MessageType],

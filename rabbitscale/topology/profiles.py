@@ -108,6 +108,7 @@ class Endpoint:
     callbacks: Callbacks | None = None
     delivery: Delivery | None = None
     idempotent: bool = True  # duplicates do no harm (judged only where this is False)
+    consumer_types: tuple[str, ...] = ()  # MassTransit's consumer class names (meters)
 
     @property
     def message_type(self) -> str:

@@ -197,12 +197,10 @@ def target_parser() -> Parser:
     g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
                    help="follow tasks whose route can be polled (the profile's route poll) "
                         "with GET every INTERVAL instead of a callback (0: callbacks)")
+    options.meters(g)
     g = p.add_argument_group("a system loaded through its broker (--target amqp://...)")
     g.add_argument("--management", type=a.http_url, metavar="URL",
                    help="the broker's management API, read-only (default: http://HOST:15672)")
-    g.add_argument("--app-metrics", type=a.http_url, metavar="URL",
-                   help="the application's Prometheus endpoint with MassTransit's meters "
-                        "(messaging_masstransit_*): consume and delivery latency, consume errors")
     g = p.add_argument_group("load generators on other machines")
     g.add_argument("--expect-workers", type=a.bounded(int, 0, 256, "a whole number"),
                    default=0, help="wait for N workers joining with `rabbitscale worker`")
