@@ -216,7 +216,7 @@ class AmqpTargetRun(BlackBoxRun):
             workers=o.workers, transport="amqp", rates=o.rates, thresholds=self.thresholds,
             peak_depth=facts.peak_depth,
             config={"mode": self.mode, "target": masked(t.url),
-                    "rabbitmq": self.settings.masked(), "options": self.options_record(),
+                    "rabbitmq": self.settings.where(), "options": self.options_record(),
                     "target_options": {"url": masked(t.url),
                                        "management_url": t.management_url and
                                        masked(t.management_url),

@@ -34,7 +34,7 @@ from rabbitscale.core.errors import (
     BadInput,
     Unavailable,
 )
-from rabbitscale.core.urls import check_url
+from rabbitscale.core.urls import check_url, masked
 from rabbitscale.engine import output
 from rabbitscale.engine.base import LoadOptions
 from rabbitscale.engine.load import LocustProcesses, start_delay_s
@@ -43,6 +43,7 @@ from rabbitscale.engine.stack import latency_scopes
 from rabbitscale.judge import outcome, slo
 from rabbitscale.scenarios import contract
 from rabbitscale.scenarios.callback_urls import CallbackPlan, new_secret
+from rabbitscale.topology.profile_file import profile_spec
 from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import STATS_INTERVAL_S, RabbitSettings
 
@@ -242,8 +243,11 @@ class TargetRun(BlackBoxRun):
             transport="http", rates=o.rates, thresholds=self.thresholds,
             peak_depth=facts.peak_depth,
             config={"mode": self.mode, "target": t.url, "broker_source": self.source.name,
-                    "rabbitmq": {**self.settings.masked(), "vhost": self.vhost},
-                    "options": self.options_record(), "target_options": asdict(t)},
+                    "rabbitmq": self.settings.where(), "options": self.options_record(),
+                    "target_options": {**asdict(t), "url": masked(t.url),
+                                       "callback_url": t.callback_url and
+                                       masked(t.callback_url)},
+                    "profile": self.profile.name, "profile_spec": profile_spec(self.profile)},
             extra={"target": t.url, "broker_source": self.source.name,
                    "callback_url": self.callback_url, "endpoints": endpoints,
                    "validity": validity})

@@ -93,6 +93,8 @@ def _fmt(v: float) -> str:
 
 
 def display(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "unknown"
     if math.isinf(value):
         return "unbounded" if value > 0 else "-inf"
     if unit == "B":  # IEC, as RabbitMQ and the kernel count; SI beside it, as the guide writes
@@ -121,6 +123,22 @@ def service_time_s(p: PlanInputs, ep: Endpoint) -> float:
     if ep.queue in p.service_time_s:
         return p.service_time_s[ep.queue]
     return ep.planned_service_time_s()
+
+
+def work_known(p: PlanInputs, ep: Endpoint) -> bool:
+    """Is there a work per message to plan with? The guide's systems fall back to the stated
+    assumption; any other system's missing work is asked for, never assumed silently."""
+    return ep.queue in p.service_time_s or ep.service_time is not None or \
+        ep.assumed_service_time_s is not None or p.profile.guide
+
+
+def work_source(p: PlanInputs, ep: Endpoint) -> str:
+    if ep.queue in p.service_time_s:
+        return "--service-time"
+    if ep.service_time is not None:
+        key = f"endpoints.{ep.queue}.service_time"
+        return "estimated by discover" if key in p.profile.estimates else "the profile"
+    return "assumed"
 
 
 def slot_time_s(p: PlanInputs, ep: Endpoint) -> float:
@@ -185,10 +203,17 @@ def build(p: PlanInputs) -> list[Figure]:
     broker."""
     prof = p.profile.resolved(p.settings)
     arrivals = _arrivals(p)
-    figs = guide_figures(p, prof, arrivals)
+    figs = guide_figures(p, prof, arrivals) if p.profile.guide else []
     for ep in prof.endpoints:
-        if arrivals.get(ep.queue, 0.0) > 0:
-            figs += endpoint_figures(p, _EndpointLoad.of(p, ep, arrivals[ep.queue]))
+        if arrivals.get(ep.queue, 0.0) <= 0:
+            continue
+        if not work_known(p, ep):
+            figs.append(Figure(ep.queue, "work per message", math.nan, "ms", "unknown", WARN,
+                               "not planned: give --service-time "
+                               f"{ep.queue}=DURATION, or `plan --from-run RUN` of a run with "
+                               "--app-metrics (MassTransit's consume.duration)"))
+            continue
+        figs += endpoint_figures(p, _EndpointLoad.of(p, ep, arrivals[ep.queue]))
     figs += broker_plan(p).figures
     figs.append(_channels_figure(p, prof))
     return figs
@@ -286,7 +311,7 @@ def _capacity_figures(p: PlanInputs, e: _EndpointLoad) -> list[Figure]:
     util = e.utilisation
     inputs = (f"{e.active} active x min(concurrency {ep.concurrency}, prefetch {ep.prefetch}"
               + (f", partitions {ep.partitions}" if ep.partitioned else "")
-              + f")={e.concurrency} / {e.slot * 1000:g}ms"
+              + f")={e.concurrency} / {e.slot * 1000:g}ms ({work_source(p, ep)})"
               + (f" ({e.work * 1000:g}ms x {e.attempts:.3g} attempts + retry delays)"
                  if e.slot != e.work else "")
               + (f", rate limit {ep.rate_limit.per_second:g}/s per instance"
@@ -444,7 +469,8 @@ class _BrokerLoad:
                    model.connections_total(p.instances, pub_conns),
                    p.instances * model.channels_per_connection(endpoints)
                    + p.instances * pub_conns,
-                   p.task_rate_per_s + p.webhook_burst_per_s,
+                   p.task_rate_per_s + (p.webhook_burst_per_s if p.profile.webhook_kind
+                                        else 0.0),
                    f"coefficients {p.coefficients.source}")
 
 

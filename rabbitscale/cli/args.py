@@ -160,11 +160,35 @@ fraction = bounded(float, 0, 1, "a fraction")
 time_scale = bounded(float, 0.0001, 100, "a number")
 duration = typed(_duration)
 rate = typed(_positive_rate)
+
+
+def _rate_or_zero(text: str) -> float:
+    value = parse_rate_per_s(text)
+    if not 0 <= value < 1e7:
+        raise BadInput(f"a rate must be finite and not negative, got {text!r}")
+    return value
+
+
+rate_or_zero = typed(_rate_or_zero)
 rates = typed(lambda t: tuple(_positive_rate(p) for p in t.split(",") if p.strip()))
 size = typed(_size)
 bitrate = typed(parse_bitrate_bps)
 mix = typed(parse_task_mix)
 queue_duration = typed(_queue_duration)
+
+
+def _queue_count(text: str) -> tuple[str, int]:
+    queue, sep, value = text.partition("=")
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not sep or not queue or not 1 <= n <= 65535:
+        raise BadInput(f"expected QUEUE=N (N a whole number from 1 to 65535), got {text!r}")
+    return queue, n
+
+
+queue_count = typed(_queue_count)
 latency_threshold = typed(_latency_threshold)  # checked, kept as written (the run parses it)
 
 

@@ -35,13 +35,15 @@ def profile(choose: bool = True) -> argparse.ArgumentParser:
     return parent
 
 
-def load(*, tasks: bool = True, webhooks: bool = True, users: bool = True
-         ) -> argparse.ArgumentParser:
+def load(*, tasks: bool = True, webhooks: bool = True, users: bool = True,
+         task_default: str | None = TASK_RATE) -> argparse.ArgumentParser:
     """The load: arrival rates, task mix and message size."""
     parent, g = _group("load")
     if tasks:
-        g.add_argument("--task-rate", type=a.rate, default=TASK_RATE, metavar="RATE",
-                       help="async task arrivals, e.g. 1000/min or 20/s")
+        g.add_argument("--task-rate", type=a.rate, default=task_default, metavar="RATE",
+                       help="async task arrivals, e.g. 1000/min or 20/s"
+                            + ("" if task_default else " (default: the profile's [plan] rate, "
+                                                       "else the guide's 1000/min)"))
     if webhooks:
         g.add_argument("--webhook-rate", type=a.rate, default=WEBHOOK_RATE, metavar="RATE",
                        help="webhook baseline between bursts")
@@ -59,10 +61,11 @@ def load(*, tasks: bool = True, webhooks: bool = True, users: bool = True
     return parent
 
 
-def instances(default: int = 3) -> argparse.ArgumentParser:
+def instances(default: int | None = 3, what: str = "") -> argparse.ArgumentParser:
     parent, g = _group("the system under test")
     g.add_argument("--instances", type=a.instances, default=default,
-                   help="consumer instances (processes), like docker compose --scale")
+                   help="consumer instances (processes), like docker compose --scale"
+                        + (f" {what}" if what else ""))
     return parent
 
 
@@ -98,6 +101,34 @@ def container_memory(default: str | None) -> argparse.ArgumentParser:
     return parent
 
 
+def target(p: argparse.ArgumentParser, required: bool = False, vhost: bool = False) -> None:
+    """A deployed system: where it is, how to reach it, and where its meters are."""
+    g = p.add_argument_group("a deployed system (--target)")
+    g.add_argument("--target", metavar="URL", required=required,
+                   help="the API of a system rabbitscale did not start (http://host:port), or "
+                        "its broker (amqp://USER:PASS@HOST:PORT/VHOST): Locust then publishes "
+                        "the profile's message types to the system's exchanges"
+                        + ("" if required else " (default: the reference stack)"))
+    g.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="bearer key for the target (repeatable); or set "
+                        "RABBITSCALE_TARGET_API_KEYS=k1,k2 to keep keys off the command line")
+    g.add_argument("--prometheus", type=a.http_url, action="append", default=[], metavar="URL",
+                   help="read the broker from rabbitmq_prometheus (http://host:15692), one per "
+                        "node, instead of the management API")
+    g.add_argument("--management", type=a.http_url, metavar="URL",
+                   help="the broker's management API, read-only (default: http://HOST:15672)")
+    g.add_argument("--callback-url", type=a.http_url, metavar="URL",
+                   help="where the target can reach rabbitscale's callback receiver (default: "
+                        "a free port on 127.0.0.1)")
+    g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
+                   help="follow tasks whose route can be polled (the profile's route poll) "
+                        "with GET every INTERVAL instead of a callback (0: callbacks)")
+    if vhost:
+        g.add_argument("--vhost", help="the vhost an HTTP target's broker is observed in "
+                                       "(default: the configuration's)")
+    meters(g)
+
+
 def meters(g: argparse._ArgumentGroup) -> None:
     """MassTransit's meters of a deployed system (black-box runs, find-max and sweep on one)."""
     g.add_argument("--app-metrics", type=a.http_url, action="append", default=[],
@@ -108,3 +139,18 @@ def meters(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--app-prometheus", type=a.http_url, metavar="URL",
                    help="the team's Prometheus server, asked with PromQL over the run's window "
                         "for MassTransit's meters (instead of --app-metrics)")
+
+
+def thresholds(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The thresholds a run is judged by: a file, and latency expressions."""
+    g = p.add_argument_group("thresholds")
+    g.add_argument("--thresholds", metavar="FILE", help="TOML file overriding SLO thresholds "
+                                                        "(error_rate_max, depth_warning, ...)")
+    g.add_argument("--threshold", action="append", default=[], metavar="EXPR",
+                   type=a.latency_threshold,
+                   help="[TASK_KIND_OR_QUEUE.]METRIC.STAT<DURATION, repeatable: METRIC e2e, "
+                        "queue_wait, processing or publish_delay; STAT p50, p95, p99, p999 or "
+                        "max; e.g. e2e.p99<2s, video.queue_wait.p95<500ms. Added to the "
+                        "profile's [thresholds] latency list (one of the same scope, metric and "
+                        "stat replaces it)")
+    return g

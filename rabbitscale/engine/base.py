@@ -252,11 +252,20 @@ class RunEngine(abc.ABC):
         return measured, validity.summary(send_delays, measured)
 
     def options_record(self, **extra: Any) -> dict[str, Any]:
-        """The run's options as config.json records them (paths as text)."""
+        """The run's options as config.json records them (paths as text; the rates of the
+        streams the scenario has, not those it has not)."""
         from dataclasses import asdict
 
-        return {k: (str(v) if isinstance(v, Path) else v)
-                for k, v in {**asdict(self.opts), **extra}.items()}
+        record = {k: (str(v) if isinstance(v, Path) else v)
+                  for k, v in {**asdict(self.opts), **extra}.items() if k != "rates"}
+        streams = registry.SCENARIOS[self.opts.scenario].streams(self.opts.rates, 1.0) \
+            if self.opts.scenario in registry.SCENARIOS else {}
+        if registry.TASKS in streams:
+            record["task_rate_per_s"] = self.opts.rates.task_rate
+        if registry.WEBHOOKS in streams:
+            record["webhook_rate_per_s"] = self.opts.rates.webhook_rate
+            record["burst_rates_per_s"] = list(self.opts.rates.burst_rates)
+        return record
 
 
 EngineFactory = Callable[[LoadOptions], RunEngine]

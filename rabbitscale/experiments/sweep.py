@@ -91,17 +91,35 @@ def parse_slo(text: str) -> Slo:
     return Slo(metric, stat, parse_duration_s(value.strip()) * 1000)
 
 
+@dataclass(frozen=True)
+class Share:
+    """A step's rate: ``value`` per second when ``absolute``, else a fraction of the model's
+    capacity."""
+
+    value: float
+    absolute: bool = False
+
+    def rate(self, capacity: float) -> float:
+        return self.value if self.absolute else self.value * capacity
+
+    def text(self) -> str:
+        return f"{self.value:g}/s" if self.absolute else f"{self.value:.0%}"
+
+
 @dataclass
 class SweepOptions:
     base: LoadOptions  # the run each step varies the task rate of
     factory: EngineFactory  # a run of the kind swept, at a step's rate
     instances: int  # the consumer instances the model plans
     mix: dict[str, float]
-    start: float = 0.1  # fraction of capacity
-    stop: float = 1.1
+    start: Share = Share(0.1)  # a fraction of the model's capacity, or a rate
+    stop: Share = Share(1.1)
     steps: int = 8
     slo: Slo | None = None
     out_dir: Path = Path(".")
+    system: str = ""  # what the steps load, in words
+    blackbox: bool = False  # a deployed system: its curve from MassTransit's meters
+    endpoint: str | None = None  # the endpoint followed (default: the kind's first)
 
 
 @dataclass
@@ -207,14 +225,20 @@ def predicted_headroom(load: queueing.EndpointLoad, slo: Slo) -> float | None:
 
 
 def endpoint_of(settings: RabbitSettings, profile: Profile, mix: dict[str, float],
-                instances: int, arrivals: str) -> tuple[str, queueing.EndpointLoad]:
-    """The endpoint a sweep follows: the mix's single kind's first endpoint."""
+                instances: int, arrivals: str, queue: str | None = None
+                ) -> tuple[str, queueing.EndpointLoad]:
+    """The endpoint a sweep follows: ``queue``, else the mix's single kind's first
+    endpoint."""
     if len(mix) != 1:
         raise BadInput("sweep follows one endpoint: give --task-mix a single task kind "
                        f"(got {', '.join(mix)})")
     prof = profile.resolved(settings)
     kind = next(iter(mix))
-    ep = prof.consumers_of(prof.task(kind).message)[0]
+    reached = prof.consumers_of(prof.task(kind).message)
+    if queue is not None and queue not in [ep.queue for ep in reached]:
+        raise BadInput(f"sweep --endpoint {queue}: task kind {kind!r} does not reach it "
+                       f"(it reaches {', '.join(ep.queue for ep in reached)})")
+    ep = next(ep for ep in reached if queue in (None, ep.queue))
     st = ep.service_time or ServiceTime("fixed", service_time_s(PlanInputs(settings, profile),
                                                                  ep))
     return ep.queue, queueing.endpoint_load(ep, instances, 0.0, st, arrivals)
@@ -355,28 +379,29 @@ def _measured(summary: Summary, queue: str) -> dict[str, Any]:
 
 async def sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions,
                 say: Any = print) -> dict[str, Any]:
-    queue, load = endpoint_of(settings, profile, o.mix, o.instances, o.base.arrivals)
+    queue, load = endpoint_of(settings, profile, o.mix, o.instances, o.base.arrivals,
+                              o.endpoint)
     cap = predicted_max_per_s(settings, profile, o.instances, o.mix)
     if math.isinf(cap) or cap <= 0:
         raise BadInput(f"sweep: the model gives endpoint {queue} no finite capacity (no "
                        f"service time): set one in the profile")
     st = load.service
     result = Sweep(queue, cap, st.spec())
-    fractions = [o.start + (o.stop - o.start) * i / max(1, o.steps - 1) for i in range(o.steps)]
-    say(f"sweep {queue}: capacity {cap:.2f}/s ({st.spec()}, {load.instances} x {load.slots} "
-        f"slots, prefetch {load.prefetch}); {o.steps} steps from {o.start:.0%} to {o.stop:.0%}")
-    for i, frac in enumerate(fractions, start=1):
-        rate = cap * frac
+    say(f"sweep {queue} on {o.system or 'the reference stack'}: capacity {cap:.2f}/s "
+        f"({st.spec()}, {load.instances} x {load.slots} slots, prefetch {load.prefetch}); "
+        f"{o.steps} steps from {o.start.text()} to {o.stop.text()}")
+    for i, rate in enumerate(step_rates(o, cap), start=1):
         point = await _point(o, load, queue, rate, i)
-        point["utilisation"] = round(frac, 4)
+        point["utilisation"] = round(rate / cap, 4)
         result.points.append(point)
         measured, predicted, replay = point["measured"], point["predicted"], point["replayed"]
-        say(f"  step {i:2d}: {rate:7.2f}/s  rho {frac:4.2f}  queue wait p99 measured "
+        say(f"  step {i:2d}: {rate:7.2f}/s  rho {rate / cap:4.2f}  queue wait p99 measured "
             f"{_fmt(measured['queue_wait_p99_ms'])}, on its trace "
             f"{_fmt(replay.get('queue_wait_p99_ms'))}; long-run "
             f"{_fmt(predicted['queue_wait_p99_ms'])} ({predicted['method']}, a step this long: "
             f"{predicted.get('queue_wait_p99_band_ms', '-')})")
-    return result.as_dict(o.slo, load)
+    return {"mode": "stack", "system": o.system or "the reference stack",
+            **result.as_dict(o.slo, load)}
 
 
 async def _point(o: SweepOptions, load: queueing.EndpointLoad, queue: str, rate: float,
@@ -403,6 +428,94 @@ async def _point(o: SweepOptions, load: queueing.EndpointLoad, queue: str, rate:
             "predicted": predicted, "replayed": replay, "stalled": why}
 
 
+def blackbox_point(summary: Summary, queue: str) -> dict[str, Any]:
+    """A step on a deployed system: what its own meters recorded for the endpoint (e2e from
+    delivery.duration, work from consume.duration, each quantile with its bucket) and what
+    the broker's counters say (keep-up, the derived queue wait)."""
+    ep = next((e for e in summary.endpoints or [] if e.queue == queue), None)
+    meters = (ep.meters or {}) if ep else {}
+    e2e, work = meters.get("e2e") or {}, meters.get("work") or {}
+    out: dict[str, Any] = {f"e2e_{s}_ms": e2e.get(f"{s}_ms") for s in STATS}
+    out.update({"e2e_bounds_ms": e2e.get("bounds_ms"), "work_mean_ms": work.get("mean_ms"),
+                "work_p99_ms": work.get("p99_ms"), "count": e2e.get("count", 0),
+                "queue_wait_derived_ms": ep.queue_wait_derived_ms if ep else None,
+                "kept_up": ep.kept_up if ep else None,
+                "consumed_rate_per_s": ep.consumed_rate_per_s if ep else None,
+                "peak_depth": summary.measured.peak_queue_depth, "verdict": summary.verdict})
+    return out
+
+
+async def sweep_blackbox(settings: RabbitSettings, profile: Profile, o: SweepOptions,
+                         say: Any = print) -> dict[str, Any]:
+    """The curve of a deployed system's endpoint from its own meters, beside the model's
+    (with the work its meters measured at each step, exponential assumed: labelled)."""
+    queue, load = endpoint_of(settings, profile, o.mix, o.instances, o.base.arrivals,
+                              o.endpoint)
+    ep = profile.resolved(settings).endpoint(queue)
+    cap = predicted_max_per_s(settings, profile, o.instances, o.mix) \
+        if ep.service_time or ep.assumed_service_time_s else math.inf
+    if not (o.start.absolute and o.stop.absolute) and (math.isinf(cap) or cap <= 0):
+        raise BadInput(f"sweep --target: the profile gives {queue} no work per message, so "
+                       f"there is no capacity to take shares of: give --from and --to as rates "
+                       f"(e.g. --from 10/s --to 80/s), or plan --from-run for the work")
+    say(f"sweep {queue} on {o.system}: {o.steps} steps from {o.start.text()} to "
+        f"{o.stop.text()}; latency from MassTransit's meters")
+    points: list[dict[str, Any]] = []
+    for i, rate in enumerate(step_rates(o, cap), start=1):
+        step = o.base.at_rate(rate, o.out_dir / f"step{i:02d}-{rate:.2f}per_s")
+        await o.factory(step).execute()
+        assert step.out is not None
+        measured = blackbox_point(read_summary(step.out / rundir.SUMMARY), queue)
+        predicted: dict[str, Any] = {}
+        if measured["work_mean_ms"]:
+            work = ServiceTime("exponential", measured["work_mean_ms"] / 1000)
+            model = queueing.endpoint_load(ep, o.instances, rate, work, o.base.arrivals)
+            if model.utilisation < 1:
+                predicted = queueing.curve_point(model)
+                predicted["method"] += " (work: its meters' mean, exponential assumed)"
+        points.append({"rate_per_s": round(rate, 4), "utilisation":
+                       None if math.isinf(cap) else round(rate / cap, 4),
+                       "run": str(step.out), "measured": measured, "predicted": predicted})
+        say(f"  step {i:2d}: {rate:7.2f}/s  e2e p50 {_fmt(measured['e2e_p50_ms'])}, p99 "
+            f"{_fmt(measured['e2e_p99_ms'])} (MassTransit's meters), work "
+            f"{_fmt(measured['work_mean_ms'])}; "
+            f"{'kept up' if measured['kept_up'] else 'FELL BEHIND'}")
+    slot = ep.service_time.mean_s * 1000 if ep.service_time else None
+    return {"mode": "black-box", "system": o.system, "queue": queue,
+            "capacity_per_s": None if math.isinf(cap) else round(cap, 4),
+            "arrivals": o.base.arrivals, "points": points,
+            "knee_per_s": {"measured": _blackbox_knee(points),
+                           "definition": "highest rate whose e2e p99 is below twice the mean "
+                                         "work (a message waits no longer than it is worked "
+                                         "on)"},
+            "slo": None if o.slo is None else {
+                "threshold": o.slo.text(),
+                "headroom_per_s": {"measured": measured_headroom(
+                    [{**p, "measured": {**p["measured"], o.slo.key: p["measured"].get(
+                        f"e2e_{o.slo.stat}_ms")}} for p in points], o.slo)}},
+            "model": {"work_ms": slot, "within": None},
+            "kept_up": all(p["measured"]["kept_up"] for p in points)}
+
+
+def _blackbox_knee(points: list[dict[str, Any]]) -> float | None:
+    best = None
+    for p in sorted(points, key=lambda x: x["rate_per_s"]):
+        m = p["measured"]
+        if m["e2e_p99_ms"] is None or not m["work_mean_ms"] or \
+                m["e2e_p99_ms"] >= 2 * m["work_mean_ms"]:
+            break
+        best = p["rate_per_s"]
+    return best
+
+
+def step_rates(o: SweepOptions, capacity: float) -> list[float]:
+    """The steps' rates, evenly from --from to --to."""
+    lo, hi = o.start.rate(capacity), o.stop.rate(capacity)
+    if not 0 < lo < hi:
+        raise BadInput(f"sweep: --from {o.start.text()} must be below --to {o.stop.text()}")
+    return [lo + (hi - lo) * i / max(1, o.steps - 1) for i in range(o.steps)]
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:,.1f} ms"
 
@@ -412,6 +525,8 @@ def run_sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions) -> in
     is given), 1 otherwise."""
     from rabbitscale.reports.sweep import write_report
 
+    if o.blackbox:
+        return _run_blackbox(settings, profile, o)
     doc = asyncio.run(sweep(settings, profile, o))
     o.out_dir.mkdir(parents=True, exist_ok=True)
     (o.out_dir / SWEEP).write_text(json.dumps(doc, indent=2))
@@ -441,3 +556,24 @@ def run_sweep(settings: RabbitSettings, profile: Profile, o: SweepOptions) -> in
 
 def _rate(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}/s ({v * 60:,.0f}/min)"
+
+
+def _run_blackbox(settings: RabbitSettings, profile: Profile, o: SweepOptions) -> int:
+    """A deployed system's curve: exit 0 when every step was measured by its meters, 1 when
+    a step has no meter data (nothing to draw), 5 when a step was INVALID (the generator)."""
+    from rabbitscale.reports.sweep import write_report
+
+    doc = asyncio.run(sweep_blackbox(settings, profile, o))
+    o.out_dir.mkdir(parents=True, exist_ok=True)
+    (o.out_dir / SWEEP).write_text(json.dumps(doc, indent=2))
+    page = write_report(doc, o.out_dir)
+    print(f"knee: measured {_rate(doc['knee_per_s']['measured'])} "
+          f"({doc['knee_per_s']['definition']})")
+    if doc["slo"]:
+        print(f"headroom at {doc['slo']['threshold']}: measured "
+              f"{_rate(doc['slo']['headroom_per_s']['measured'])}")
+    print(f"sweep: {o.out_dir / SWEEP}  report: {page}")
+    verdicts = [p["measured"]["verdict"] for p in doc["points"]]
+    if "INVALID" in verdicts:
+        return EXIT_INVALID
+    return 0 if all(p["measured"]["count"] for p in doc["points"]) else 1

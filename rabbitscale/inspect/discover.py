@@ -6,17 +6,21 @@ its own name (the endpoint exchange), the exchanges bound to an endpoint exchang
 message types it consumes (``Namespace:TypeName``), ``QUEUE_error`` and ``QUEUE_skipped`` are
 its side queues. What the broker shows goes in as it is: queue types, arguments after
 policies, the consumers' prefetch. What it only hints at is written as an estimate, with
-where it came from, in the file's ``[estimates]`` table: the task mix (each message type's
-publish rate), the work per message (Little's law: messages held unacknowledged / ack rate),
-the failure rate (what reaches ``_error`` / what is acked), the concurrency limit (MassTransit's
-default: the prefetch count). What no broker shows (message bodies, retry policies, circuit
-breakers, rate limits) is left for the user: the file says so.
+where it came from, in the file's ``[estimates]`` table, from a window of samples (``Window``:
+the broker's counters differenced over it, never its averaged rates): the task mix and rate
+(each message type's publishes), the work per message (Little's law: the mean of the messages
+held unacknowledged / the acks per second), the failure rate (what reaches ``_error`` / what
+is acked), the instances (consuming connections), the concurrency limit (MassTransit's
+default: the prefetch count). Below MIN_ACKS in the window an endpoint gets no work estimate,
+and the file says why. What no broker shows (message bodies, retry policies, circuit breakers,
+rate limits) is left for the user: the file says so.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from rabbitscale.inspect.doctor import Snapshot, effective_arguments
@@ -25,7 +29,8 @@ from rabbitscale.topology.profile_file import QUEUE_ARGUMENTS
 
 OWN_PREFIX = "rabbitscale."  # the reference stack's own objects: not part of a system
 SIDE_SUFFIXES = ("_error", "_skipped")
-MIN_ACK_RATE = 0.05  # acks/s below this tell nothing about the work per message
+MIN_ACKS = 20  # acks in the window below this tell nothing about the work per message
+WINDOW_S = 10.0  # how long discover watches the counters by default
 
 HEADER = """\
 # A profile discovered by `rabbitscale discover` from vhost {vhost!r} ({when}).
@@ -37,9 +42,57 @@ HEADER = """\
 """
 
 
-def _rate(stats: dict[str, Any] | None, name: str) -> float:
-    details = (stats or {}).get(f"{name}_details")
-    return float(details.get("rate") or 0.0) if isinstance(details, dict) else 0.0
+@dataclass
+class Window:
+    """Every queue's and exchange's counters, sampled for ``seconds``: differences between the
+    first and the last refresh of the management API are exact, its averaged rates are not."""
+
+    seconds: float = 0.0
+    samples: int = 0
+    queues: dict[str, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)
+    exchanges: dict[str, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)
+
+    def add(self, t: float, queues: list[dict[str, Any]], exchanges: list[dict[str, Any]]
+            ) -> None:
+        self.samples += 1
+        for q in queues:
+            stats = q.get("message_stats") or {}
+            self.queues.setdefault(q["name"], []).append((t, {
+                "ack": float(stats.get("ack") or 0), "publish": float(stats.get("publish") or 0),
+                "unacked": float(q.get("messages_unacknowledged") or 0)}))
+        for x in exchanges:
+            stats = x.get("message_stats") or {}
+            self.exchanges.setdefault(x["name"], []).append((t, {
+                "publish_in": float(stats.get("publish_in") or 0)}))
+
+    @staticmethod
+    def delta(points: list[tuple[float, dict[str, float]]], key: str) -> tuple[float, float]:
+        """(the counter's difference, seconds between the first and the last refresh it
+        showed; 0 with fewer than two)."""
+        changes = [points[0]] + [b for a, b in zip(points, points[1:], strict=False)
+                                 if b[1][key] != a[1][key]] if points else []
+        if len(changes) < 2:
+            return 0.0, 0.0
+        return changes[-1][1][key] - changes[0][1][key], changes[-1][0] - changes[0][0]
+
+    def rate(self, kind: str, name: str, key: str) -> tuple[float, float]:
+        """(per second, count) of a counter over the window; 0, 0 where it did not move."""
+        points = (self.queues if kind == "queue" else self.exchanges).get(name, [])
+        n, span = self.delta(points, key)
+        return (n / span if span > 0 else 0.0), n
+
+
+async def watch(mgmt: Any, vhost: str, seconds: float, every_s: float = 1.0) -> Window:
+    """Sample the vhost's queues and exchanges for ``seconds`` (GET only)."""
+    import asyncio
+
+    w = Window(seconds=seconds)
+    end = time.monotonic() + seconds
+    while True:
+        w.add(time.time(), await mgmt.queues(vhost), await mgmt.exchanges(vhost))
+        if time.monotonic() >= end:
+            return w
+        await asyncio.sleep(min(every_s, max(0.0, end - time.monotonic())))
 
 
 def _split(exchange: str) -> tuple[str, str]:
@@ -75,10 +128,13 @@ def endpoints_of(s: Snapshot) -> dict[str, list[str]]:
     return out
 
 
-def discover(s: Snapshot, name: str | None = None, when: str | None = None) -> dict[str, Any]:
+def discover(s: Snapshot, name: str | None = None, when: str | None = None,
+             window: Window | None = None) -> dict[str, Any]:
     """The profile data of the system in the snapshot's vhost (``profile_file`` format)."""
     when = when or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    src = f"management API, {when}"
+    window = window or Window()
+    src = f"management API, {when}, counters over {window.seconds:g}s ({window.samples} " \
+          f"samples)"
     endpoints = endpoints_of(s)
     type_exchanges = sorted({x for xs in endpoints.values() for x in xs})
     namespaces = Counter(_split(x)[0] for x in type_exchanges)
@@ -107,19 +163,33 @@ def discover(s: Snapshot, name: str | None = None, when: str | None = None) -> d
         messages[type_name] = spec
     eps: dict[str, Any] = {}
     for queue, exchanges in endpoints.items():
-        eps[queue] = _endpoint(s, queue, [type_of[x] for x in exchanges], estimates, src)
-    tasks = _tasks(s, type_of, estimates, src)
+        eps[queue] = _endpoint(s, queue, [type_of[x] for x in exchanges], estimates, src,
+                               window)
+    tasks, rate = _tasks(type_of, estimates, src, window)
     data: dict[str, Any] = {"name": name or f"discovered-{s.vhost.strip('/') or 'root'}",
                             "description": f"discovered from vhost {s.vhost!r} ({when})",
                             "namespace": namespace, "rabbitmq": {"VHost": s.vhost},
                             "messages": messages, "endpoints": eps, "tasks": tasks}
+    instances = Counter(len({(c.get("channel_details") or {}).get("connection_name")
+                             for c in s.consumers
+                             if (c.get("queue") or {}).get("name") == q}) for q in eps)
+    instances.pop(0, None)
+    plan: dict[str, Any] = {}
+    if instances:
+        plan["instances"] = instances.most_common(1)[0][0]
+        estimates["plan.instances"] = (f"{plan['instances']} consuming connection(s) on most "
+                                       f"endpoints ({src})")
+    if rate > 0:
+        plan["task_rate"] = f"{rate:.4g}/s"
+    if plan:
+        data["plan"] = plan
     if estimates:
         data["estimates"] = estimates
     return data
 
 
 def _endpoint(s: Snapshot, queue: str, consumes: list[str], estimates: dict[str, str],
-              src: str) -> dict[str, Any]:
+              src: str, window: Window) -> dict[str, Any]:
     q = s.queues[queue]
     effective, _ = effective_arguments(q)
     ep: dict[str, Any] = {"consumes": consumes, "queue_type": q.get("type") or "classic"}
@@ -141,32 +211,49 @@ def _endpoint(s: Snapshot, queue: str, consumes: list[str], estimates: dict[str,
         estimates[f"endpoints.{queue}.instances"] = (
             f"{len(connections)} consuming connection(s) seen ({src}): the instances to give "
             f"`plan --instances`")
-    stats = q.get("message_stats") or {}
-    ack_rate = _rate(stats, "ack")
-    unacked = int(q.get("messages_unacknowledged") or 0)
-    if ack_rate >= MIN_ACK_RATE and unacked:
-        held_s = unacked / ack_rate
-        ep["service_time"] = f"exponential:{held_s * 1000:.4g}ms"
+    _work(queue, ep, estimates, src, window)
+    return ep
+
+
+def _work(queue: str, ep: dict[str, Any], estimates: dict[str, str], src: str,
+          window: Window) -> None:
+    """The work per message (Little's law over the window) and the failure rate, where the
+    window saw enough acks; else why not."""
+    points = window.queues.get(queue, [])
+    ack_rate, acks = window.rate("queue", queue, "ack")
+    if acks < MIN_ACKS:
         estimates[f"endpoints.{queue}.service_time"] = (
-            f"Little's law: {unacked} messages unacknowledged / {ack_rate:.3g} acks/s "
-            f"(time held by the consumers, waiting in their prefetch buffers included; "
-            f"distribution assumed exponential) ({src})")
-    error = s.queues.get(naming.error_queue(queue))
-    faulted = _rate((error or {}).get("message_stats"), "publish")
-    if ack_rate >= MIN_ACK_RATE and faulted:
+            f"not estimated: {acks:.0f} acks in the window (needs {MIN_ACKS}); run discover "
+            f"while the system works, with a longer --window, or plan --from-run a run of it")
+        return
+    held = [v["unacked"] for _, v in points]
+    mean_held = sum(held) / len(held)
+    if mean_held <= 0:
+        estimates[f"endpoints.{queue}.service_time"] = (
+            f"not estimated: no message was held unacknowledged at any of {len(held)} samples "
+            f"({acks:.0f} acks): the work is too short to see at this load; plan --from-run a "
+            f"run with --app-metrics (MassTransit's consume.duration)")
+        return
+    ep["service_time"] = f"exponential:{mean_held / ack_rate * 1000:.4g}ms"
+    estimates[f"endpoints.{queue}.service_time"] = (
+        f"Little's law over {len(held)} samples: {mean_held:.3g} messages unacknowledged on "
+        f"average (from {min(held):.0f} to {max(held):.0f}, the management API refreshing "
+        f"every few seconds) / {ack_rate:.3g} acks/s ({acks:.0f} acks): the time the "
+        f"consumers hold a message, waiting in their prefetch buffers included; exponential "
+        f"assumed; MassTransit's consume.duration (plan --from-run) is exact ({src})")
+    faulted, _ = window.rate("queue", naming.error_queue(queue), "publish")
+    if faulted:
         ep["failure_probability"] = round(min(1.0, faulted / ack_rate), 4)
         estimates[f"endpoints.{queue}.failure_probability"] = (
             f"{faulted:.3g}/s into {naming.error_queue(queue)} / {ack_rate:.3g} acks/s "
             f"(after the consumer's retries) ({src})")
-    return ep
 
 
-def _tasks(s: Snapshot, type_of: dict[str, str], estimates: dict[str, str],
-           src: str) -> dict[str, Any]:
-    """A task kind per message type, weighted by each type's publish rate (equal weights
-    where nothing was published)."""
-    rates = {x: _rate(s.exchanges.get(x, {}).get("message_stats"), "publish_in")
-             for x in type_of}
+def _tasks(type_of: dict[str, str], estimates: dict[str, str], src: str,
+           window: Window) -> tuple[dict[str, Any], float]:
+    """A task kind per message type, weighted by each type's publishes over the window
+    (equal weights where nothing was published), and the total rate."""
+    rates = {x: window.rate("exchange", x, "publish_in")[0] for x in type_of}
     total = sum(rates.values())
     tasks: dict[str, Any] = {}
     for exchange, type_name in type_of.items():
@@ -179,7 +266,7 @@ def _tasks(s: Snapshot, type_of: dict[str, str], estimates: dict[str, str],
                 f"{exchange} ({src})")
     if total:
         estimates["task_rate"] = f"{total:.4g}/s ({total * 60:.4g}/min) published ({src})"
-    return tasks
+    return tasks, total
 
 
 def to_toml(data: dict[str, Any], vhost: str, when: str) -> str:

@@ -66,6 +66,34 @@ def throughput(tp: Any, t0: float, markers: Markers | None = None) -> str | None
     return _uri(fig)
 
 
+def consumed(queues: Any, t0: float, markers: Markers | None = None) -> str | None:
+    """Messages consumed per second per main queue, from the broker's ack counter: the
+    differences between its refreshes (a black-box run has no completion records)."""
+    if "acked_total" not in queues or not len(queues):
+        return None
+    main = queues[~queues["queue"].str.endswith(SIDE_QUEUES) & queues["acked_total"].notna()]
+    if not len(main):
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
+    drawn = False
+    for queue, g in main.groupby("queue"):
+        g = g.sort_values("t")
+        moved = g[g["acked_total"].diff().fillna(1) != 0]  # the refreshes
+        rate = moved["acked_total"].diff() / moved["t"].diff()
+        if rate.notna().any() and not _all_zero(rate.fillna(0)):
+            ax.step(moved["t"] - t0, rate, where="pre", label=queue, linewidth=1)
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(title="Consumed per second (the broker's counters)", xlabel="seconds",
+           ylabel="messages/s")
+    _markers(ax, markers)
+    _legend(ax)
+    ax.grid(alpha=0.3)
+    return _uri(fig)
+
+
 def depth(queues: Any, t0: float, warning: int, critical: int,
           markers: Markers | None = None) -> str | None:
     main = queues[~queues["queue"].str.endswith(SIDE_QUEUES)] if len(queues) else queues

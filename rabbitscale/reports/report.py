@@ -133,7 +133,8 @@ def time_charts(run: RunData, thresholds: Mapping[str, Any]) -> list[tuple[str, 
     marks = markers(s)
     limit = dict(targets_defaults(), **thresholds)
     out: list[tuple[str, str | None]] = [
-        ("Throughput per queue", charts.throughput(run.throughput, t0, marks)),
+        ("Throughput per queue", charts.throughput(run.throughput, t0, marks)
+         or charts.consumed(run.queues, t0, marks)),
         ("Queue depth", charts.depth(run.queues, t0, limit["depth_warning"],
                                      limit["depth_critical"], marks)),
         ("Oldest message age", charts.message_age(run.queues, t0, limit["message_age_max_s"],
@@ -188,8 +189,12 @@ def build(run_dir: str | Path, baseline_dir: str | Path | None = None,
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     soak_min = float(thresholds.get("soak_min_duration_s", 600.0))
+    blackbox = s.mode in ("black-box", "black-box amqp")
+    system = str(run.config.get("profile_spec", {}).get("name") or run.config.get("profile")
+                 or "the system")
     html = env.get_template("report.html.j2").render(
         run=run, s=s, failed=s.failed((FAIL, INVALID)), cards=summary_cards(s),
+        blackbox=blackbox, system=system,
         long_enough=s.duration_s >= soak_min, soak_min=soak_min, ledger=ledger_items(s.ledger),
         latency={q: {m: v.model_dump() for m, v in ms.items()}
                  for q, ms in s.measured.latency_ms.items()},

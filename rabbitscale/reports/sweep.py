@@ -17,9 +17,10 @@ SWEEP_HTML = "sweep.html"
 def write_report(doc: dict[str, Any], out_dir: Path) -> Path:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
+    within = doc["model"]["within"]
     page = env.get_template("sweep.html.j2").render(
         doc=doc, chart=charts.latency_curve(doc),
-        verdict="PASS" if doc["model"]["within"] else "FAIL")
+        verdict="INVALID" if within is None else "PASS" if within else "FAIL")
     path = out_dir / SWEEP_HTML
     path.write_text(page, encoding="utf-8")
     return path

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rabbitscale.core.errors import ConfigError
-from rabbitscale.core.units import parse_duration_s, parse_size_bytes
+from rabbitscale.core.units import parse_duration_s, parse_rate_per_s, parse_size_bytes
 from rabbitscale.topology import naming, profiles
 from rabbitscale.topology.policy import (
     parse_breaker,
@@ -216,6 +216,23 @@ class TaskModel(_Strict):
                                                        "published straight to the broker)")
 
 
+class PlanModel(_Strict):
+    """``[plan]``: defaults of `rabbitscale plan` for this system."""
+
+    instances: int | None = Field(None, ge=1, le=100000,
+                                  description="consumer instances of each endpoint")
+    task_rate: str | None = Field(None, description="the task arrival rate, e.g. 20/s")
+
+    @field_validator("task_rate")
+    @classmethod
+    def _rate(cls, v: Any) -> Any:
+        if v is not None:
+            rate = _checked(parse_rate_per_s, v, "a rate")
+            if not 0 <= rate < 1e7:
+                raise ValueError(f"expected a rate from 0/s, got {v!r}")
+        return v
+
+
 class ProfileModel(_Strict):
     """A system on RabbitMQ (docs/profile-format.md)."""
 
@@ -239,6 +256,11 @@ class ProfileModel(_Strict):
                         "p50|p95|p99|p999|max)")
     estimates: dict[str, str] = Field({}, description="figures discover estimated, and from "
                                                       "what")
+    guide: bool = Field(False, description="the scaling guide's system: `plan` shows the "
+                                           "guide's own figures and its targets as defaults")
+    plan: PlanModel = Field(default_factory=lambda: PlanModel(instances=None, task_rate=None),
+                            description="what `plan` takes where no flag is given (discover "
+                                        "writes what it saw, with [estimates])")
 
 
 # --- queue arguments ----------------------------------------------------------------------------
@@ -432,7 +454,9 @@ def build(data: Mapping[str, Any], source: str) -> profiles.Profile:
     return profiles.Profile(
         name=name, description=m.description, endpoints=endpoints, messages=messages,
         tasks=tasks, pooled_publisher=m.publisher == "pool", thresholds=dict(m.thresholds),
-        spec={**copy.deepcopy(dict(data)), "name": name}, estimates=dict(m.estimates))
+        spec={**copy.deepcopy(dict(data)), "name": name}, estimates=dict(m.estimates),
+        guide=m.guide, plan_instances=m.plan.instances,
+        plan_task_rate_per_s=parse_rate_per_s(m.plan.task_rate) if m.plan.task_rate else None)
 
 
 def _urn(name: str, namespace: str) -> str:

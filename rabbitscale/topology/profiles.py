@@ -234,6 +234,9 @@ class Profile:
     thresholds: Mapping[str, float | list[str]] = field(default_factory=dict)
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     estimates: Mapping[str, str] = field(default_factory=dict)  # figure -> where it came from
+    guide: bool = False  # the scaling guide's system (plan: the guide's figures and targets)
+    plan_instances: int | None = None  # [plan] defaults, e.g. what discover saw
+    plan_task_rate_per_s: float | None = None
 
     # --- lookups ------------------------------------------------------------------------------
 

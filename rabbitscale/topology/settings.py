@@ -85,6 +85,14 @@ class RabbitSettings:
         d["password"] = "***"
         return d
 
+    def where(self) -> dict[str, Any]:
+        """Where a deployed system's broker is, masked: what a black-box run records of its
+        settings (the bus defaults are the reference stack's, not the system's)."""
+        return {"host": self.host, "port": self.port, "vhost": self.vhost,
+                "username": self.username, "password": "***",
+                "management": self.management_base_url,
+                "cluster_nodes": list(self.cluster_nodes)}
+
     @classmethod
     def from_masked(cls, d: Mapping[str, Any]) -> RabbitSettings:
         """Settings read back from ``masked()`` output (a run's config.json), for the model;

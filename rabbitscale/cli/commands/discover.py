@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rabbitscale.cli import args as a
 from rabbitscale.cli.args import Parser
@@ -27,6 +28,9 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the profile file to write (- for standard output)")
     p.add_argument("--name", help="the profile's name (default: discovered-VHOST)")
+    p.add_argument("--window", type=a.duration, default="10s", metavar="DURATION",
+                   help="how long to watch the broker's counters for the estimates of rates "
+                        "and work (0s: one read, no traffic estimates)")
     return p
 
 
@@ -40,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from rabbitscale.core.errors import BadInput
     from rabbitscale.core.urls import check_url
     from rabbitscale.inspect.discover import discover, to_toml
-    from rabbitscale.inspect.doctor import read_broker
     from rabbitscale.topology.settings import load_settings
 
     settings = load_settings().with_vhost(args.vhost)
@@ -50,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
     out = None if args.out == "-" else Path(args.out)
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         raise BadInput(f"--out: {args.out!r} is not a file in an existing directory")
-    snap = asyncio.run(read_broker(settings))
+    if not 0 <= args.window <= 3600:
+        raise BadInput(f"--window must be between 0s and 1h, got {args.window:g}s")
+    snap, window = asyncio.run(_read(settings, args.window))
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data = discover(snap, args.name, when)
+    data = discover(snap, args.name, when, window)
     if not data["endpoints"]:
         print(f"error: no MassTransit receive endpoint in vhost {args.vhost!r} (a queue bound "
               f"from an exchange of its own name); nothing written", file=sys.stderr)
@@ -66,3 +71,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}: {len(n)} endpoint(s), {len(data['messages'])} message type(s), "
               f"{len(data.get('estimates', {}))} estimate(s) marked with their source")
     return 0
+
+
+async def _read(settings: Any, window_s: float) -> tuple[Any, Any]:
+    """One read of the vhost's objects, then its counters watched for ``window_s``."""
+    from rabbitscale.broker.management import Management
+    from rabbitscale.inspect.discover import watch
+    from rabbitscale.inspect.doctor import read_broker
+
+    snap = await read_broker(settings)
+    if window_s <= 0:
+        return snap, None
+    async with Management(settings, read_only=True) as mgmt:
+        return snap, await watch(mgmt, settings.vhost, window_s)

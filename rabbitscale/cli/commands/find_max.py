@@ -16,8 +16,11 @@ def parser(argv: list[str]) -> Parser:
                         options.load(tasks=False, webhooks=False, users=False)],
                description="Step the task arrival rate from 70% of the model's prediction "
                            "(x1.2 a step) until a step breaks, then bisect to 5%; each step a "
-                           "full run in its own vhost.\n\nExit codes: 0 a maximum was found, "
-                           "1 no step held, 2 bad input, 3 broker unreachable.")
+                           "full run: on the reference stack in a vhost of its own, or with "
+                           "--target on a deployed system (a step breaks when an endpoint does "
+                           "not keep up or a check fails).\n\nExit codes: 0 a maximum was "
+                           "found, 1 no step held, 2 bad input, 3 the broker or the target "
+                           "unreachable.")
     p.add_argument("scenario", choices=STEPPABLE, metavar="SCENARIO",
                    help="one of: " + ", ".join(STEPPABLE))
     p.add_argument("--start", type=a.rate, default=None, metavar="RATE",
@@ -28,6 +31,8 @@ def parser(argv: list[str]) -> Parser:
                    help="how long each step may drain")
     p.add_argument("--out", metavar="DIR",
                    help="directory for the step runs (default: runs/find-max-SCENARIO)")
+    options.thresholds(p)
+    options.target(p, vhost=True)
     return p
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rabbitscale.cli import args as a
 from rabbitscale.cli import options
@@ -13,8 +14,10 @@ from rabbitscale.core import targets
 
 def parser(argv: list[str]) -> Parser:
     p = Parser(prog="rabbitscale plan",
-               parents=[options.instances(default=targets.INSTANCES[-1]), options.profile(),
-                        options.load(webhooks=False, users=False)],
+               parents=[options.instances(default=None, what="(default: the profile's [plan] "
+                                                             "instances, else the guide's 5)"),
+                        options.profile(),
+                        options.load(webhooks=False, users=False, task_default=None)],
                description="Every figure with its inputs and a verdict (OK/WARN/FAIL) against "
                            "the targets: client prefetch memory, partition throughput, "
                            "per-endpoint capacity, utilisation, instances needed, M/M/c wait, "
@@ -22,9 +25,9 @@ def parser(argv: list[str]) -> Parser:
                            "(memory, disk, network, publish ceiling).\n\nExit codes: 0 the "
                            "plan holds (OK/WARN), 1 a figure FAILs, 2 bad input.")
     g = p.add_argument_group("webhooks")
-    g.add_argument("--webhook-burst", type=a.rate, metavar="RATE",
+    g.add_argument("--webhook-burst", type=a.rate_or_zero, metavar="RATE",
                    default=f"{targets.WEBHOOK_BURSTS_PER_S[-1]:g}/s",
-                   help="the burst the plan must absorb")
+                   help="the burst the plan must absorb (a system that takes webhooks)")
     g.add_argument("--webhook-rate", type=a.rate, default=options.WEBHOOK_RATE,
                    metavar="RATE", help="baseline after bursts")
     g.add_argument("--burst-duration", type=a.duration, default="5m", metavar="DURATION",
@@ -45,9 +48,9 @@ def parser(argv: list[str]) -> Parser:
                    default=targets.WATERMARK_RELATIVE, metavar="FRACTION",
                    help="vm_memory_high_watermark.relative")
     g.add_argument("--queued", "--queued-messages", dest="queued_messages",
-                   type=a.bounded(int, 0, 10**9, "a whole number"),
-                   default=targets.QUEUED_MESSAGES, metavar="N",
-                   help="messages queued at once (the guide's 100,000)")
+                   type=a.bounded(int, 0, 10**9, "a whole number"), default=None, metavar="N",
+                   help="messages queued at once (default: the guide's 100,000 for the "
+                        "guide's system, else none)")
     g.add_argument("--replicas", type=a.bounded(int, 1, 9, "a whole number"), default=1,
                    help="quorum queue members, one per node (the guide's compose runs one "
                         "node)")
@@ -65,12 +68,45 @@ def parser(argv: list[str]) -> Parser:
     g.add_argument("--out", metavar="FILE", help="with --calibrate: write the fitted figures")
     g.add_argument("--calibration", metavar="FILE",
                    help="plan with a file written by --calibrate ... --out FILE")
+    g = p.add_argument_group("a system planned from a run of it (--from-run)")
+    g.add_argument("--from-run", metavar="DIR",
+                   help="plan from a black-box run's measurements (each endpoint's arrivals, "
+                        "consumers, prefetch and, with --app-metrics, MassTransit's work), "
+                        "every input labelled measured, estimated, stated or assumed")
+    g.add_argument("--target-rate", type=a.rate, metavar="RATE",
+                   help="plan the run's mix at this task rate, with a recommendation per "
+                        "endpoint (e.g. 10x the run's: 200/s)")
+    g.add_argument("--slo", type=a.typed(_queue_wait_slo), metavar="EXPR",
+                   help="what a recommendation must keep: queue_wait.p99<500ms (p50, p95, p99)")
+    g.add_argument("--headroom", type=a.bounded(float, 0.0, 0.9, "a fraction"), default=0.3,
+                   metavar="FRACTION", help="capacity kept free at the target rate")
+    g.add_argument("--endpoint-instances", type=a.queue_count, action="append", default=[],
+                   metavar="QUEUE=N", help="what-if: the instances of one endpoint (repeatable)")
+    g.add_argument("--prefetch", type=a.queue_count, action="append", default=[],
+                   metavar="QUEUE=N", help="what-if: an endpoint's prefetch (repeatable)")
+    g.add_argument("--concurrency", type=a.queue_count, action="append", default=[],
+                   metavar="QUEUE=N",
+                   help="what-if: an endpoint's concurrency limit (repeatable)")
     return p
+
+
+def _queue_wait_slo(text: str) -> tuple[float, float]:
+    """queue_wait.p99<500ms -> (99.0, 500.0)."""
+    from rabbitscale.experiments.sweep import parse_slo
+
+    slo = parse_slo(text)
+    if slo.metric != "queue_wait":
+        from rabbitscale.core.errors import BadInput
+
+        raise BadInput(f"expected queue_wait.STAT<DURATION, got {text!r}")
+    return float(slo.stat[1:]), slo.max_ms
 
 
 def run(args: argparse.Namespace) -> int:
     if args.calibrate:
         return _calibrate(args)
+    if args.from_run:
+        return _from_run(args)
     import json
 
     from rabbitscale.capacity.broker import BrokerCoefficients
@@ -102,9 +138,10 @@ def run(args: argparse.Namespace) -> int:
         from rabbitscale.capacity.calibrate import read_calibration
 
         coefficients, fitted_service = read_calibration(args.calibration)
+    defaults = plan_defaults(args, profile)
     inputs = PlanInputs(
-        settings=settings, profile=profile, instances=args.instances,
-        task_rate_per_s=args.task_rate,
+        settings=settings, profile=profile, instances=defaults["instances"][0],
+        task_rate_per_s=defaults["task_rate"][0],
         mix=check_mix(args.task_mix, profile) if args.task_mix else None,
         webhook_burst_per_s=args.webhook_burst, webhook_baseline_per_s=args.webhook_rate,
         burst_s=args.burst_duration, message_bytes=args.message_size,
@@ -112,23 +149,53 @@ def run(args: argparse.Namespace) -> int:
         service_time_s={**{q: v for q, v in fitted_service.items() if q in known},
                         **dict(args.service_time)},
         node_memory_bytes=args.node_memory, watermark_relative=args.watermark,
-        queued_messages=args.queued_messages, replicas=args.replicas,
+        queued_messages=defaults["queued"][0], replicas=args.replicas,
         disk_bytes=args.disk, disk_free_limit_bytes=args.disk_free_limit,
         link_bps=args.link_speed, coefficients=coefficients)
     figs = build(inputs)
     findings = profile_findings(profile, settings)
     if args.json:
-        print(json.dumps(as_json(figs, profile=profile.name, instances=args.instances,
+        print(json.dumps(as_json(figs, profile=profile.name, instances=inputs.instances,
                                  broker=broker_plan(inputs).as_dict(), findings=findings,
-                                 estimates=dict(profile.estimates)), indent=2, default=str))
+                                 estimates=dict(profile.estimates),
+                                 inputs={k: {"value": v, "source": s}
+                                         for k, (v, s) in defaults.items()}),
+                         indent=2, default=str))
     else:
         bursts = (f", webhook bursts {args.webhook_burst:g}/s for {args.burst_duration:g}s"
                   if profile.webhook_kind else "")
-        title = (f"capacity plan: profile {profile.name}, {args.instances} instances, "
-                 f"{args.task_rate * 60:g} tasks/min{bursts}, {args.queued_messages:,} queued "
-                 f"x {format_bytes(args.message_size)}, {args.replicas} replica(s)")
+        title = (f"capacity plan: profile {profile.name}, {inputs.instances} instances, "
+                 f"{inputs.task_rate_per_s * 60:g} tasks/min{bursts}, "
+                 f"{inputs.queued_messages:,} queued x {format_bytes(args.message_size)}, "
+                 f"{args.replicas} replica(s)\n  inputs: "
+                 + "; ".join(f"{k} {v if not isinstance(v, float) else f'{v:.4g}'} ({s})"
+                             for k, (v, s) in defaults.items()))
         print(render_table(figs, findings, profile.estimates, title=title))
     return 1 if verdict(figs) == FAIL else 0
+
+
+def plan_defaults(args: argparse.Namespace, profile: Any) -> dict[str, tuple[Any, str]]:
+    """Instances, task rate and backlog the plan takes, each with where it comes from: a
+    flag, the profile's [plan] (what discover saw), or the guide's target (assumed) for the
+    guide's system. A system that is not the guide's plans no backlog it was not asked for."""
+    def pick(flag: Any, flag_name: str, own: Any, own_source: str, guide: Any) -> tuple[Any, str]:
+        if flag is not None:
+            return flag, flag_name
+        if own is not None:
+            return own, own_source
+        return guide, "the guide's target (assumed)"
+
+    estimated = ("estimated by discover: " + profile.estimates.get("task_rate", "")).strip(": ")
+    return {
+        "instances": pick(args.instances, "--instances", profile.plan_instances,
+                          "the profile's [plan] (" + profile.estimates.get(
+                              "plan.instances", "stated") + ")", targets.INSTANCES[-1]),
+        "task_rate": pick(args.task_rate, "--task-rate", profile.plan_task_rate_per_s,
+                          f"the profile's [plan] ({estimated or 'stated'})",
+                          targets.TASKS_PER_MIN / 60),
+        "queued": pick(args.queued_messages, "--queued", None if profile.guide else 0,
+                       "none asked for", targets.QUEUED_MESSAGES),
+    }
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -150,3 +217,37 @@ def _calibrate(args: argparse.Namespace) -> int:
             print(f"calibration written to {args.out}: plan with `rabbitscale plan "
                   f"--calibration {args.out}`")
     return 0
+
+
+def _from_run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from rabbitscale.capacity import from_run
+    from rabbitscale.core import rundir
+    from rabbitscale.core.errors import BadInput
+    from rabbitscale.results.summary import read
+    from rabbitscale.topology.profile_file import load_system
+
+    settings, profile = load_system(args.profile, args.profile_file)
+    known = {ep.queue for ep in profile.endpoints}
+    for flag, pairs in (("--endpoint-instances", args.endpoint_instances),
+                        ("--prefetch", args.prefetch), ("--concurrency", args.concurrency)):
+        for queue, _ in pairs:
+            if queue not in known:
+                raise BadInput(f"rabbitscale plan: {flag}: no endpoint {queue!r} in profile "
+                               f"{profile.name!r}")
+    run_dir = Path(args.from_run)
+    summary = read(run_dir / rundir.SUMMARY)
+    slo = args.slo or (99.0, None)
+    what = from_run.WhatIf(instances=args.instances,
+                           endpoint_instances=dict(args.endpoint_instances),
+                           prefetch=dict(args.prefetch), concurrency=dict(args.concurrency),
+                           target_rate_per_s=args.target_rate, slo_stat=slo[0],
+                           slo_queue_wait_ms=slo[1], headroom=args.headroom)
+    plans = from_run.plan(profile.resolved(settings), summary, str(run_dir), what)
+    if args.json:
+        print(json.dumps(from_run.as_json(plans, str(run_dir), what), indent=2))
+    else:
+        print(from_run.render(plans, str(run_dir), what))
+    return 1 if any(p.holds is False for p in plans) else 0

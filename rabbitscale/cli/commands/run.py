@@ -62,15 +62,7 @@ def _timing(p: Parser, drain_default: str) -> None:
                                             "the load")
     g.add_argument("--workers", type=a.bounded(int, 0, 64, "a whole number"), default=0,
                    help="local Locust worker processes (distributed mode); 0 = one process")
-    g.add_argument("--thresholds", metavar="FILE", help="TOML file overriding SLO thresholds")
-    g = p.add_argument_group("latency thresholds")
-    g.add_argument("--threshold", action="append", default=[], metavar="EXPR",
-                   type=a.latency_threshold,
-                   help="[TASK_KIND_OR_QUEUE.]METRIC.STAT<DURATION, repeatable: METRIC e2e, "
-                        "queue_wait, processing or publish_delay; STAT p50, p95, p99, p999 or "
-                        "max; e.g. e2e.p99<2s, video.queue_wait.p95<500ms. Added to the "
-                        "profile's [thresholds] latency list (one of the same scope, metric and "
-                        "stat replaces it)")
+    g = options.thresholds(p)
     g.add_argument("--abort-on-fail", nargs="?", const="0s", default=None, type=a.duration,
                    metavar="GRACE",
                    help="stop the load once a latency threshold has failed for GRACE (default "
@@ -180,27 +172,7 @@ def target_parser() -> Parser:
     p.add_argument("scenario", choices=[s.name for s in SCENARIOS.values()
                                         if not s.scales_out], metavar="SCENARIO")
     _timing(p, "1m")
-    g = p.add_argument_group("the system under test")
-    g.add_argument("--target", metavar="URL", required=True,
-                   help="the API of a system rabbitscale did not start (http://host:port), or "
-                        "its broker (amqp://USER:PASS@HOST:PORT/VHOST): Locust then publishes "
-                        "the profile's message types to the system's exchanges")
-    g.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                   help="bearer key for the target (repeatable); or set "
-                        "RABBITSCALE_TARGET_API_KEYS=k1,k2 to keep keys off the command line")
-    g.add_argument("--prometheus", type=a.http_url, action="append", default=[], metavar="URL",
-                   help="read the broker from rabbitmq_prometheus (http://host:15692), one per "
-                        "node, instead of the management API")
-    g.add_argument("--callback-url", type=a.http_url, metavar="URL",
-                   help="where the target can reach rabbitscale's callback receiver (default: "
-                        "a free port on 127.0.0.1)")
-    g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
-                   help="follow tasks whose route can be polled (the profile's route poll) "
-                        "with GET every INTERVAL instead of a callback (0: callbacks)")
-    options.meters(g)
-    g = p.add_argument_group("a system loaded through its broker (--target amqp://...)")
-    g.add_argument("--management", type=a.http_url, metavar="URL",
-                   help="the broker's management API, read-only (default: http://HOST:15672)")
+    options.target(p, required=True)
     g = p.add_argument_group("load generators on other machines")
     g.add_argument("--expect-workers", type=a.bounded(int, 0, 256, "a whole number"),
                    default=0, help="wait for N workers joining with `rabbitscale worker`")

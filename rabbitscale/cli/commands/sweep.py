@@ -10,19 +10,28 @@ from rabbitscale.cli.args import Parser
 from rabbitscale.scenarios.registry import STEPPABLE
 
 
-def _fraction_pct(text: str) -> float:
-    """'10%' or '0.1' -> 0.1."""
+def _share(text: str) -> object:
+    """'10%' or '0.1' (of the model's capacity), or a rate such as '20/s'."""
+    import math
+
     from rabbitscale.core.errors import BadInput
+    from rabbitscale.core.units import parse_rate_per_s
+    from rabbitscale.experiments.sweep import Share
 
     raw = text.strip()
+    if "/" in raw:
+        rate = parse_rate_per_s(raw)
+        if not 0 < rate < 1e7:
+            raise BadInput(f"a rate must be positive and finite, got {text!r}")
+        return Share(rate, absolute=True)
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise BadInput(f"expected a share of capacity such as 50% or 0.5, got {text!r}") \
-            from None
-    if not 0 < value <= 3:
+        raise BadInput(f"expected a share of capacity such as 50% or 0.5, or a rate such as "
+                       f"20/s, got {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= 3:
         raise BadInput(f"must be between 0% and 300% of capacity, got {text!r}")
-    return value
+    return Share(value)
 
 
 def _slo(text: str) -> object:
@@ -47,10 +56,12 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("scenario", choices=STEPPABLE, metavar="SCENARIO",
                    help="one of: " + ", ".join(STEPPABLE))
     g = p.add_argument_group("the sweep")
-    g.add_argument("--from", dest="start", type=a.typed(_fraction_pct), default="10%",
-                   metavar="SHARE", help="first step, a share of the model's capacity")
-    g.add_argument("--to", dest="stop", type=a.typed(_fraction_pct), default="110%",
-                   metavar="SHARE", help="last step, a share of the model's capacity")
+    g.add_argument("--from", dest="start", type=a.typed(_share), default="10%",
+                   metavar="SHARE", help="first step: a share of the model's capacity (50%%), "
+                                         "or a rate (20/s)")
+    g.add_argument("--to", dest="stop", type=a.typed(_share), default="110%",
+                   metavar="SHARE", help="last step: a share of the model's capacity, or a "
+                                         "rate")
     g.add_argument("--steps", type=a.bounded(int, 2, 50, "a whole number"), default=8,
                    help="steps, evenly spaced from --from to --to")
     g.add_argument("--step-duration", type=a.duration, default="30s", metavar="DURATION",
@@ -62,8 +73,13 @@ def parser(argv: list[str]) -> Parser:
     g.add_argument("--slo", type=a.typed(_slo), default=None, metavar="EXPR",
                    help="the threshold whose headroom to report: queue_wait.p99<400ms, "
                         "queue_wait.p95<..., e2e.p99<2s")
+    g.add_argument("--endpoint", metavar="QUEUE",
+                   help="the endpoint followed, where the task kind reaches several (default: "
+                        "the first)")
     g.add_argument("--out", metavar="DIR",
                    help="directory for the steps and sweep.json (default: runs/sweep-SCENARIO)")
+    options.thresholds(p)
+    options.target(p, vhost=True)
     return p
 
 
@@ -72,20 +88,24 @@ def run(args: argparse.Namespace) -> int:
 
     from rabbitscale.cli import engines
     from rabbitscale.core import rundir, targets
-    from rabbitscale.core.errors import BadInput
     from rabbitscale.experiments.sweep import SweepOptions, run_sweep
     from rabbitscale.scenarios.schedule import Rates
     from rabbitscale.topology.profile_file import load_system
     from rabbitscale.topology.tasks import check_mix
 
-    if args.start >= args.stop:
-        raise BadInput("rabbitscale sweep: --from must be below --to")
     settings, profile = load_system(args.profile, args.profile_file)
     mix = check_mix(args.task_mix, profile) if args.task_mix else profile.default_mix
     base = engines.load_options(args, duration_s=args.step_duration, rates=Rates(
         1.0, targets.WEBHOOK_BASELINE_PER_S, targets.WEBHOOK_BURSTS_PER_S))
-    make, _, settings, profile = engines.factory(args, settings, profile)
+    make, system, settings, profile = engines.factory(args, settings, profile)
+    blackbox = engines.kind(args) != engines.STACK
+    if blackbox and not (args.app_metrics or args.app_prometheus):
+        from rabbitscale.core.errors import BadInput
+
+        raise BadInput("rabbitscale sweep --target: the curve comes from the system's own "
+                       "meters: give --app-metrics (one per instance) or --app-prometheus")
     out = Path(args.out) if args.out else rundir.RUNS_DIR / f"sweep-{args.scenario}"
     return run_sweep(settings, profile, SweepOptions(
         base=base, factory=make, instances=args.instances, mix=mix, start=args.start,
-        stop=args.stop, steps=args.steps, slo=args.slo, out_dir=out))
+        stop=args.stop, steps=args.steps, slo=args.slo, out_dir=out, system=system,
+        blackbox=blackbox, endpoint=args.endpoint))
