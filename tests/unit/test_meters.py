@@ -11,6 +11,7 @@ from rabbitscale.blackbox import meters as am
 from rabbitscale.judge import outcome, slo
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology import profile_file
+from rabbitscale.topology.profiles import Profile
 
 SERVICE = 'messaging_masstransit_service="Acme.Worker"'
 SCOPE = 'otel_scope_name="MassTransit"'
