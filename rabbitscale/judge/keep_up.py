@@ -29,7 +29,7 @@ from rabbitscale.core.verdicts import FAIL, PASS, SKIP
 from rabbitscale.results.check import Check
 
 KEEP_UP_MIN = 0.97  # consumed / arrived over the load's window
-MIN_INTERVALS = 2  # refreshes needed inside the load to judge (else not measured)
+MIN_INTERVALS = 1  # intervals between refreshes needed inside the load (else not measured)
 
 
 @dataclass(frozen=True)

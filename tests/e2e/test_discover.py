@@ -24,7 +24,7 @@ def test_discover_round_trip_on_the_reference_stack(running_stack, tmp_path):
     stats_ready(stack.vhost, queues)
     before = broker_objects(stack.vhost)
     out = tmp_path / "found.toml"
-    done = rabbitscale("discover", "--vhost", stack.vhost, "--out", str(out))
+    done = rabbitscale("discover", "--vhost", stack.vhost, "--window", "0s", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert broker_objects(stack.vhost) == before  # read-only
     found = tomllib.loads(out.read_text())
@@ -63,10 +63,11 @@ def test_a_vhost_without_endpoints_writes_nothing(tmp_path):
 
     with own_vhost("rs-empty") as vhost:
         out = tmp_path / "none.toml"
-        done = rabbitscale("discover", "--vhost", vhost, "--out", str(out))
+        done = rabbitscale("discover", "--vhost", vhost, "--window", "0s", "--out", str(out))
         assert done.returncode == 1 and not out.exists()
         assert "no MassTransit receive endpoint" in one_line_error(done)
-    missing = rabbitscale("discover", "--vhost", "rs-no-such-vhost", "--out", str(out))
+    missing = rabbitscale("discover", "--vhost", "rs-no-such-vhost", "--window", "0s", "--out",
+                          str(out))
     assert missing.returncode == 2 and "no vhost" in one_line_error(missing)
     bad = rabbitscale("discover", "--vhost", "/", "--management", "ftp://x", "--out", str(out))
     assert bad.returncode == 2 and "--management" in one_line_error(bad)

@@ -10,6 +10,19 @@ from rabbitscale.cli.args import Parser
 from rabbitscale.scenarios.registry import STEPPABLE
 
 
+def _percent(text: str) -> float:
+    from rabbitscale.core.errors import BadInput
+
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise BadInput(f"expected a share such as 5% or 0.05, got {text!r}") from None
+    if not 0.005 <= value <= 0.5:
+        raise BadInput(f"must be between 0.5% and 50%, got {text!r}")
+    return value
+
+
 def parser(argv: list[str]) -> Parser:
     p = Parser(prog="rabbitscale find-max",
                parents=[options.instances(), options.profile(),
@@ -29,6 +42,9 @@ def parser(argv: list[str]) -> Parser:
                    help="load time of each step")
     p.add_argument("--drain-timeout", type=a.duration, default="20s", metavar="DURATION",
                    help="how long each step may drain")
+    p.add_argument("--resolution", type=a.typed(_percent), default="5%", metavar="SHARE",
+                   help="stop bisecting when the bracket is this narrow (5%%: ~6 runs past the "
+                        "first break; 10%%: fewer)")
     p.add_argument("--out", metavar="DIR",
                    help="directory for the step runs (default: runs/find-max-SCENARIO)")
     options.thresholds(p)
@@ -42,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from rabbitscale.capacity.plan import predicted_max_per_s
     from rabbitscale.cli import engines
     from rabbitscale.core import rundir, targets
-    from rabbitscale.experiments.find_max import run_find_max
+    from rabbitscale.experiments.find_max import Stepping, run_find_max
     from rabbitscale.scenarios.schedule import Rates
     from rabbitscale.topology.profile_file import load_system
     from rabbitscale.topology.tasks import check_mix
@@ -55,4 +71,5 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else rundir.RUNS_DIR / f"find-max-{args.scenario}"
     return run_find_max(make, base, predicted=predicted_max_per_s(settings, profile,
                                                                   args.instances, mix),
-                        system=system, start=args.start, out_dir=out)
+                        system=system, start=args.start, out_dir=out,
+                        stepping=Stepping(resolution=args.resolution))
