@@ -459,6 +459,7 @@ class _BrokerLoad:
     channels: int
     rate: float  # msg/s published at the peak: tasks + the webhook burst
     label: str  # where the coefficients come from
+    streams: str  # what the rate is made of
 
     @classmethod
     def of(cls, p: PlanInputs) -> _BrokerLoad:
@@ -471,7 +472,8 @@ class _BrokerLoad:
                    + p.instances * pub_conns,
                    p.task_rate_per_s + (p.webhook_burst_per_s if p.profile.webhook_kind
                                         else 0.0),
-                   f"coefficients {p.coefficients.source}")
+                   f"coefficients {p.coefficients.source}",
+                   "tasks + webhook burst" if p.profile.webhook_kind else "tasks")
 
 
 def broker_plan(p: PlanInputs) -> BrokerPlan:
@@ -567,7 +569,7 @@ def _network_figures(p: PlanInputs, b: _BrokerLoad, net_in: float, net_out: floa
              + (f" + replication to {p.replicas - 1} followers" if p.replicas > 1 else ""))):
         share = bps / p.link_bps if p.link_bps else math.inf
         figs.append(Figure("broker", name, bps, "bps",
-                           f"{b.rate:.4g} msg/s (tasks + webhook burst) x "
+                           f"{b.rate:.4g} msg/s ({b.streams}) x "
                            f"({format_bytes(p.message_bytes)} + {broker.AMQP_FRAMING_BYTES} B "
                            f"framing): {what}",
                            FAIL if share >= targets.LINK_FAIL_FRACTION else

@@ -157,7 +157,7 @@ class Instance:
         self.truth = None
         if a.truth:
             path = Path(a.truth) / f"instance-{a.instance}.csv"
-            self.truth_file = path.open("w", newline="")
+            self.truth_file = path.open("w", newline="", buffering=1)  # each row as it is written
             self.truth = csv.writer(self.truth_file)
             self.truth.writerow(["endpoint", "type", "sent", "finished", "work_s"])
         self.http: ClientSession | None = None
