@@ -19,7 +19,7 @@ $(BIN)/rabbitscale: pyproject.toml
 
 install: $(BIN)/rabbitscale
 
-# the tools some tests use (chromium, prometheus, wrk, iptables) and the broker
+# the tools some tests and benchmarks use (chromium, prometheus, wrk, nginx, iptables) and the broker
 setup:
 	@scripts/setup.sh
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the tests and the demo need on this machine, in one place (`make setup`, `.ci/run`):
 #   1. the tools some tests use: chromium (a report rendered headless), prometheus (the
-#      dashboard's queries on a real Prometheus), wrk (bench/api_ingest.py), iptables
-#      (network partitions); installed from Debian's packages when missing and this user may
+#      dashboard's queries on a real Prometheus), wrk (bench/api_ingest.py), nginx (the
+#      HTTP target bench/generator.py loads), iptables (network partitions); installed from Debian's packages when missing and this user may
 #      (root with apt-get). Where one cannot be installed, the tests that need it are skipped
 #      with one line naming the command that installs it; nothing here fails for them.
 #   2. a broker with its management and prometheus plugins: scripts/ensure_broker.sh.
@@ -15,6 +15,7 @@ command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v iptables >/dev/null 2>&1 || missing="$missing iptables"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
 
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

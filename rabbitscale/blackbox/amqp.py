@@ -207,7 +207,8 @@ class AmqpTargetRun(BlackBoxRun):
         judged = outcome.judge_amqp(facts, self.thresholds)
         ratios = [e.keep_up_ratio for e in endpoints if e.keep_up_ratio is not None]
         return output.RunResult(
-            name=self.name, scenario=o.scenario, mode=self.mode,
+            name=self.name, profile=self.profile.name,
+            scenario=o.scenario, mode=self.mode,
             outcome=outcome.extended(dataclasses.replace(
                 judged, keep_up_ratio=min(ratios, default=0.0)), checks),
             started_at=self.start_at, load_ended_at=self.load_ended_at,
@@ -265,8 +266,8 @@ def endpoint_lines(endpoints: list[EndpointResult], notes: list[str]) -> list[st
             h = m.get(what)
             if h:
                 lines.append(f"  MassTransit {what}: p50 {_ms(h['p50_ms'])}, p99 "
-                             f"{_ms(h['p99_ms'])} over {h['count']:,} ({m.get('consumed', 0):,}"
-                             f" consumed, {m.get('consume faults', 0):,} faulted)")
+                             f"{_ms(h['p99_ms'])} over {h['count']:,} ({m.get('consumed') or 0:,}"
+                             f" consumed, {m.get('consume faults') or 0:,} faulted)")
     return lines + [f"meters: {n}" for n in notes]
 
 

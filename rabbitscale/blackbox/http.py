@@ -236,7 +236,8 @@ class TargetRun(BlackBoxRun):
         if ratios:  # the endpoints' keep-up, as find-max reads it
             judged = dataclasses.replace(judged, keep_up_ratio=min(ratios))
         return output.RunResult(
-            name=self.name, scenario=o.scenario, mode=self.mode, outcome=outcome.extended(
+            name=self.name, profile=self.profile.name,
+            scenario=o.scenario, mode=self.mode, outcome=outcome.extended(
                 judged, checks),
             started_at=self.start_at, load_ended_at=self.load_ended_at,
             duration_s=o.duration_s, instances=0, workers=o.workers + t.expect_workers,

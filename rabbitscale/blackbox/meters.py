@@ -223,9 +223,12 @@ def per_endpoint(s: Scrape, profile: Profile) -> tuple[dict[str, dict[str, Any]]
         mine = [k for k, q in owner.items() if q == ep.queue]
         if not mine:
             continue
+        # a counter is None where nothing of its kind was attributed to the endpoint; the
+        # error counters start with the first error, so they count 0 beside their base
+        counted = {k[0].split("_")[0] for k in mine}
         figures: dict[str, Any] = {
             what: int(sum(v for k, v in s.counters.items() if k in mine and k[0] == c))
-            for c, what in COUNTERS.items()}
+            if c.split("_")[0] in counted else None for c, what in COUNTERS.items()}
         for h, what in HISTOGRAMS.items():
             figures[what] = _histogram(s, [k for k in mine if k[0] == h])
         out[ep.queue] = figures

@@ -63,6 +63,10 @@ def calibrate(path: str | Path) -> tuple[dict[str, Any], list[Comparison]]:
     fm = _read_json(p / "find_max.json") if (p / "find_max.json").exists() else None
     run_dir = _held_step(p, fm) if fm else p
     summary = _summary(run_dir)
+    if summary.mode.startswith("black-box"):  # nothing of the model ran: the system did
+        raise CalibrationError(f"{run_dir}: a black-box run of a deployed system, not of the "
+                               f"reference stack: plan that system from it with `rabbitscale "
+                               f"plan --profile-file FILE --from-run {run_dir}`")
     config = _read_json(run_dir / "config.json")
     settings = RabbitSettings.from_masked(config.get("rabbitmq", {}))
     profile = recorded_profile(config).resolved(settings)

@@ -3,7 +3,8 @@ measured, every input labelled measured, estimated, stated or assumed with its s
 
 Per endpoint the run (a black-box run's summary.json: the broker's counters and MassTransit's
 meters per endpoint) gives the arrival rate, the consumers and their prefetch, the instances
-(consuming connections) and the work per message (MassTransit's consume.duration; without
+(consuming connections) and the work per message (MassTransit's consume.duration; where the
+consume meters cannot be told apart by endpoint, its receive.duration, estimated; without
 meters no work is taken from the broker: it is asked for). The profile gives the concurrency
 limit (MassTransit's ConcurrentMessageLimit, which no broker shows; discover estimates it as
 the prefetch) and the policies. What-ifs change instances, prefetch and concurrency; the model
@@ -95,6 +96,7 @@ def inputs(ep: Endpoint, profile: Profile, summary: Summary, run: str,
     got = _result(summary, ep.queue)
     estimates = profile.estimates
     work = (got.meters or {}).get("work") if got else None
+    receive = (got.meters or {}).get("receive") if got else None
     out = {"arrival_per_s": Input(got.arrival_rate_per_s, MEASURED,
                                   f"the broker's counters over the load of {run}")
            if got else Input(0.0, MISSING, f"{run} has no figures for {ep.queue}")}
@@ -120,6 +122,12 @@ def inputs(ep: Endpoint, profile: Profile, summary: Summary, run: str,
         out["work_s"] = Input(work["mean_ms"] / 1000, MEASURED,
                               f"MassTransit's consume.duration over {work['count']:,} messages "
                               f"in {run} (mean)")
+    elif receive and receive.get("mean_ms") is not None:
+        out["work_s"] = Input(receive["mean_ms"] / 1000, ESTIMATED,
+                              f"MassTransit's receive.duration over {receive['count']:,} "
+                              f"messages in {run} (mean; the whole receive, the consume "
+                              f"included: the consume meters could not be told apart by "
+                              f"endpoint; give it consumer_types in the profile)")
     elif ep.service_time is not None:
         skey = f"endpoints.{ep.queue}.service_time"
         out["work_s"] = Input(ep.service_time.mean_s, ESTIMATED if skey in estimates

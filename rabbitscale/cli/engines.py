@@ -84,7 +84,7 @@ def _stack(args: argparse.Namespace, settings: RabbitSettings, profile: Profile
         prometheus_linger_s=_get(args, "prometheus_linger", 0.0),
         nemesis=tuple(_get(args, "nemesis", ())), seed=_get(args, "seed", 0),
         nemesis_interval_s=_get(args, "nemesis_interval", 30.0))
-    system = f"the reference stack simulating profile {profile.name!r} ({s.instances} " \
+    system = f"profile {profile.name!r} simulated on the reference stack ({s.instances} " \
              f"instances)"
     return (lambda load: StackRun(settings, profile, load, s)), system, settings, profile
 

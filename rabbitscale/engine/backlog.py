@@ -551,7 +551,8 @@ class BacklogRun(RunEngine):
                            f"but calls depth above {targets.DEPTH_CRITICAL:,} critical"),
         }
         return output.RunResult(
-            name=self.name, scenario=NAME, mode=self.mode, outcome=outcome, started_at=started,
+            name=self.name, profile=self.profile.name,
+            scenario=NAME, mode=self.mode, outcome=outcome, started_at=started,
             load_ended_at=end, duration_s=max(1.0, end - started), instances=o.instances,
             workers=0, transport="amqp", rates=Rates(0, 0, ()),
             thresholds=slo.Thresholds(), peak_depth=self.peak_depth,

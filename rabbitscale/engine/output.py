@@ -49,6 +49,7 @@ class RunResult:
     config: dict[str, Any] = field(default_factory=dict)  # settings masked, profile, options
     extra: dict[str, Any] = field(default_factory=dict)  # mode-specific summary sections
     mode: str = "stack"  # stack | backlog | black-box | black-box amqp
+    profile: str = ""  # the system's profile: simulated (stack, backlog) or loaded (black-box)
 
     @property
     def verdict(self) -> str:
@@ -91,7 +92,7 @@ def summary(result: RunResult, m: Measurements, locust_hdr: dict[str, Any]) -> S
     o = result.outcome
     return Summary.model_validate({
         "run": result.name, "scenario": result.scenario, "verdict": o.verdict,
-        "mode": result.mode, "started_at": result.started_at,
+        "mode": result.mode, "profile": result.profile, "started_at": result.started_at,
         "load_ended_at": result.load_ended_at, "duration_s": result.duration_s,
         "instances": result.instances, "workers": result.workers,
         "transport": result.transport,

@@ -317,7 +317,8 @@ class StackRun(RunEngine):
         import asyncio
 
         o, s, stack = self.opts, self.s, self.stack
-        self.say(f"run {self.name}: scenario {o.scenario}, {o.duration_s:g}s, "
+        self.say(f"run {self.name}: scenario {o.scenario}, {o.duration_s:g}s, profile "
+                 f"{self.profile.name!r} simulated on the reference stack, "
                  f"{s.instances} instances, {o.workers or 1} Locust process(es), "
                  f"vhost {self.vhost}, out {self.run_dir}")
         self.start_at = time.time() + start_delay_s(self.spec)
@@ -474,7 +475,8 @@ class StackRun(RunEngine):
         if self.cluster is not None:
             sections["cluster"] = self.cluster.settings()
         return output.RunResult(
-            name=self.name, scenario=o.scenario, mode=self.mode,
+            name=self.name, profile=self.profile.name,
+            scenario=o.scenario, mode=self.mode,
             outcome=outcome.extended(outcome.judge(facts, self.thresholds), checks),
             started_at=self.start_at, load_ended_at=self.load_ended_at,
             duration_s=o.duration_s, instances=s.instances, workers=o.workers,

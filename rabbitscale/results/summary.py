@@ -141,6 +141,8 @@ class Summary(Model):
     scenario: str
     verdict: str
     mode: Mode = "stack"
+    profile: str = Field("", description="the system's profile: simulated on the reference "
+                                         "stack, or the deployed system a black-box run loaded")
     started_at: float
     load_ended_at: float
     duration_s: float

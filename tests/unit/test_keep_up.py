@@ -42,7 +42,9 @@ def test_below_capacity_passes_the_prefetch_it_holds_allowed(rate):
 
 
 def test_too_few_refreshes_are_not_measured():
-    assert keep_up("orders", series(10, 80, 5), 1000, 1005, in_flight=0) is None
+    # one refresh inside the load: no interval to difference; two: one interval, measured
+    assert keep_up("orders", series(10, 80, 5), 1001, 1006, in_flight=0) is None
+    assert keep_up("orders", series(10, 80, 5), 1000, 1005, in_flight=0) is not None
     assert check(None, "orders").verdict == SKIP
 
 

@@ -104,6 +104,9 @@ def test_a_shared_type_without_consumer_types_is_named_not_guessed():
     assert "work" not in per.get("shipment.booking", {}) or \
         per["shipment.booking"]["work"] is None
     assert notes and "consumed by" in notes[0] and "consumer_types" in notes[0]
+    # what could not be attributed is not counted, never 0; what was received is
+    booking = per.get("shipment.booking", {})
+    assert booking.get("consumed") is None and booking.get("consume faults") is None
 
 
 def test_amqp_ledger_balances_and_judges_loss_and_foreign_traffic():

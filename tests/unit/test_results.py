@@ -38,7 +38,7 @@ def test_the_run_directory_page_names_every_summary_field():
 
 
 def test_the_recorded_fixtures_read_as_summaries():
-    for name in ("run_burst", "run_burst_baseline"):
+    for name in ("run_burst", "run_burst_baseline", "run_freight_amqp"):
         s = results.read(FIXTURES / name / "summary.json")
         assert s.verdict in ("PASS", "FAIL") and s.checks
         # written back and read again: the same summary
