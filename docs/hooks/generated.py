@@ -3,13 +3,15 @@
 - ``cli.md``: every command's ``--help`` (and ``run``'s three modes), from the argparse
   parsers the CLI uses;
 - ``schemas.md``: the JSON Schemas of the profile format and of the results;
-- ``events.md``: the events catalogue (rabbitscale/core/events.py).
+- ``events.md``: the events catalogue (rabbitscale/core/events.py);
+- ``changelog.md``: the repository's CHANGELOG.md, as it is.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from mkdocs.structure.files import File, Files
@@ -70,8 +72,12 @@ def events_page() -> str:
     return "\n".join(out) + "\n"
 
 
+def changelog_page() -> str:
+    return (Path(__file__).resolve().parents[2] / "CHANGELOG.md").read_text()
+
+
 def on_files(files: Files, config: Any) -> Files:
     for name, make in (("cli.md", cli_page), ("schemas.md", schemas_page),
-                       ("events.md", events_page)):
+                       ("events.md", events_page), ("changelog.md", changelog_page)):
         files.append(File.generated(config, name, content=make()))
     return files
