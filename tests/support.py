@@ -248,6 +248,15 @@ class RunningStack:
         return "".join(self.output)
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_stack(vhost: str, *args: str, secret: str = "stack-secret",
                 instances: int = 2) -> RunningStack:
     proc = subprocess.Popen(

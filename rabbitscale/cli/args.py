@@ -211,19 +211,24 @@ fault = typed(_fault)  # a fault of the catalogue, in its one spelling (kill_con
 
 
 def _http_url(text: str) -> str:
-    from urllib.parse import urlsplit
+    from rabbitscale.core.urls import check_url
 
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise BadInput(f"bad port in {text!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput(f"expected an http(s) URL such as http://host:15672, got {text!r}")
+    check_url(text, "the URL", "")
     return text
 
 
 http_url = typed(_http_url)  # an http(s) URL, checked, kept as written
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 \
+            or "/" in host or "@" in host:
+        raise BadInput(f"expected HOST:PORT such as 127.0.0.1:7000, got {text!r}")
+    return f"{host.lower()}:{int(port)}"
+
+
+host_port = typed(_host_port)  # HOST:PORT, the host lower-cased
 
 
 def _rabbitmq_version(text: str) -> str:

@@ -26,6 +26,7 @@ from rabbitscale.core.errors import (
     BadInput,
     RabbitscaleError,
 )
+from rabbitscale.core.urls import scrub
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(sys.argv[1:] if argv is None else list(argv))
     except RabbitscaleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(scrub(f"error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback on request
         if os.environ.get("RABBITSCALE_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set RABBITSCALE_DEBUG=1 for "
-              f"the traceback)", file=sys.stderr)
+        print(scrub(f"error: unexpected {type(exc).__name__}: {exc} (set RABBITSCALE_DEBUG=1 "
+                    f"for the traceback)"), file=sys.stderr)
         return EXIT_RUN_FAILED
 
 

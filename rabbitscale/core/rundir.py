@@ -25,6 +25,17 @@ def place(out: Path | None, prefix: str) -> tuple[str, Path]:
     return name, RUNS_DIR / name
 
 
+def inside(directory: Path, *parts: str) -> Path:
+    """``directory/parts...``, refused unless it stays inside ``directory``: a name from a
+    profile or a broker (a queue, a task kind) never writes outside a run directory."""
+    base = directory.resolve()
+    path = base.joinpath(*parts).resolve()
+    if path == base or base not in path.parents:
+        raise BadInput(f"{'/'.join(parts)!r} would be written outside {directory}: a name "
+                       f"with a path in it")
+    return path
+
+
 SUMMARY = "summary.json"
 LEDGER = "ledger.json"
 CONFIG = "config.json"

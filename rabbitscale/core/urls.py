@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from rabbitscale.core.errors import BadInput
@@ -9,14 +10,19 @@ from rabbitscale.core.errors import BadInput
 
 def check_url(url: str, what: str, flag: str) -> tuple[str, int]:
     """(host, port) of an http(s) URL, or a one-line BadInput."""
+    at = f"{flag}: " if flag else ""
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
-        raise BadInput(f"{flag}: bad port in {url!r}") from None
+        raise BadInput(f"{at}bad port in {masked(url)!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput(f"{flag}: {what} must be an http(s) URL such as http://host:5000, "
-                       f"got {url!r}")
+        raise BadInput(f"{at}{what} must be an http(s) URL such as http://host:5000, "
+                       f"got {masked(url)!r}")
+    if parts.username is not None or parts.password is not None:
+        raise BadInput(f"{at}{what} carries credentials ({masked(url)!r}): give them in "
+                       f"the environment (AMQP_URL or CONDUITLLM__RABBITMQ__USERNAME and "
+                       f"__PASSWORD), where no process list shows them")
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
@@ -39,3 +45,13 @@ def masked(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+# scheme://user:password@ anywhere in a text: the password part
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)[^\s@'\"]*@")
+
+
+def scrub(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``: the last guard
+    before a line reaches a terminal or a log (errors name what they were given)."""
+    return _USERINFO.sub(r"\1***@", text)

@@ -120,7 +120,7 @@ def write(run_dir: Path, result: RunResult, m: Measurements) -> None:
     hdr_dir.mkdir(exist_ok=True)
     for name, metrics in m.histograms().items():
         for metric, h in metrics.items():
-            (hdr_dir / f"{name}.{metric}.hdr").write_text(latency.encode(h))
+            rundir.inside(hdr_dir, f"{name}.{metric}.hdr").write_text(latency.encode(h))
     with (run_dir / rundir.THROUGHPUT_CSV).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["t", "queue", "completed"])

@@ -18,6 +18,10 @@ KEYS_ENV = "RABBITSCALE_API_KEYS"
 VERIFIED_CACHE = 100_000  # valid keys remembered (bounded)
 
 
+MAX_KEY_CHARS = 256
+MAX_KEY_ID_DIGITS = 18  # a key id fits a signed 64-bit integer
+
+
 @dataclass(frozen=True)
 class VirtualKeys:
     secret: str = field(repr=False)
@@ -36,8 +40,11 @@ class VirtualKeys:
         known = self._verified.get(key)
         if known is not None:
             return known
+        if not key.isascii() or len(key) > MAX_KEY_CHARS:  # ² and ٣ are digits to isdigit
+            return None
         parts = key.split("_")
-        if len(parts) != 3 or parts[0] != "condt" or not parts[1].isdigit():
+        if len(parts) != 3 or parts[0] != "condt" or not parts[1].isdigit() or \
+                len(parts[1]) > MAX_KEY_ID_DIGITS:
             return None
         key_id = int(parts[1])
         if not hmac.compare_digest(self.key_for(key_id), key):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -92,20 +91,44 @@ class CircuitBreakerOpenError(Exception):
 class ConsumerOptions:
     instance: str = "consumer-1"
     time_scale: float = 1.0  # multiplies retry delays and breaker windows (tests, quick runs)
-    webhook_redirect_url: str | None = None  # where non-loopback webhook URLs are sent
+    # where a webhook URL that is not allowed is sent instead (the stack's sink)
+    webhook_redirect_url: str | None = None
+    # HOST:PORT the webhooks may reach besides the sink (the callback receivers of runs)
+    webhook_allow: tuple[str, ...] = ()
     webhook_timeout_s: float = 10.0
     stop_grace_s: float = 10.0
     seed: int | None = None
 
 
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
+# headers a message may not choose for its webhook: credentials, routing and framing
+FORBIDDEN_HEADERS = frozenset({
+    "authorization", "cookie", "host", "connection", "content-length", "transfer-encoding",
+    "te", "upgrade", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "x-real-ip"})
+
+
+def forbidden_header(name: str) -> bool:
+    n = name.strip().lower()
+    return n in FORBIDDEN_HEADERS or n.startswith("proxy-")
+
+
+def address(url: str) -> str:
+    """``host:port`` of an http(s) URL, the port made explicit; "" for anything else."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     except ValueError:
-        return False
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        return ""
+    host = parts.hostname.lower()
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def allowed_addresses(opts: ConsumerOptions) -> frozenset[str]:
+    """Where webhooks may go: the sink, and what the stack was told to allow."""
+    own = {address(opts.webhook_redirect_url)} if opts.webhook_redirect_url else set()
+    return frozenset({*own, *(a.lower() for a in opts.webhook_allow)} - {""})
 
 
 class EndpointConsumer:
@@ -115,6 +138,7 @@ class EndpointConsumer:
         self.ep = ep
         self.instance = instance
         self.opts = instance.opts
+        self.allowed = allowed_addresses(self.opts)
         self.semaphore = asyncio.Semaphore(ep.concurrency or 1)
         self.partitioner = Partitioner(ep.partitions) if ep.partitioned and ep.partitions \
             else None
@@ -337,13 +361,14 @@ class EndpointConsumer:
         if not url.startswith(("http://", "https://")):
             raise HandlerError(f"webhook URL {url!r} is not an http(s) URL")
         target = url
-        if not _is_loopback(url):
+        if address(url) not in self.allowed:  # anything else, loopback included: the sink
             if not self.opts.webhook_redirect_url:
-                raise HandlerError(f"webhook target {url!r} is not on this machine and no "
-                                   f"redirect is configured")
+                raise HandlerError("webhook target is not allowed and no sink is configured "
+                                   "(--webhook-redirect-url)")
             target = self.opts.webhook_redirect_url
         extra = m.get(d.headers) if d.headers else None
-        headers = {str(k): _header_value(v) for k, v in extra.raw.items()} \
+        headers = {str(k): _header_value(v) for k, v in extra.raw.items()
+                   if not forbidden_header(str(k))} \
             if isinstance(extra, CaseInsensitive) else {}
         headers.update({
             "Content-Type": "application/json",
@@ -518,10 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instance", default="consumer-1")
     p.add_argument("--time-scale", type=float, default=1.0)
     p.add_argument("--webhook-redirect-url")
+    p.add_argument("--webhook-allow", action="append", default=[], metavar="HOST:PORT")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     opts = ConsumerOptions(instance=args.instance, time_scale=args.time_scale,
-                           webhook_redirect_url=args.webhook_redirect_url)
+                           webhook_redirect_url=args.webhook_redirect_url,
+                           webhook_allow=tuple(args.webhook_allow))
     try:
         settings = load_settings()
         asyncio.run(_run_instance(settings, profile_from_env(), opts))

@@ -66,6 +66,7 @@ class StackOptions:
     demo_s: float = 0.0  # > 0: drive the guide's load script for this long, then stop
     demo_rate_per_s: float = 1000 / 60
     prometheus_port: int | None = None  # serve /metrics on host:port (0: any free port)
+    webhook_allow: tuple[str, ...] = ()  # HOST:PORT webhooks may reach besides the sink
 
 
 @dataclass
@@ -181,7 +182,8 @@ class Stack:
     async def _spawn(self, name: str) -> None:
         args = [sys.executable, "-m", "rabbitscale.harness.consumer", "--instance", name,
                 "--time-scale", str(self.opts.time_scale),
-                "--webhook-redirect-url", self.sink_url + "/redirected"]
+                "--webhook-redirect-url", self.sink_url + "/redirected",
+                *(a for allow in self.opts.webhook_allow for a in ("--webhook-allow", allow))]
         # the consumers run exactly the stack's settings and resolved profile
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **settings_env(self.settings),
                **profile_env(self.profile)}

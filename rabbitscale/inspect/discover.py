@@ -118,7 +118,8 @@ def endpoints_of(s: Snapshot) -> dict[str, list[str]]:
                 if b.get("destination_type") == "queue"}
     out: dict[str, list[str]] = {}
     for name in sorted(s.queues):
-        if name.startswith(OWN_PREFIX) or (name, name) not in to_queue:
+        if name.startswith(OWN_PREFIX) or (name, name) not in to_queue or \
+                naming.file_name_problem(name):
             continue
         if name.endswith(SIDE_SUFFIXES) and name.rsplit("_", 1)[0] in s.queues:
             continue  # an endpoint's _error or _skipped queue
@@ -126,6 +127,12 @@ def endpoints_of(s: Snapshot) -> dict[str, list[str]]:
                            if b["destination"] == name and b.get("destination_type") ==
                            "exchange" and b["source"] != name)
     return out
+
+
+def unusable(s: Snapshot) -> list[str]:
+    """The queues left out because their names cannot name a run's files, each with why."""
+    return [f"{q!r} {naming.file_name_problem(q)}" for q in sorted(s.queues)
+            if naming.file_name_problem(q)]
 
 
 def discover(s: Snapshot, name: str | None = None, when: str | None = None,

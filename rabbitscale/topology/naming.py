@@ -13,6 +13,27 @@ RUN_VHOST_PREFIX = "rabbitscale-run-"  # a run's own vhost, deleted at its end
 STACK_LISTENER_PREFIX = "rabbitscale.stack."  # a stack's own record queue (+ run id and pid)
 
 
+AMQP_NAME_MAX_BYTES = 255  # AMQP 0-9-1's shortstr: queue and exchange names
+
+
+def amqp_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a queue or exchange name, or None."""
+    if len(name.encode()) > AMQP_NAME_MAX_BYTES:
+        return f"longer than AMQP's {AMQP_NAME_MAX_BYTES} bytes"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "has a control character"
+    return None
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` (a queue or task kind that names a file of a run) cannot name a file."""
+    if not name:
+        return "is empty"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return "is a path (a name here names a file of the run: no / or \\, not . or ..)"
+    return amqp_name_problem(name)
+
+
 def run_vhost() -> str:
     """A fresh vhost for one run, so runs, tests and benchmarks never share messages."""
     return f"{RUN_VHOST_PREFIX}{uuid.uuid4().hex[:8]}"

@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rabbitscale.core.errors import ConfigError
 from rabbitscale.core.units import parse_duration_s, parse_rate_per_s, parse_size_bytes
@@ -262,6 +269,26 @@ class ProfileModel(_Strict):
                             description="what `plan` takes where no flag is given (discover "
                                         "writes what it saw, with [estimates])")
 
+    @model_validator(mode="after")
+    def _names(self) -> ProfileModel:
+        """Names that become AMQP names or files of a run, checked once, here."""
+        for where, name, problem in self._named():
+            found = problem(name)
+            if found:
+                raise ValueError(f"{where}: {name!r} {found}")
+        return self
+
+    def _named(self) -> list[tuple[str, str, Any]]:
+        out: list[tuple[str, str, Any]] = [("namespace", self.namespace,
+                                            naming.amqp_name_problem)]
+        out += [(f"endpoints.{q}", q, naming.file_name_problem) for q in self.endpoints]
+        out += [(f"tasks.{k}", k, naming.file_name_problem) for k in self.tasks]
+        for t, m in self.messages.items():
+            out += [(f"messages.{t}", t, naming.amqp_name_problem)]
+            out += [(f"messages.{t}.{f}", v, naming.amqp_name_problem)
+                    for f, v in (("exchange", m.exchange), ("urn", m.urn)) if v is not None]
+        return out
+
 
 # --- queue arguments ----------------------------------------------------------------------------
 
@@ -427,6 +454,8 @@ def _one_line(exc: ValidationError, source: str) -> ConfigError:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if not where:  # a check of the whole model names its key itself
+        where, _, msg = msg.partition(": ")
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None or \
         err["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"

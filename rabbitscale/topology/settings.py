@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from rabbitscale.core.errors import ConfigError
+from rabbitscale.core.urls import masked
 
 ENV_PREFIX = "CONDUITLLM__RABBITMQ__"
 WEBHOOK_PREFETCH_ENV = "CONDUITLLM__WEBHOOKPREFETCHCOUNT"
@@ -170,13 +171,24 @@ def _apply(values: dict[str, Any], key: str, raw: Any, source_key: str) -> None:
     values[name] = parse(source_key, raw)
 
 
+# where the broker's credentials are sent: the environment's or a flag's, never a file's (a
+# profile file from elsewhere must not send the user's password to a host of its choosing)
+CREDENTIAL_DESTINATIONS = frozenset({"HOST", "PORT", "MANAGEMENTPORT", "MANAGEMENTURL",
+                                     "USERNAME", "PASSWORD"})
+
+
 def settings_from_mapping(
     table: Mapping[str, Any], source: str, base: RabbitSettings | None = None
 ) -> RabbitSettings:
-    """Apply a profile file's [rabbitmq] table (keys like PrefetchCount, case-insensitive)."""
+    """Apply a profile file's [rabbitmq] table (keys like PrefetchCount, case-insensitive):
+    the bus's settings and the vhost; never where the credentials go."""
     values = dataclasses.asdict(base or RabbitSettings())
     for raw_key, raw in table.items():
         key = str(raw_key).upper().replace("_", "")
+        if key in CREDENTIAL_DESTINATIONS:
+            raise ConfigError(f"{source}: {raw_key}: where the broker's credentials go is not "
+                              f"a profile file's to choose: set AMQP_URL or "
+                              f"{ENV_PREFIX}{key} in the environment (or --management)")
         if key == "WEBHOOKPREFETCHCOUNT":
             values["webhook_prefetch_count"] = _int(1, 65535)(f"{source}: {raw_key}", raw)
         elif key in FIELDS:
@@ -244,7 +256,8 @@ def _parse_amqp_url(url: str) -> dict[str, Any]:
     except ValueError as exc:
         raise ConfigError(f"AMQP_URL: {exc}") from None
     if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ConfigError(f"AMQP_URL: expected amqp://user:pass@host:port/vhost, got {url!r}")
+        raise ConfigError(f"AMQP_URL: expected amqp://user:pass@host:port/vhost, got "
+                          f"{masked(url)!r}")
     out: dict[str, Any] = {"host": parts.hostname, "port": port or 5672}
     if parts.username is not None:
         out["username"] = unquote(parts.username)

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import assert_system_verdict, broker_objects, env, rabbitscale, wait_until
+from tests.support import (
+    assert_system_verdict,
+    broker_objects,
+    env,
+    free_port,
+    rabbitscale,
+    wait_until,
+)
 
 # one deployed stack for the module, on one xdist worker
 pytestmark = pytest.mark.xdist_group("blackbox")
@@ -26,16 +33,20 @@ SECRET = "blackbox-secret"
 
 @pytest.fixture(scope="module")
 def deployed(module_stack) -> dict[str, str]:
-    """A stack in its own vhost, started like a deployment: `rabbitscale stack`."""
-    stack = module_stack(secret=SECRET)
-    return {"url": stack.api, "vhost": stack.vhost, "key": stack.key(3)}
+    """A stack in its own vhost, started like a deployment: `rabbitscale stack`, allowed to
+    call back the runs' callback receiver (one port for the module's runs, one at a time)."""
+    receiver = f"127.0.0.1:{free_port()}"
+    stack = module_stack("--webhook-allow", receiver, secret=SECRET)
+    return {"url": stack.api, "vhost": stack.vhost, "key": stack.key(3),
+            "callbacks": f"http://{receiver}"}
 
 
 def blackbox(tmp_path: Path, deployed: dict[str, str], *args: str, key: str | None = None,
              timeout: float = 240) -> tuple[int, dict, str]:
     out = tmp_path / "run"
     done = rabbitscale("run", *args, "--target", deployed["url"], "--out", str(out),
-                       "--drain-timeout", "30s", timeout=timeout, cwd=tmp_path,
+                       "--callback-url", deployed["callbacks"], "--drain-timeout", "30s",
+                       timeout=timeout, cwd=tmp_path,
                        CONDUITLLM__RABBITMQ__VHOST=deployed["vhost"],
                        RABBITSCALE_TARGET_API_KEYS=key or deployed["key"])
     summary = json.loads((out / "summary.json").read_text()) \
@@ -94,6 +105,7 @@ def test_two_workers_from_other_processes(tmp_path, deployed):
     run = subprocess.Popen([sys.executable, "-m", "rabbitscale", "run", "webhook_burst",
                             "--duration", "12s", "--target", deployed["url"], "--out", str(out),
                             "--expect-workers", "2", "--master-port", str(port),
+                            "--callback-url", deployed["callbacks"],
                             "--drain-timeout", "30s"], env=run_env, cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tmp = tmp_path / "tmp"  # the workers' temp dir: what Locust writes there, and is it gone
@@ -127,7 +139,8 @@ def test_a_worker_that_dies_is_named_in_the_verdict(tmp_path, deployed):
     run = subprocess.Popen([sys.executable, "-m", "rabbitscale", "run", "sustained_tasks",
                             "--duration", "14s", "--task-mix", "video=1", "--target",
                             deployed["url"], "--out", str(out), "--expect-workers", "2",
-                            "--master-port", str(port), "--drain-timeout", "10s"],
+                            "--master-port", str(port), "--drain-timeout", "10s",
+                            "--callback-url", deployed["callbacks"]],
                            env=run_env, cwd=tmp_path, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     logs = [tmp_path / f"worker-{i}.log" for i in range(2)]

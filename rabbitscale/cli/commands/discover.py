@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rabbitscale.core.errors import BadInput
     from rabbitscale.core.urls import check_url
-    from rabbitscale.inspect.discover import discover, to_toml
+    from rabbitscale.inspect.discover import discover, to_toml, unusable
     from rabbitscale.topology.settings import load_settings
 
     settings = load_settings().with_vhost(args.vhost)
@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     snap, window = asyncio.run(_read(settings, args.window))
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data = discover(snap, args.name, when, window)
+    for why in unusable(snap):
+        print(f"warning: queue {why}: left out", file=sys.stderr)
     if not data["endpoints"]:
         print(f"error: no MassTransit receive endpoint in vhost {args.vhost!r} (a queue bound "
               f"from an exchange of its own name); nothing written", file=sys.stderr)

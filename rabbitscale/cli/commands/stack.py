@@ -21,6 +21,11 @@ def parser(argv: list[str]) -> Parser:
     g.add_argument("--sink-port", type=a.port, default=5055, help="the webhook sink's port")
     g.add_argument("--prometheus-port", type=a.port, default=None, metavar="PORT",
                    help="serve /metrics (Prometheus text format) on --host:PORT")
+    g.add_argument("--webhook-allow", type=a.host_port, action="append", default=[],
+                   metavar="HOST:PORT",
+                   help="a place webhooks may be delivered besides the sink, e.g. a run's "
+                        "callback receiver (run --callback-url); repeatable. Every other "
+                        "webhook URL, loopback included, is delivered to the sink")
     g = p.add_argument_group("behaviour")
     g.add_argument("--sink-latency", type=a.duration, default="0s", metavar="DURATION",
                    help="the webhook sink answers after this long")
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     opts = StackOptions(instances=args.instances, host=args.host, api_port=args.api_port,
                         sink_port=args.sink_port, time_scale=args.time_scale,
                         demo_s=args.demo, prometheus_port=args.prometheus_port,
+                        webhook_allow=tuple(args.webhook_allow),
                         sink=SinkOptions(latency_s=args.sink_latency,
                                          failure_ratio=args.sink_failure_ratio))
     return asyncio.run(run_stack(settings, profile, opts))
