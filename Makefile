@@ -6,8 +6,8 @@ PYTEST := $(BIN)/pytest -q
 # written by scripts/ensure_broker.sh when it started the compose file's broker
 BROKER_ENV := .rabbitscale-broker.env
 WITH_BROKER := set -a; [ -f $(BROKER_ENV) ] && . ./$(BROKER_ENV); set +a;
-E2E := $(PYTEST) tests/e2e -m "not exclusive" -n 2 --dist loadgroup && \
-       $(PYTEST) tests/e2e -m exclusive -n 2 --dist loadgroup
+E2E := $(PYTEST) tests/e2e -m "not exclusive" -n 4 --dist loadgroup && \
+       $(PYTEST) tests/e2e -m exclusive -n 3 --dist loadgroup
 
 .PHONY: demo test test-unit test-broker test-e2e install setup broker lint docs bench bench-check
 
@@ -31,21 +31,22 @@ demo: install broker
 
 # every tier, cheapest first (docs/ci.md has what each takes)
 test: install setup
-	$(PYTEST) tests/unit
+	$(PYTEST) tests/unit -n 2
 	@$(WITH_BROKER) $(PYTEST) tests/broker
 	@$(WITH_BROKER) $(E2E)
 
 # no broker, no network: the model, units, parsers, wire format, reports from fixtures
 test-unit: install
-	$(PYTEST) tests/unit
+	$(PYTEST) tests/unit -n 2
 
 # the real broker, a vhost per test
 test-broker: install setup
 	@$(WITH_BROKER) $(PYTEST) tests/broker
 
-# whole runs: scenarios, faults, clusters, backlog, validation; two at a time (each in a
-# vhost or on nodes of its own), then the few that change the shared broker for every client
-# or load the machine (xdist group "exclusive") beside the nemesis on its own cluster
+# whole runs: scenarios, faults, clusters, backlog, validation; four at a time (each in a
+# vhost or on nodes of its own; what measures capacity or latency one case at a time in an
+# xdist group), then the exclusive three side by side: the 100,000 backlog on a fresh node,
+# the nemesis on its own cluster, and the faults that change the shared broker for every client
 test-e2e: install setup
 	@$(WITH_BROKER) $(E2E)
 

@@ -109,7 +109,7 @@ def test_bad_input_and_unreachable_broker():
         # AMQP's port answers HTTP with an AMQP header
         ([], {"CONDUITLLM__RABBITMQ__MANAGEMENTPORT": "5672"}, 3,
          "not a RabbitMQ management API at http://127.0.0.1:5672"),
-        (["--prometheus", "notaurl"], {}, 2, "expected an http(s) URL"),
+        (["--prometheus", "notaurl"], {}, 2, "must be an http(s) URL"),
     ]:
         done = rabbitscale("doctor", *args, **env)
         err = done.stderr.strip()

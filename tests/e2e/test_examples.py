@@ -32,11 +32,12 @@ def test_stack_and_a_mixed_run_of_the_example_system(tmp_path):
     assert queues["stock-reservations"]["arguments"]["x-overflow"] == "reject-publish"
 
 
-# with the other validation cases, one at a time. Beside another e2e test its latency point at
+# with the other latency comparisons (the sweep), one at a time. Beside another e2e test its
+# latency point at
 # utilisation 0.87 had measured 43.4 and 43.9 ms against 25.5 and 13.8 predicted in two
 # fresh-clone runs, while the replay took the trace's median credit hold; it replays each
 # message's own hold since (a busy machine's long acks decide the p99 at that load)
-@pytest.mark.xdist_group("validation")
+@pytest.mark.xdist_group("latency")
 def test_validate_holds_the_model_on_the_example_system(tmp_path):
     done = rabbitscale("validate", "--profile-file", ORDERS, "--case", "pooled",
                        "--out", str(tmp_path), timeout=300)

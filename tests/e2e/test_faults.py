@@ -53,7 +53,7 @@ def test_connections_force_closed(tmp_path):
 
 
 @pytest.mark.exclusive
-@pytest.mark.xdist_group("exclusive")
+@pytest.mark.xdist_group("shared-broker")
 def test_broker_application_restart(tmp_path):
     rc, s, _ = _run(tmp_path, "broker_restart", duration="15s")
     _balanced(s)  # durable quorum queues kept every confirmed message
@@ -64,7 +64,7 @@ def test_broker_application_restart(tmp_path):
 
 
 @pytest.mark.exclusive
-@pytest.mark.xdist_group("exclusive")
+@pytest.mark.xdist_group("shared-broker")
 def test_memory_alarm_blocks_then_resumes(tmp_path):
     rc, s, out = _run(tmp_path, "memory_alarm", duration="15s")
     _balanced(s)

@@ -22,9 +22,10 @@ from rabbitscale.topology.settings import RabbitSettings
 from tests import support
 
 # after the parallel e2e tests (make test-e2e): three more nodes and two runs would slow the
-# timing of the tests beside them; it runs beside the other exclusive tests (one at a time,
-# xdist group "exclusive"), whose ledgers and broker checks do not depend on timing, and it
-# touches nothing but its own cluster's addresses and ports
+# timing of the tests beside them; it runs beside the other exclusive tests (the backlog on a
+# fresh node of its own, and the faults of the shared broker, each group on a worker), whose
+# ledgers and broker checks do not depend on timing, and it touches nothing but its own
+# cluster's addresses and ports
 pytestmark = [pytest.mark.exclusive, pytest.mark.xdist_group("nemesis")]
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,9 @@ from rabbitscale.experiments import sweep
 from rabbitscale.topology.policy import parse_service_time
 from tests.support import rabbitscale
 
-# beside the validation cases, on their worker: a sweep measures latency, not its neighbours
-pytestmark = pytest.mark.xdist_group("validation")
+# with the other latency comparisons, one at a time: a sweep measures latency, not its
+# neighbours
+pytestmark = pytest.mark.xdist_group("latency")
 
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = f"""extends = "{ROOT / 'examples' / 'orders.toml'}"
