@@ -46,7 +46,7 @@ def load_options(args: argparse.Namespace, *, duration_s: float, rates: Rates | 
         drain_timeout_s=args.drain_timeout, thresholds_file=_get(args, "thresholds"),
         threshold_exprs=tuple(_get(args, "threshold", ())),
         abort_on_fail_s=_get(args, "abort_on_fail"),
-        out=Path(args.out) if _get(args, "out") else None,
+        out=Path(args.out) if _get(args, "out") else None, force=_get(args, "force", False),
         junit=Path(args.junit) if _get(args, "junit") else None,
         profile_file=_get(args, "profile_file"), **extra)
 

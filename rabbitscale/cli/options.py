@@ -86,6 +86,9 @@ def run_output() -> argparse.ArgumentParser:
     parent, g = _group("run directory and vhost")
     g.add_argument("--out", metavar="DIR",
                    help="run directory (default: runs/NAME-YYYYmmdd-HHMMSS)")
+    g.add_argument("--force", action="store_true",
+                   help="write into --out even if it is not empty (a run's files there are "
+                        "replaced)")
     g.add_argument("--junit", metavar="FILE", help="also write the checks as JUnit XML")
     g.add_argument("--vhost", help="use this existing vhost instead of a fresh one")
     g.add_argument("--sample-interval", type=a.duration, default="1s", metavar="DURATION",

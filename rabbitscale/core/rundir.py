@@ -18,10 +18,14 @@ RUNS_DIR = Path("runs")  # where a run goes without --out
 
 
 def place(out: Path | None, prefix: str) -> tuple[str, Path]:
-    """A run's name and directory: --out as given, else ``runs/PREFIX-YYYYmmdd-HHMMSS``."""
+    """A run's name and directory: --out as given, else ``runs/PREFIX-YYYYmmdd-HHMMSS`` (with
+    -2, -3, ... where a run of the same second has it)."""
     if out is not None:
         return out.name, out
-    name = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name, n = stem, 2
+    while (RUNS_DIR / name).exists():
+        name, n = f"{stem}-{n}", n + 1
     return name, RUNS_DIR / name
 
 
@@ -56,6 +60,12 @@ FIND_MAX = "find_max.json"
 JUNIT_XML = "junit.xml"
 
 REQUIRED = (SUMMARY, QUEUES_CSV, NODE_CSV, THROUGHPUT_CSV)
+# what a run writes in its directory (--force replaces them; nothing else writes over them)
+OWN_NAMES = (SUMMARY, LEDGER, CONFIG, QUEUES_CSV, NODE_CSV, THROUGHPUT_CSV, PROCESSES_CSV,
+             RECORDS_CSV, HDR_DIR, LOCUST_HDR_DIR, LOCUST_STATS_CSV, "locust_stats_history.csv",
+             "locust_failures.csv", "locust_exceptions.csv", STACK_LOG, LOCUST_LOG, REPORT_HTML,
+             REPORT_JSON, FIND_MAX, JUNIT_XML, "locust_workers.json", "locust_start.json",
+             "sweep.json", "sweep.html")
 SECRET_KEYS = ("password", "secret", "api_key", "token", "credential")
 
 

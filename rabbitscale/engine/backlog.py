@@ -70,6 +70,7 @@ class BacklogOptions:
     task_mix: str = ""  # kind=weight,...; empty: backlog_mix(profile, queued)
     instances: int = 3
     out: Path | None = None
+    force: bool = False
     vhost: str | None = None
     keep_vhost: bool = False
     quiet: bool = False
@@ -316,7 +317,8 @@ class BacklogRun(RunEngine):
     mode = "backlog"
 
     def __init__(self, settings: RabbitSettings, profile: Profile, o: BacklogOptions) -> None:
-        super().__init__(LoadOptions(registry.BACKLOG, out=o.out, quiet=o.quiet, junit=o.junit,
+        super().__init__(LoadOptions(registry.BACKLOG, out=o.out, force=o.force, quiet=o.quiet,
+                                     junit=o.junit,
                                      sample_interval_s=o.sample_interval_s,
                                      drain_timeout_s=o.drain_timeout_s, payload=o.payload),
                          profile, NAME)

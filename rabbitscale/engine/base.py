@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rabbitscale.core import rundir, targets
+from rabbitscale.core import outputs, rundir, targets
 from rabbitscale.core.errors import BadInput
 from rabbitscale.engine import output
 from rabbitscale.engine.load import LoadSpec, LocustProcesses
@@ -66,6 +66,7 @@ class LoadOptions:
     threshold_exprs: tuple[str, ...] = ()
     abort_on_fail_s: float | None = None  # --abort-on-fail GRACE
     out: Path | None = None
+    force: bool = False  # --force: --out may hold a run's files, which are replaced
     junit: Path | None = None
     quiet: bool = False  # experiment steps: no progress lines, no HTML page
     trace: bool = False  # records.csv (sweep, validate)
@@ -121,6 +122,9 @@ class RunEngine(abc.ABC):
         self.opts = opts
         self.profile = profile
         self.name, self.run_dir = rundir.place(opts.out, prefix or opts.scenario)
+        outputs.new_dir(self.run_dir, "--out", opts.force)  # before anything starts
+        if opts.junit is not None:
+            outputs.new_file(opts.junit, "--junit")
         self.locust: LocustProcesses | None = None
         self.start_at = 0.0
         self.load_ended_at = 0.0

@@ -114,3 +114,34 @@ def test_webhooks_go_to_the_sink_unless_allowed():
 def test_a_message_never_chooses_credentials_or_routing_headers(name):
     assert forbidden_header(name)
     assert not forbidden_header("X-Trace-Id")
+
+
+def test_an_output_directory_is_new_or_empty_or_forced(tmp_path):
+    from rabbitscale.core.outputs import new_dir
+
+    run = tmp_path / "run"
+    new_dir(run)
+    (run / "summary.json").write_text("{}")
+    (run / "junit.xml").write_text("<stale/>")
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(BadInput, match="not empty"):
+        new_dir(run)
+    new_dir(run, force=True)  # a run's files go, nothing else
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    for bad, says in ((Path("/"), "root"), (run / "notes.txt", "not a directory"),
+                      (Path("/proc/x"), "cannot create")):
+        with pytest.raises(BadInput, match=says):
+            new_dir(bad)
+
+
+def test_no_command_writes_over_a_run_directorys_files(tmp_path):
+    from rabbitscale.core.outputs import new_file
+
+    (tmp_path / "summary.json").write_text("{}")
+    for own in ("summary.json", "config.json", "ledger.json"):
+        with pytest.raises(BadInput, match="a file of the run directory"):
+            new_file(tmp_path / own, "--out")
+    assert new_file(tmp_path / "report.html", "--out")  # the report's own page, rewritten
+    assert new_file(tmp_path / "elsewhere" / "calibration.json", "--out")
+    with pytest.raises(BadInput, match="is a directory"):
+        new_file(tmp_path, "--out")

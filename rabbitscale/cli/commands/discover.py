@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from rabbitscale.core import outputs
     from rabbitscale.core.errors import BadInput
     from rabbitscale.core.urls import check_url
     from rabbitscale.inspect.discover import discover, to_toml, unusable
@@ -50,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.management:
         check_url(args.management, "the management API", "--management")
         settings = dataclasses.replace(settings, management_url=args.management)
-    out = None if args.out == "-" else Path(args.out)
-    if out is not None and (out.is_dir() or not out.parent.is_dir()):
-        raise BadInput(f"--out: {args.out!r} is not a file in an existing directory")
+    out = None if args.out == "-" else outputs.new_file(Path(args.out), "--out")
     if not 0 <= args.window <= 3600:
         raise BadInput(f"--window must be between 0s and 1h, got {args.window:g}s")
     snap, window = asyncio.run(_read(settings, args.window))

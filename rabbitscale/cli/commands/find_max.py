@@ -46,7 +46,11 @@ def parser(argv: list[str]) -> Parser:
                    help="stop bisecting when the bracket is this narrow (5%%: ~6 runs past the "
                         "first break; 10%%: fewer)")
     p.add_argument("--out", metavar="DIR",
-                   help="directory for the step runs (default: runs/find-max-SCENARIO)")
+                   help="directory for the step runs (default: "
+                        "runs/find-max-SCENARIO-YYYYmmdd-HHMMSS)")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even if it is not empty (a run's files there are "
+                        "replaced)")
     options.thresholds(p)
     options.target(p, vhost=True)
     return p
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rabbitscale.capacity.plan import predicted_max_per_s
     from rabbitscale.cli import engines
-    from rabbitscale.core import rundir, targets
+    from rabbitscale.core import outputs, rundir, targets
     from rabbitscale.experiments.find_max import Stepping, run_find_max
     from rabbitscale.scenarios.schedule import Rates
     from rabbitscale.topology.profile_file import load_system
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     base = engines.load_options(args, duration_s=args.step_duration, rates=Rates(
         1.0, targets.WEBHOOK_BASELINE_PER_S, targets.WEBHOOK_BURSTS_PER_S))
     make, system, settings, profile = engines.factory(args, settings, profile)
-    out = Path(args.out) if args.out else rundir.RUNS_DIR / f"find-max-{args.scenario}"
+    out = outputs.new_dir(rundir.place(Path(args.out) if args.out else None,
+                                       f"find-max-{args.scenario}")[1], force=args.force)
     return run_find_max(make, base, predicted=predicted_max_per_s(settings, profile,
                                                                   args.instances, mix),
                         system=system, start=args.start, out_dir=out,

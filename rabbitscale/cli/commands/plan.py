@@ -203,6 +203,12 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     from rabbitscale.capacity.calibrate import calibrate, render, write_calibration
 
+    if args.out:
+        from pathlib import Path
+
+        from rabbitscale.core import outputs
+
+        outputs.new_file(Path(args.out), "--out")
     fitted, rows = calibrate(args.calibrate)
     if args.out:
         write_calibration(args.out, fitted)

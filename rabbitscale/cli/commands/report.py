@@ -29,9 +29,14 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from rabbitscale.core import outputs
     from rabbitscale.core.rundir import REPORT_JSON
     from rabbitscale.reports.report import build
 
+    if args.out:
+        outputs.new_file(Path(args.out), "--out")
+    if args.junit:
+        outputs.new_file(Path(args.junit), "--junit")
     report = build(args.run_dir, args.baseline, args.out, args.tolerance)
     print(f"report: {report.path}")
     if args.junit:

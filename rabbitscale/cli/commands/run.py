@@ -236,7 +236,7 @@ def run_backlog_mode(args: argparse.Namespace) -> int:
     opts = BacklogOptions(
         queued=args.queued, payload=args.payload_size,
         task_mix=format_task_mix(args.task_mix) if args.task_mix else "",
-        instances=args.instances, out=Path(args.out) if args.out else None,
+        instances=args.instances, out=Path(args.out) if args.out else None, force=args.force,
         vhost=args.vhost, keep_vhost=args.keep_vhost, sample_interval_s=args.sample_interval,
         drain_timeout_s=args.drain_timeout, service_time=args.drain_service_time,
         replicas=replicas, junit=Path(args.junit) if args.junit else None,

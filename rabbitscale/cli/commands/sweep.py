@@ -77,7 +77,11 @@ def parser(argv: list[str]) -> Parser:
                    help="the endpoint followed, where the task kind reaches several (default: "
                         "the first)")
     g.add_argument("--out", metavar="DIR",
-                   help="directory for the steps and sweep.json (default: runs/sweep-SCENARIO)")
+                   help="directory for the steps and sweep.json (default: "
+                        "runs/sweep-SCENARIO-YYYYmmdd-HHMMSS)")
+    g.add_argument("--force", action="store_true",
+                   help="write into --out even if it is not empty (a run's files there are "
+                        "replaced)")
     options.thresholds(p)
     options.target(p, vhost=True)
     return p
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rabbitscale.cli import engines
-    from rabbitscale.core import rundir, targets
+    from rabbitscale.core import outputs, rundir, targets
     from rabbitscale.experiments.sweep import SweepOptions, run_sweep
     from rabbitscale.scenarios.schedule import Rates
     from rabbitscale.topology.profile_file import load_system
@@ -104,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise BadInput("rabbitscale sweep --target: the curve comes from the system's own "
                        "meters: give --app-metrics (one per instance) or --app-prometheus")
-    out = Path(args.out) if args.out else rundir.RUNS_DIR / f"sweep-{args.scenario}"
+    out = outputs.new_dir(rundir.place(Path(args.out) if args.out else None,
+                                       f"sweep-{args.scenario}")[1], force=args.force)
     return run_sweep(settings, profile, SweepOptions(
         base=base, factory=make, instances=args.instances, mix=mix, start=args.start,
         stop=args.stop, steps=args.steps, slo=args.slo, out_dir=out, system=system,

@@ -29,17 +29,21 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("--search", action="store_true",
                    help="find-max around each prediction (slower) instead of the bracket")
     p.add_argument("--out", metavar="DIR", help="directory for the runs "
-                                                "(default: runs/validation)")
+                                                "(default: runs/validation-YYYYmmdd-HHMMSS)")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out even if it is not empty (a run's files there are "
+                        "replaced)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rabbitscale.core import rundir
+    from rabbitscale.core import outputs, rundir
     from rabbitscale.experiments.validation import run_validate
     from rabbitscale.topology.profile_file import load_system
 
     settings, profile = load_system(args.profile, args.profile_file)
-    out = Path(args.out) if args.out else rundir.RUNS_DIR / "validation"
+    out = outputs.new_dir(rundir.place(Path(args.out) if args.out else None,
+                                       "validation")[1], force=args.force)
     return run_validate(settings, profile, out, args.case or None, args.search)
