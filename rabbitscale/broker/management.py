@@ -98,8 +98,10 @@ class Management:
         if status == 401:
             return ManagementUnavailable(
                 f"the RabbitMQ management API at {self.base} refused user "
-                f"{self.settings.username!r} (HTTP 401): check {ENV_PREFIX}USERNAME and "
-                f"{ENV_PREFIX}PASSWORD (or AMQP_URL)")
+                f"{self.settings.username!r} (HTTP 401 on {method} {path}): check "
+                f"{ENV_PREFIX}USERNAME and {ENV_PREFIX}PASSWORD (or AMQP_URL), and that the "
+                f"user has permissions on the vhost (a 'monitoring' user needs them too; "
+                f"'^$' for configure, write and read, which allows nothing, is enough)")
         if status == 403:
             return ManagementUnavailable(
                 f"the RabbitMQ management API refused {method} {path} for user "
@@ -113,13 +115,13 @@ class Management:
 
     async def require_vhost(self, vhost: str, flag: str = "--vhost") -> None:
         """GET the vhost: a missing one is bad input naming ``flag``, not an HTTP error."""
-        try:
-            await self.request("GET", f"/vhosts/{self.q(vhost)}")
-        except ManagementError as exc:
-            if "HTTP 404" in str(exc):
-                await self.require_management()
-                raise BadInput(f"{flag}: the broker has no vhost {vhost!r}") from None
-            raise
+        # the list, not GET /vhosts/NAME, which a 'monitoring' user may not read on 3.x
+        listed = await self.request("GET", "/vhosts?columns=name")
+        if not isinstance(listed, list):
+            raise self._not_management("GET /vhosts answered no list")
+        if vhost not in {v.get("name") for v in listed if isinstance(v, dict)}:
+            await self.require_management()
+            raise BadInput(f"{flag}: the broker has no vhost {vhost!r}")
 
     async def require_management(self) -> None:
         """The URL is RabbitMQ's management API (its overview names a RabbitMQ version), or

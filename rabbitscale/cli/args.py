@@ -27,6 +27,7 @@ from rabbitscale.core.units import (
 from rabbitscale.topology.tasks import parse_task_mix
 
 MAX_SIZE_BYTES = 2**50  # 1 PiB
+MAX_MESSAGE_BYTES = 128 * 2**20  # RabbitMQ's max_message_size (default 128 MiB; 512 MiB at most)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -131,6 +132,17 @@ def _size(text: str) -> int:
     return value
 
 
+def _message_size(text: str) -> str:
+    value = parse_size_bytes(text)
+    if not 1 <= value <= MAX_MESSAGE_BYTES:
+        raise BadInput(f"a message size must be between 1 byte and 128MiB (RabbitMQ's "
+                       f"max_message_size), got {text!r}")
+    return text
+
+
+message_size = typed(_message_size)  # a message's size, kept as written (Locust reads it)
+
+
 def _queue_duration(text: str) -> tuple[str, float]:
     queue, sep, value = text.partition("=")
     if not sep or not queue:
@@ -153,6 +165,29 @@ def _latency_threshold(text: str) -> str:
     return text
 
 
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1), ("ms", 0.001)):
+        if seconds >= size or unit == "ms":
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def duration_in(lo: float, hi: float, *, above: bool = False) -> Callable[[str], Any]:
+    """A duration within [lo, hi] (above: strictly more than lo, where lo means nothing)."""
+
+    def parse(text: str) -> float:
+        value = parse_duration_s(text)
+        if value < lo or value > hi or (above and value == lo):
+            low = f"more than {_span(lo)}" if above else f"at least {_span(lo)}"
+            raise BadInput(f"must be {low} and at most {_span(hi)}, got {text!r}")
+        return value
+
+    parse.__name__ = "duration"
+    return typed(parse)
+
+
+DAY_S = 86400.0
+WEEK_S = 7 * DAY_S
 instances = bounded(int, 1, 1000, "a whole number")
 positive_int = bounded(int, 1, None, "a whole number")
 port = bounded(int, 0, 65535, "a port number")
@@ -170,9 +205,23 @@ def _rate_or_zero(text: str) -> float:
 
 
 rate_or_zero = typed(_rate_or_zero)
-rates = typed(lambda t: tuple(_positive_rate(p) for p in t.split(",") if p.strip()))
+def _rates(text: str) -> tuple[float, ...]:
+    out = tuple(_positive_rate(p) for p in text.split(",") if p.strip())
+    if not out:
+        raise BadInput(f"expected one rate or more, e.g. 50/s,100/s, got {text!r}")
+    return out
+
+
+rates = typed(_rates)
 size = typed(_size)
-bitrate = typed(parse_bitrate_bps)
+def _bitrate(text: str) -> float:
+    value = parse_bitrate_bps(text)
+    if not 0 < value <= 1e13:
+        raise BadInput(f"a link speed must be above 0 and at most 10Tbps, got {text!r}")
+    return value
+
+
+bitrate = typed(_bitrate)
 mix = typed(parse_task_mix)
 queue_duration = typed(_queue_duration)
 

@@ -49,7 +49,7 @@ def load(*, tasks: bool = True, webhooks: bool = True, users: bool = True,
                        help="webhook baseline between bursts")
         g.add_argument("--burst-rates", type=a.rates, default=BURST_RATES, metavar="RATES",
                        help="webhook burst rates, in order")
-    g.add_argument("--payload-size", type=a.size_text, default=PAYLOAD, metavar="SIZE",
+    g.add_argument("--payload-size", type=a.message_size, default=PAYLOAD, metavar="SIZE",
                    help="mean message size (B bytes: 10KB = 10,000 B, 10KiB = 10,240 B)")
     g.add_argument("--task-mix", type=a.mix, default=None, metavar="MIX",
                    help="the profile's task kinds and their weights, e.g. video=1,image=1 "
@@ -91,7 +91,8 @@ def run_output() -> argparse.ArgumentParser:
                         "replaced)")
     g.add_argument("--junit", metavar="FILE", help="also write the checks as JUnit XML")
     g.add_argument("--vhost", help="use this existing vhost instead of a fresh one")
-    g.add_argument("--sample-interval", type=a.duration, default="1s", metavar="DURATION",
+    g.add_argument("--sample-interval", type=a.duration_in(0.1, 300), default="1s",
+                   metavar="DURATION",
                    help="how often the broker is sampled")
     return parent
 
@@ -123,7 +124,7 @@ def target(p: argparse.ArgumentParser, required: bool = False, vhost: bool = Fal
     g.add_argument("--callback-url", type=a.http_url, metavar="URL",
                    help="where the target can reach rabbitscale's callback receiver (default: "
                         "a free port on 127.0.0.1)")
-    g.add_argument("--poll", type=a.duration, default="0s", metavar="INTERVAL",
+    g.add_argument("--poll", type=a.duration_in(0, 3600), default="0s", metavar="INTERVAL",
                    help="follow tasks whose route can be polled (the profile's route poll) "
                         "with GET every INTERVAL instead of a callback (0: callbacks)")
     if vhost:

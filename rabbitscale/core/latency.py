@@ -26,7 +26,12 @@ def encode(h: HdrHistogram) -> str:
 
 
 def decode(text: str) -> HdrHistogram:
-    return HdrHistogram.decode(text.encode("ascii"))
+    """An encoded histogram; ValueError (one line) for anything that is not one."""
+    try:
+        return HdrHistogram.decode(text.encode("ascii"))
+    except Exception as exc:  # noqa: BLE001 - hdrhistogram raises binascii, zlib, struct, ...
+        raise ValueError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) \
+            from None
 
 
 def merge(encoded: list[str]) -> HdrHistogram:

@@ -6,6 +6,7 @@ Sizes follow SI/IEC strictly (10KB = 10,000 bytes, 10KiB = 10,240) because the g
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
@@ -27,9 +28,17 @@ class UnitError(BadInput):
     """A value could not be read in the unit it claims; the message is one line."""
 
 
+def _finite(value: float, what: str, text: object) -> float:
+    """Every value read is a number: 1e999 (infinity) and NaN are refused, whatever the unit."""
+    if not math.isfinite(value):
+        raise UnitError(f"{what} must be a finite number, got {text!r}")
+    return value
+
+
 def _plain(text: str | int | float, what: str) -> float | None:
     """A number given as a number (no unit): itself, never negative; None for text."""
     if isinstance(text, int | float) and not isinstance(text, bool):
+        _finite(float(text), what, text)
         if text < 0:
             raise UnitError(f"{what} must not be negative, got {text}")
         return float(text)
@@ -45,7 +54,7 @@ def _scaled(text: str | int | float, units: Mapping[str, float], unit_chars: str
     m = re.fullmatch(_NUMBER + rf"\s*([{unit_chars}]*)", str(text).strip())
     if not m or m.group(2).lower() not in units:
         raise UnitError(f"not a {what}: {text!r} (use e.g. {examples})")
-    return float(m.group(1)) * units[m.group(2).lower()]
+    return _finite(float(m.group(1)) * units[m.group(2).lower()], f"a {what}", text)
 
 
 def parse_size_bytes(text: str | int | float) -> int:
@@ -70,7 +79,7 @@ def parse_duration_s(text: str | int | float) -> float:
     parts = re.findall(_NUMBER + r"\s*(us|ms|min|s|m|h|)", s)
     if not s or not parts or "".join(a + b for a, b in parts) != s.replace(" ", ""):
         raise UnitError(f"not a duration: {text!r} (use e.g. 60s, 5m, 250ms, 1h)")
-    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    return _finite(sum(float(n) * _DURATION_UNITS[u] for n, u in parts), "a duration", text)
 
 
 def parse_rate_per_s(text: str | int | float) -> float:
@@ -88,7 +97,7 @@ def parse_rate_per_s(text: str | int | float) -> float:
         raise UnitError(f"a rate needs its unit: {text!r} is {raw}/min or {raw}/s?")
     if not m or m.group(2).lower() not in _RATE_UNITS:
         raise UnitError(f"not a rate: {text!r} (use e.g. 1000/min, 100/s)")
-    return float(m.group(1)) / _RATE_UNITS[m.group(2).lower()]
+    return _finite(float(m.group(1)) / _RATE_UNITS[m.group(2).lower()], "a rate", text)
 
 
 _PREFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
@@ -111,7 +120,7 @@ def parse_bitrate_bps(text: str | int | float) -> float:
                         f"bytes, 1GiB/s)")
     prefix = (m.group(2) or "").lower()
     per_unit = 8 if m.group(3) in ("B", "byte") else 1
-    return float(m.group(1)) * _PREFIX[prefix] * per_unit
+    return _finite(float(m.group(1)) * _PREFIX[prefix] * per_unit, "a link speed", text)
 
 
 def format_bps(n: float) -> str:

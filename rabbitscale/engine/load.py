@@ -188,6 +188,9 @@ def master_address(text: str, default_port: int = 5557) -> tuple[str, int]:
     """HOST[:PORT] of a Locust master, or a one-line BadInput."""
     from rabbitscale.core.errors import BadInput
 
+    if "://" in text or "/" in text or "@" in text:
+        raise BadInput(f"--master: expected HOST[:PORT] (no scheme or path: Locust's master "
+                       f"speaks ZeroMQ, not HTTP), got {text!r}")
     host, _, port_text = text.rpartition(":") if ":" in text else (text, "", str(default_port))
     try:
         port = int(port_text)

@@ -307,10 +307,8 @@ def _disk_findings(conf: _Conf, container_memory_bytes: int | None, disk_bytes: 
 
 
 def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    """A number as cuttlefish reads one (0.4, 1, 1.5): nan, inf and 1e5 are not."""
+    return float(text) if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text.strip()) else None
 
 
 def audit_file(path: str | Path, **kw: object) -> list[Finding]:

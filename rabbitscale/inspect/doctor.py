@@ -71,6 +71,7 @@ class Snapshot:
     policies: list[dict[str, Any]]
     operator_policies: list[dict[str, Any]] = field(default_factory=list)
     prometheus_nodes: list[Any] = field(default_factory=list)  # NodeSample, when given
+    amqp: tuple[str, str] | None = None  # (host:port, "" if it answered else why not)
 
 
 async def read_broker(settings: RabbitSettings, prometheus_urls: list[str] | None = None
@@ -84,10 +85,27 @@ async def read_broker(settings: RabbitSettings, prometheus_urls: list[str] | Non
 
             prometheus = PrometheusSource(prometheus_urls)
         try:
-            return await snapshot(mgmt, settings.vhost, prometheus)
+            s = await snapshot(mgmt, settings.vhost, prometheus)
+            s.amqp = (f"{settings.host}:{settings.port}",
+                      await _answers(settings.host, settings.port))
+            return s
         finally:
             if prometheus is not None:
                 await prometheus.close()
+
+
+async def _answers(host: str, port: int, timeout_s: float = 5.0) -> str:
+    """"" when something accepts a TCP connection at host:port (opened and closed: nothing
+    is said on it), else why not."""
+    import asyncio
+
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}" if isinstance(exc, OSError) \
+            else f"no answer within {timeout_s:g}s"
+    writer.close()
+    return ""
 
 
 async def snapshot(mgmt: Management, vhost: str, prometheus: Any = None) -> Snapshot:
@@ -453,6 +471,16 @@ def _broker(s: Snapshot) -> list[Finding]:
                       "RabbitMQ support policy", WARN if major == "3" else OK,
                       "the 3.x series is out of community support since 4.0 (2024); the "
                       "guide's compose file runs 3.13" if major == "3" else ""))
+    if s.amqp is not None:
+        where, why = s.amqp
+        listens = sorted({str(x.get("port")) for x in ov.get("listeners") or []
+                          if str(x.get("protocol", "")).startswith("amqp")})
+        out.append(Finding("node", "broker", "AMQP port", where if not why else
+                           f"{where}: {why}", "answers", "the clients' and runs' connections",
+                           FAIL if why else OK,
+                           f"nothing answers where clients connect (the node listens for AMQP "
+                           f"on port {', '.join(listens) or '?'}): check "
+                           f"CONDUITLLM__RABBITMQ__HOST and __PORT (or AMQP_URL)" if why else ""))
     if ov.get("erlang_version"):
         out.append(Finding("node", "broker", "Erlang version", ov["erlang_version"], "-", "", INFO))
     totals = ov.get("object_totals", {})

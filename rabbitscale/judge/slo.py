@@ -7,97 +7,29 @@ fails when any check FAILs. Field names here are the stable names of summary.jso
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rabbitscale.core import latency, targets
+from rabbitscale.core import latency
 from rabbitscale.core.errors import ConfigError
-from rabbitscale.core.units import UnitError, parse_duration_s
+from rabbitscale.core.thresholds import (
+    LATENCY_KEY,
+    LATENCY_STATS,
+    LatencyThreshold,
+    Thresholds,
+    format_ms,
+    latency_list,
+    parse_latency,
+    replaced,
+)
 from rabbitscale.core.verdicts import FAIL, INVALID, PASS, SKIP, WARN
 from rabbitscale.results.check import Check
 from rabbitscale.topology.profiles import Profile
 
 __all__ = ["FAIL", "INVALID", "PASS", "SKIP", "WARN", "Check", "LatencyThreshold",
            "Thresholds", "load_thresholds"]
-
-LATENCY_METRICS = ("e2e", "queue_wait", "processing", "publish_delay")
-LATENCY_STATS = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9, "max": 100.0}
-LATENCY_KEY = "latency"  # the list of expressions in a [thresholds] table
-_EXPR = re.compile(r"\s*(?:(?P<scope>\S+)\.)?(?P<metric>" + "|".join(LATENCY_METRICS)
-                   + r")\.(?P<stat>" + "|".join(LATENCY_STATS) + r")\s*<=?\s*(?P<value>\S+)\s*")
-
-
-@dataclass(frozen=True)
-class LatencyThreshold:
-    """``[TASK_KIND_OR_QUEUE.]METRIC.STAT<VALUE``: the stat of the metric's distribution (over
-    the scope's queues, or all of them) must stay below VALUE."""
-
-    scope: str | None
-    metric: str
-    stat: str
-    max_s: float
-    source: str = ""  # where it was set: --threshold, a profile (an assumption), a file
-
-    @property
-    def name(self) -> str:
-        return f"latency {self.scope + ' ' if self.scope else ''}{self.metric} {self.stat}"
-
-    @property
-    def text(self) -> str:
-        return f"{self.scope + '.' if self.scope else ''}{self.metric}.{self.stat}" \
-               f"<{_ms(self.max_s * 1000)}"
-
-
-def parse_latency(text: str, source: str = "") -> LatencyThreshold:
-    """'video.queue_wait.p95<500ms' -> LatencyThreshold; one-line ConfigError otherwise."""
-    m = _EXPR.fullmatch(str(text))
-    where = f"{source}: " if source else ""
-    if not m:
-        raise ConfigError(f"{where}not a latency threshold: {text!r} (expected "
-                          f"[TASK_KIND_OR_QUEUE.]METRIC.STAT<DURATION, METRIC one of "
-                          f"{', '.join(LATENCY_METRICS)}, STAT one of {', '.join(LATENCY_STATS)};"
-                          f" e.g. e2e.p99<2s)")
-    try:
-        value = parse_duration_s(m.group("value"))
-    except UnitError as exc:
-        raise ConfigError(f"{where}{text!r}: {exc}") from None
-    if value <= 0:
-        raise ConfigError(f"{where}{text!r}: the limit must be above zero")
-    return LatencyThreshold(m.group("scope"), m.group("metric"), m.group("stat"), value, source)
-
-
-def _ms(ms: float) -> str:
-    return f"{ms / 1000:g}s" if ms >= 1000 else f"{ms:g}ms"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    rate_ratio_min: float = 0.99  # achieved arrivals / scheduled arrivals
-    burst_ratio_min: float = 0.99  # per burst window
-    burst_max_lag_s: float = targets.BURST_MAX_LAG_S
-    depth_warning: int = targets.DEPTH_WARNING
-    depth_critical: int = targets.DEPTH_CRITICAL
-    message_age_max_s: float = targets.MESSAGE_AGE_MAX_S
-    memory_fraction_max: float = targets.MEMORY_WARNING_FRACTION  # of the high watermark
-    error_rate_max: float = 0.0  # faulted / finished; runs set it to the configured failure rate
-    lost_max: int = 0
-    rss_growth_max_mb_per_hour: float = 50.0  # any process of ours (soak)
-    soak_min_duration_s: float = 600.0  # shorter runs cannot tell growth from warm-up
-    latency: tuple[LatencyThreshold, ...] = ()  # percentiles a run must stay under
-
-
-def _latency_list(value: Any, source: str) -> tuple[LatencyThreshold, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(f"{source}: {LATENCY_KEY}: expected a list of expressions such as "
-                          f"[\"e2e.p99<2s\"]")
-    return tuple(parse_latency(v, source) for v in value)
-
 
 def load_thresholds(path: str | Path | None, profile: Profile | None = None,
                     latency_exprs: Sequence[str] = (), **overrides: Any) -> Thresholds:
@@ -107,10 +39,10 @@ def load_thresholds(path: str | Path | None, profile: Profile | None = None,
     one replacing an earlier one of the same scope, metric and stat."""
     own = {k: v for k, v in overrides.items() if k == "error_rate_max"}
     prof = dict(profile.thresholds) if profile else {}
-    lat = _latency_list(prof.pop(LATENCY_KEY), f"profile {profile.name}: thresholds "
+    lat = latency_list(prof.pop(LATENCY_KEY), f"profile {profile.name}: thresholds "
                         f"(an assumption of the profile)") if profile and LATENCY_KEY in prof \
         else ()
-    base = _replaced(Thresholds(**own), prof,
+    base = replaced(Thresholds(**own), prof,
                      f"profile {profile.name}: thresholds" if profile else "")
     base = dataclasses.replace(base, **{k: v for k, v in overrides.items()
                                         if k != "error_rate_max"})
@@ -122,28 +54,16 @@ def load_thresholds(path: str | Path | None, profile: Profile | None = None,
             raise ConfigError(f"{p}: thresholds file not found") from None
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{p}: cannot read thresholds: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: cannot read thresholds: nested too deeply") from None
         if LATENCY_KEY in data:
-            lat += _latency_list(data.pop(LATENCY_KEY), str(p))
-        base = _replaced(base, data, str(p))
+            lat += latency_list(data.pop(LATENCY_KEY), str(p))
+        base = replaced(base, data, str(p))
     lat += tuple(parse_latency(e, "--threshold") for e in latency_exprs)
     merged: dict[tuple[str | None, str, str], LatencyThreshold] = {}
     for t in lat:
         merged[(t.scope, t.metric, t.stat)] = t
     return dataclasses.replace(base, latency=tuple(merged.values()))
-
-
-def _replaced(base: Thresholds, data: Mapping[str, Any], source: str) -> Thresholds:
-    fields = {f.name: f.type for f in dataclasses.fields(Thresholds)}
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ConfigError(f"{source}: unknown threshold {key!r} (known: "
-                              f"{', '.join(fields)})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"{source}: {key}: expected a non-negative number, got "
-                              f"{value!r}")
-        changes[key] = int(value) if fields[key] == "int" else float(value)
-    return dataclasses.replace(base, **changes)
 
 
 def at_least(name: str, measured: float, minimum: float, detail: str = "") -> Check:
@@ -196,7 +116,7 @@ def latency_checks(thresholds: Thresholds, histograms: Mapping[str, Mapping[str,
             h = histograms.get(name, {}).get(t.metric)
             if h is not None:
                 merged.add(h)
-        target = f"< {_ms(t.max_s * 1000)}"
+        target = f"< {format_ms(t.max_s * 1000)}"
         where = f"{t.scope} ({', '.join(names)})" if t.scope and names != [t.scope] else \
             (t.scope or "all queues")
         if not merged.get_total_count():
@@ -230,7 +150,7 @@ def meter_latency_checks(thresholds: Thresholds, endpoint_meters: Mapping[str, A
         found = [(q, h) for q in names
                  if (h := (endpoint_meters.get(q) or {}).get(meter)) and
                  h.get(f"{t.stat}_ms") is not None]
-        target = f"< {_ms(t.max_s * 1000)}"
+        target = f"< {format_ms(t.max_s * 1000)}"
         if not found:
             out.append(Check(t.name, target, "no samples", FAIL,
                              f"MassTransit's {meter} meter recorded nothing for "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rabbitscale.core import latency
 from rabbitscale.core.errors import BadInput
 from rabbitscale.core.rundir import (
     CONFIG,
@@ -43,6 +44,16 @@ class RunData:
         return self.summary.run or self.path.name
 
 
+def _histogram_text(f: Path) -> str:
+    """An encoded HDR histogram, checked: a corrupt file is a one-line RunDirError."""
+    try:
+        text = f.read_text().strip()
+        latency.decode(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunDirError(f"{f}: not an HDR histogram ({exc})") from None
+    return text
+
+
 def load(path: str | Path) -> RunData:
     import pandas as pd
 
@@ -69,8 +80,8 @@ def load(path: str | Path) -> RunData:
     hdr: dict[str, dict[str, str]] = {}
     for f in sorted((p / HDR_DIR).glob("*.hdr")) if (p / HDR_DIR).is_dir() else []:
         queue, _, metric = f.name[:-4].rpartition(".")
-        hdr.setdefault(queue, {})[metric] = f.read_text().strip()
-    locust_hdr = {f.name[:-4]: f.read_text().strip()
+        hdr.setdefault(queue, {})[metric] = _histogram_text(f)
+    locust_hdr = {f.name[:-4]: _histogram_text(f)
                   for f in sorted((p / LOCUST_HDR_DIR).glob("*.hdr"))} \
         if (p / LOCUST_HDR_DIR).is_dir() else {}
     processes = None

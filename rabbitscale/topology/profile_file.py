@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from rabbitscale.core import thresholds
 from rabbitscale.core.errors import ConfigError
 from rabbitscale.core.units import parse_duration_s, parse_rate_per_s, parse_size_bytes
 from rabbitscale.topology import naming, profiles
@@ -52,7 +53,8 @@ CALLBACK_VARS = {"message", "event", "status", "error", "task_id", "now", "uuid"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # inf and nan are no value anywhere in a profile (weight = inf, failure_probability = nan)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 def _checked(parse: Any, text: Any, what: str) -> Any:
@@ -269,6 +271,15 @@ class ProfileModel(_Strict):
                             description="what `plan` takes where no flag is given (discover "
                                         "writes what it saw, with [estimates])")
 
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            thresholds.check_table(v, "thresholds")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("thresholds: ")) from None
+        return v
+
     @model_validator(mode="after")
     def _names(self) -> ProfileModel:
         """Names that become AMQP names or files of a run, checked once, here."""
@@ -380,6 +391,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: cannot read profile file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"{p}: not a profile file: nested too deeply") from None
 
 
 def _locate(ref: str, relative_to: Path | None) -> tuple[dict[str, Any], str]:
@@ -457,7 +470,7 @@ def _one_line(exc: ValidationError, source: str) -> ConfigError:
     if not where:  # a check of the whole model names its key itself
         where, _, msg = msg.partition(": ")
     got = err.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None or \
+    shown = "" if isinstance(got, dict | list) or got is None or repr(got) in msg or \
         err["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
     if err["type"] == "extra_forbidden":
         msg = "not a key of the profile format (docs/profile-format.md)"

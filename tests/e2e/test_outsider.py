@@ -7,8 +7,8 @@ exporter writes them:
 - loaded through its broker past its capacity: the run fails and names the endpoint that fell
   behind with the rate it kept up with; at half its capacity it passes, MassTransit's meters
   per endpoint agreeing with the broker's counters; the report is about that system;
-- find-max finds its capacity within 15%; plan --from-run predicts it within 15% at the
-  instances it ran and at a third instance, which a bracket of two runs confirms;
+- plan --from-run predicts it within 15% at the instances it ran and at a third instance,
+  which a bracket of two runs confirms (find-max: test_outsider_find_max.py);
 - sweep draws its curve from the meters, each step's e2e p99 within 25% (or the histogram
   bucket) of what its consumers recorded.
 
@@ -22,70 +22,27 @@ import csv
 import json
 import re
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from rabbitscale.topology.profile_file import builtin_names, get_profile
-from tests.support import (
-    ROOT,
-    amqp_url,
-    broker,
-    consumers_ready,
-    management,
-    one_line_error,
-    own_vhost,
-    plan_exit,
-    rabbitscale,
-    wait_until,
+from tests.outsider.system import (
+    CAPACITY,
+    MIX,
+    QUEUES,
+    THRESHOLDS,
+    Freight,
+    discovered_profile,
+    run_at,
+    running,
 )
-
-OUTSIDER = ROOT / "tests" / "outsider" / "freight.py"
-QUEUES = ("shipment-booking", "rate-quotes", "customs-clearance")
-CAPACITY = 80.0  # shipment-booking: 2 instances x 2 slots / 50 ms
-MIX = "shipment_booked=1"
-THRESHOLDS = ROOT / "tests" / "outsider" / "thresholds.toml"  # its customs faults 2%
+from tests.support import amqp_url, consumers_ready, one_line_error, plan_exit, rabbitscale
 
 # one system for the module, on one xdist worker: its capacity is what the tests measure
 pytestmark = pytest.mark.xdist_group("outsider")
-
-
-@dataclass
-class Freight:
-    vhost: str
-    truth: Path
-    metrics: list[str] = field(default_factory=list)
-    procs: list[subprocess.Popen[str]] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return amqp_url(self.vhost)
-
-    def start(self, instance: int, *extra: str) -> None:
-        proc = subprocess.Popen(
-            [sys.executable, str(OUTSIDER), "--amqp", self.url, "--management",
-             broker().management_base_url, "--instance", str(instance), "--fixed", "--truth",
-             str(self.truth), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        line = proc.stdout.readline() if proc.stdout else ""
-        assert line.startswith("ready"), (line, proc.stderr.read() if proc.stderr else "")
-        self.procs.append(proc)
-        self.metrics.append(re.search(r"metrics=(\S+)", line).group(1))
-
-    def stop(self, proc: subprocess.Popen[str]) -> None:
-        """Stop an instance; its meters leave with it."""
-        i = self.procs.index(proc)
-        proc.terminate()
-        proc.wait(timeout=20)
-        del self.procs[i], self.metrics[i]
-
-    def meters(self) -> list[str]:
-        return [a for url in self.metrics for a in ("--app-metrics", url)]
 
 
 def shipped_names() -> re.Pattern[str]:
@@ -100,37 +57,13 @@ def shipped_names() -> re.Pattern[str]:
 
 @pytest.fixture(scope="module")
 def freight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Freight]:
-    truth = tmp_path_factory.mktemp("truth")
-    with own_vhost("rs-acme") as vhost:
-        system = Freight(vhost, truth)
-        try:
-            system.start(1, "--declare")
-            system.start(2)
-            consumers_ready(vhost, list(QUEUES))
-            wait_until(lambda: _policy_shown(vhost), "the policy on customs-clearance")
-            yield system
-        finally:
-            for proc in list(system.procs):
-                if proc.poll() is None:
-                    system.stop(proc)
+    with running(tmp_path_factory.mktemp("truth")) as system:
+        yield system
 
 
 @pytest.fixture(scope="module")
 def profile(freight: Freight, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The discovered profile, with what only the system's code knows added: each endpoint's
-    consumer class (its meters' label) and concurrency limit."""
-    out = tmp_path_factory.mktemp("acme") / "acme.toml"
-    done = rabbitscale("discover", "--vhost", freight.vhost, "--window", "0s", "--out", str(out))
-    assert done.returncode == 0, done.stderr
-    data = tomllib.loads(out.read_text())
-    for queue, (consumer, concurrency) in {"shipment-booking": ("BookShipmentConsumer", 2),
-                                           "customs-clearance": ("ClearCustomsConsumer", 4),
-                                           "rate-quotes": ("QuoteRatesConsumer", 8)}.items():
-        data["endpoints"][queue].update(consumer_types=[consumer], concurrency=concurrency)
-        data["estimates"].pop(f"endpoints.{queue}.concurrency", None)
-    edited = out.with_name("acme-edited.toml")
-    edited.write_text(tomli_w.dumps(data))
-    return edited
+    return discovered_profile(freight, tmp_path_factory.mktemp("acme"))
 
 
 @pytest.fixture(scope="module")
@@ -138,27 +71,9 @@ def half(freight: Freight, profile: Path, tmp_path_factory: pytest.TempPathFacto
          ) -> tuple[subprocess.CompletedProcess[str], dict, Path]:
     """A run at half its capacity with its meters read from both instances."""
     out = tmp_path_factory.mktemp("half") / "run"
-    done, s = _run(freight, profile, out, f"{0.5 * CAPACITY:g}/s", *freight.meters(),
+    done, s = run_at(freight, profile, out, f"{0.5 * CAPACITY:g}/s", *freight.meters(),
                    "--threshold", "e2e.p99<1s")
     return done, s, out
-
-
-def _policy_shown(vhost: str) -> bool:
-    """The management API shows a queue's policy with its statistics, seconds late."""
-    with management() as mgmt:
-        q = mgmt("GET", f"/queues/{vhost}/customs-clearance", None)
-    return bool(q.get("effective_policy_definition"))
-
-
-def _run(freight: Freight, profile: Path, out: Path, rate: str, *extra: str,
-         duration: str = "12s") -> tuple[subprocess.CompletedProcess[str], dict]:
-    done = rabbitscale("run", "sustained_tasks", "--target", freight.url, "--profile-file",
-                       str(profile), "--task-mix", MIX, "--task-rate", rate, "--duration", duration,
-                       "--drain-timeout", "40s", "--thresholds", str(THRESHOLDS), "--out",
-                       str(out), *extra, timeout=300)
-    summary = out / "summary.json"
-    assert summary.exists(), done.stdout[-3000:] + done.stderr[-2000:]
-    return done, json.loads(summary.read_text())
 
 
 def test_discovered_planned_and_audited_as_itself(freight, tmp_path):
@@ -187,7 +102,7 @@ def test_discovered_planned_and_audited_as_itself(freight, tmp_path):
 
 def test_past_capacity_fails_naming_the_endpoint_and_half_passes(freight, profile, half,
                                                                   tmp_path):
-    done, s = _run(freight, profile, tmp_path / "over", f"{1.5 * CAPACITY:g}/s",
+    done, s = run_at(freight, profile, tmp_path / "over", f"{1.5 * CAPACITY:g}/s",
                    *freight.meters())
     assert done.returncode == 1, done.stdout[-3000:]
     keep = {c["name"]: c for c in s["checks"] if c["name"].startswith("keep_up ")}
@@ -218,19 +133,6 @@ def test_past_capacity_fails_naming_the_endpoint_and_half_passes(freight, profil
         assert not leak.search(text), leak.search(text)
 
 
-def test_find_max_finds_its_capacity(freight, profile, tmp_path):
-    out = tmp_path / "fm"
-    done = rabbitscale("find-max", "sustained_tasks", "--target", freight.url,
-                       "--profile-file", str(profile), "--task-mix", MIX, "--start",
-                       f"{0.9 * CAPACITY:g}/s", "--step-duration", "12s", "--drain-timeout",
-                       "30s", "--resolution", "10%", "--thresholds", str(THRESHOLDS), "--out",
-                       str(out), timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    doc = json.loads((out / "find_max.json").read_text())
-    assert doc["system"].startswith("the system at amqp://")
-    assert doc["measured_max_per_s"] == pytest.approx(CAPACITY, rel=0.15), doc["steps"]
-
-
 def test_plan_from_a_run_predicts_another_instance_count(freight, profile, half, tmp_path):
     run = half[2]
     plan = rabbitscale("plan", "--profile-file", str(profile), "--from-run", str(run), "--json",
@@ -253,9 +155,9 @@ def test_plan_from_a_run_predicts_another_instance_count(freight, profile, half,
         consumers_ready(freight.vhost, ["shipment-booking"])
         # long enough that 15% too much outgrows what the consumers hold plus a second's
         # arrivals, with the management API's counters refreshed every 5 s
-        low, s_low = _run(freight, profile, tmp_path / "low", f"{predicted / 1.15:.1f}/s",
+        low, s_low = run_at(freight, profile, tmp_path / "low", f"{predicted / 1.15:.1f}/s",
                           duration="25s")
-        high, s_high = _run(freight, profile, tmp_path / "high", f"{predicted / 0.85:.1f}/s",
+        high, s_high = run_at(freight, profile, tmp_path / "high", f"{predicted / 0.85:.1f}/s",
                             duration="25s")
     finally:
         freight.stop(freight.procs[-1])

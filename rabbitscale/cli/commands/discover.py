@@ -28,7 +28,7 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the profile file to write (- for standard output)")
     p.add_argument("--name", help="the profile's name (default: discovered-VHOST)")
-    p.add_argument("--window", type=a.duration, default="10s", metavar="DURATION",
+    p.add_argument("--window", type=a.duration_in(0, 3600), default="10s", metavar="DURATION",
                    help="how long to watch the broker's counters for the estimates of rates "
                         "and work (0s: one read, no traffic estimates)")
     return p

@@ -38,9 +38,11 @@ def parser(argv: list[str]) -> Parser:
                    help="one of: " + ", ".join(STEPPABLE))
     p.add_argument("--start", type=a.rate, default=None, metavar="RATE",
                    help="first rate (default: 70%% of the model's prediction)")
-    p.add_argument("--step-duration", type=a.duration, default="15s", metavar="DURATION",
+    p.add_argument("--step-duration", type=a.duration_in(5, a.WEEK_S), default="15s",
+                   metavar="DURATION",
                    help="load time of each step")
-    p.add_argument("--drain-timeout", type=a.duration, default="20s", metavar="DURATION",
+    p.add_argument("--drain-timeout", type=a.duration_in(0, a.WEEK_S), default="20s",
+                   metavar="DURATION",
                    help="how long each step may drain")
     p.add_argument("--resolution", type=a.typed(_percent), default="5%", metavar="SHARE",
                    help="stop bisecting when the bracket is this narrow (5%%: ~6 runs past the "

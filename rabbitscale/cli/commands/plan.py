@@ -30,7 +30,8 @@ def parser(argv: list[str]) -> Parser:
                    help="the burst the plan must absorb (a system that takes webhooks)")
     g.add_argument("--webhook-rate", type=a.rate, default=options.WEBHOOK_RATE,
                    metavar="RATE", help="baseline after bursts")
-    g.add_argument("--burst-duration", type=a.duration, default="5m", metavar="DURATION",
+    g.add_argument("--burst-duration", type=a.duration_in(0, a.WEEK_S, above=True), default="5m",
+                   metavar="DURATION",
                    help="how long a burst lasts")
     g = p.add_argument_group("messages and work")
     g.add_argument("--message-size", type=a.size, default="10KB", metavar="SIZE",

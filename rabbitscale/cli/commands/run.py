@@ -55,9 +55,9 @@ def _scenario_list() -> str:
 
 def _timing(p: Parser, drain_default: str) -> None:
     g = p.add_argument_group("timing")
-    g.add_argument("--duration", type=a.duration, default=DEFAULT_DURATION,
+    g.add_argument("--duration", type=a.duration_in(5, a.WEEK_S), default=DEFAULT_DURATION,
                    metavar="DURATION", help="how long the load runs, e.g. 2m")
-    g.add_argument("--drain-timeout", type=a.duration, default=drain_default,
+    g.add_argument("--drain-timeout", type=a.duration_in(0, a.WEEK_S), default=drain_default,
                    metavar="DURATION", help="how long to wait for the queues to drain after "
                                             "the load")
     g.add_argument("--workers", type=a.bounded(int, 0, 64, "a whole number"), default=0,
@@ -112,13 +112,14 @@ def stack_parser() -> Parser:
     g.add_argument("--seed", type=a.bounded(int, 0, 2**31, "a whole number"), default=0,
                    help="the nemesis schedule's seed: the same seed, duration and interval "
                         "give the same faults")
-    g.add_argument("--nemesis-interval", type=a.duration, default=f"{DEFAULT_INTERVAL_S:g}s",
-                   metavar="DURATION",
+    g.add_argument("--nemesis-interval", type=a.duration_in(1, a.DAY_S),
+                   default=f"{DEFAULT_INTERVAL_S:g}s", metavar="DURATION",
                    help="a fault starts every DURATION, held for half of it (at most 30s)")
     g = p.add_argument_group("live metrics")
     g.add_argument("--prometheus-port", type=a.port, default=None, metavar="PORT",
                    help="serve live metrics at http://127.0.0.1:PORT/metrics for the whole run")
-    g.add_argument("--prometheus-linger", type=a.duration, default="0s", metavar="DURATION",
+    g.add_argument("--prometheus-linger", type=a.duration_in(0, 3600), default="0s",
+                   metavar="DURATION",
                    help="keep serving after the verdict (a last scrape sees the checks)")
     p.set_defaults(func=run_stack_mode)
     return p
@@ -147,7 +148,8 @@ def backlog_parser() -> Parser:
     g.add_argument("--queued", type=a.bounded(int, 1, 10**8, "a whole number"),
                    default=targets.QUEUED_MESSAGES,
                    help="messages to hold (the guide's 100,000 total queued messages)")
-    g.add_argument("--drain-timeout", type=a.duration, default="10m", metavar="DURATION",
+    g.add_argument("--drain-timeout", type=a.duration_in(0, a.WEEK_S), default="10m",
+                   metavar="DURATION",
                    help="how long the drain may take")
     g.add_argument("--drain-service-time", default=DRAIN_SERVICE_TIME, metavar="SPEC",
                    help="simulated work per message while draining, where the profile sets "
@@ -178,7 +180,7 @@ def target_parser() -> Parser:
                    default=0, help="wait for N workers joining with `rabbitscale worker`")
     g.add_argument("--master-port", type=a.port, default=5557,
                    help="port the Locust master listens on for workers")
-    g.add_argument("--expect-workers-max-wait", type=a.duration, metavar="DURATION",
+    g.add_argument("--expect-workers-max-wait", type=a.duration_in(0, a.WEEK_S), metavar="DURATION",
                    help=f"give up (exit 3) when the workers have not all joined by then "
                         f"(0s: wait forever; default {contract.WORKERS_MAX_WAIT_S:g}s)")
     p.set_defaults(func=run_target_mode)

@@ -27,11 +27,11 @@ def parser(argv: list[str]) -> Parser:
                         "callback receiver (run --callback-url); repeatable. Every other "
                         "webhook URL, loopback included, is delivered to the sink")
     g = p.add_argument_group("behaviour")
-    g.add_argument("--sink-latency", type=a.duration, default="0s", metavar="DURATION",
+    g.add_argument("--sink-latency", type=a.duration_in(0, 60), default="0s", metavar="DURATION",
                    help="the webhook sink answers after this long")
     g.add_argument("--sink-failure-ratio", type=a.fraction, default=0.0, metavar="FRACTION",
                    help="share of webhook calls the sink fails (HTTP 500)")
-    g.add_argument("--demo", type=a.duration, default="0s", metavar="DURATION",
+    g.add_argument("--demo", type=a.duration_in(0, a.WEEK_S), default="0s", metavar="DURATION",
                    help="run the guide's load script (1,000 webhooks/min) for DURATION, then "
                         "stop and print the ledger")
     g.add_argument("--time-scale", type=a.time_scale, default=1.0, metavar="FACTOR",

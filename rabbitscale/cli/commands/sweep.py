@@ -64,9 +64,11 @@ def parser(argv: list[str]) -> Parser:
                                          "rate")
     g.add_argument("--steps", type=a.bounded(int, 2, 50, "a whole number"), default=8,
                    help="steps, evenly spaced from --from to --to")
-    g.add_argument("--step-duration", type=a.duration, default="30s", metavar="DURATION",
+    g.add_argument("--step-duration", type=a.duration_in(5, a.WEEK_S), default="30s",
+                   metavar="DURATION",
                    help="load time of each step")
-    g.add_argument("--drain-timeout", type=a.duration, default="30s", metavar="DURATION",
+    g.add_argument("--drain-timeout", type=a.duration_in(0, a.WEEK_S), default="30s",
+                   metavar="DURATION",
                    help="how long each step may drain")
     g.add_argument("--arrivals", choices=["poisson", "even"], default="poisson",
                    help="Poisson arrivals (random, as users send) or evenly spaced")

@@ -17,7 +17,8 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("--master", required=True, metavar="HOST[:PORT]",
                    help="the machine running `rabbitscale run ... --expect-workers N` "
                         "(port 5557 unless given)")
-    p.add_argument("--wait", type=a.duration, default="60s", metavar="DURATION",
+    p.add_argument("--wait", type=a.duration_in(0, a.DAY_S, above=True), default="60s",
+                   metavar="DURATION",
                    help="how long to wait for the master to listen")
     return p
 
