@@ -12,7 +12,14 @@ import aio_pika
 
 from rabbitscale.broker.declare import declare
 from rabbitscale.topology.profile_file import apply_overrides, get_profile
-from tests.support import broker_objects, management, rabbitscale, stats_ready
+from tests.support import (
+    amqp_url,
+    broker,
+    broker_objects,
+    management,
+    rabbitscale,
+    stats_ready,
+)
 
 CONDUIT = get_profile("conduit")
 
@@ -117,3 +124,45 @@ def test_bad_input_and_unreachable_broker():
         assert needle in err and "\n" not in err and "Traceback" not in err, (args, err)
 
 
+
+
+def test_a_monitoring_user_discovers_and_doctors_and_a_dead_amqp_port_is_named(
+        vhost_settings, tmp_path):
+    """The README's least privilege: the monitoring tag and '^$' permissions on the vhost (no
+    access to any of its resources) are enough for discover and doctor; and doctor says so
+    when nothing answers on the AMQP port clients use."""
+    import uuid
+
+    vhost = vhost_settings.vhost
+    asyncio.run(_declare_conduit(vhost_settings))
+    user, password = f"rs-mon-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    with management() as mgmt:
+        mgmt("PUT", f"/users/{user}", {"password": password, "tags": "monitoring"})
+        mgmt("PUT", f"/permissions/{vhost}/{user}",
+             {"configure": "^$", "write": "^$", "read": "^$"})
+    try:
+        s = broker()
+        as_monitor = {"AMQP_URL": f"amqp://{user}:{password}@{s.host}:{s.port}/"}
+        found = rabbitscale("discover", "--vhost", vhost, "--window", "0s", "--out",
+                            str(tmp_path / "found.toml"), **as_monitor)
+        assert found.returncode == 0, found.stderr
+        doctor = rabbitscale("doctor", "--vhost", vhost, "--json", **as_monitor)
+        assert doctor.returncode in (0, 1), doctor.stderr  # the vhost's own verdict
+        port = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}["AMQP port"]
+        assert port["verdict"] == "OK"
+        dead = rabbitscale("doctor", "--vhost", vhost, "--json", AMQP_URL=amqp_url(port=1),
+                           CONDUITLLM__RABBITMQ__MANAGEMENTPORT=str(s.management_port))
+        port = {f["check"]: f for f in json.loads(dead.stdout)["findings"]}["AMQP port"]
+        assert dead.returncode == 1 and port["verdict"] == "FAIL", dead.stdout[-1500:]
+        assert str(s.port) in port["detail"]  # where the node does listen
+    finally:
+        with management() as mgmt:
+            mgmt("DELETE", f"/users/{user}")
+
+
+async def _declare_conduit(settings) -> None:
+    conn = await aio_pika.connect(settings.amqp_url)
+    try:
+        await declare(await conn.channel(), CONDUIT, settings)
+    finally:
+        await conn.close()
