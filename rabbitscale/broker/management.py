@@ -116,7 +116,12 @@ class Management:
     async def require_vhost(self, vhost: str, flag: str = "--vhost") -> None:
         """GET the vhost: a missing one is bad input naming ``flag``, not an HTTP error."""
         # the list, not GET /vhosts/NAME, which a 'monitoring' user may not read on 3.x
-        listed = await self.request("GET", "/vhosts?columns=name")
+        try:
+            listed = await self.request("GET", "/vhosts?columns=name")
+        except ManagementError as exc:
+            if "HTTP 404" in str(exc):  # not the management API's base: say so
+                await self.require_management()
+            raise
         if not isinstance(listed, list):
             raise self._not_management("GET /vhosts answered no list")
         if vhost not in {v.get("name") for v in listed if isinstance(v, dict)}:

@@ -71,6 +71,8 @@ class NodeSample:
     quorum_ets: int | None = None  # quorum queue indexes and WAL tables
     quorum_queue_procs: int | None = None
     data_dir_bytes: int | None = None  # size of the node's db_dir, where this machine can read it
+    raft_commit_latency_s: float | None = None  # quorum queues' commit latency (Prometheus)
+    raft_apply_lag: int | None = None  # raft entries committed, not yet applied (Prometheus)
 
     @property
     def memory_fraction(self) -> float | None:

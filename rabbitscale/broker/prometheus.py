@@ -56,6 +56,32 @@ NODE_GAUGES = {
 }
 
 
+# quorum queues' Raft figures under both names: RabbitMQ 4.2 renamed the rabbitmq_raft_log_*
+# gauges and replaced rabbitmq_raft_entry_commit_latency_seconds (the aggregated /metrics)
+RAFT = {
+    "commit_latency": ("rabbitmq_raft_entry_commit_latency_seconds",
+                       "rabbitmq_raft_max_commit_latency_seconds"),
+    "commit_index": ("rabbitmq_raft_log_commit_index", "rabbitmq_raft_commit_index"),
+    "last_applied": ("rabbitmq_raft_log_last_applied_index", "rabbitmq_raft_last_applied"),
+}
+RAFT_NAMES = {name: figure for figure, names in RAFT.items() for name in names}
+
+
+def raft_figures(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, Any]:
+    """NodeSample's raft fields from a node's aggregated samples, whichever names it uses."""
+    got: dict[str, float] = {}
+    for name, labels, value in samples:
+        figure = RAFT_NAMES.get(name)
+        if figure is not None and not labels:
+            got[figure] = max(got.get(figure, value), value)
+    out: dict[str, Any] = {}
+    if "commit_latency" in got:
+        out["raft_commit_latency_s"] = got["commit_latency"]
+    if "commit_index" in got and "last_applied" in got:
+        out["raft_apply_lag"] = max(0, int(got["commit_index"] - got["last_applied"]))
+    return out
+
+
 def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
     """(sample name, labels, value) of a Prometheus text exposition."""
     return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
@@ -139,7 +165,9 @@ class PrometheusSource:
         for url in self.urls:
             values: dict[str, Any] = {}
             node = url
-            for name, labels, value in parse(await self._get(f"{url}/metrics")):
+            samples = parse(await self._get(f"{url}/metrics"))
+            values.update(raft_figures(samples))
+            for name, labels, value in samples:
                 if name == "rabbitmq_identity_info":
                     node = labels.get("rabbitmq_node", node)
                 elif name in NODE_GAUGES and not labels:

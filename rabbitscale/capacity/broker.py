@@ -35,6 +35,14 @@ WAL_MAX_BYTES = 512 * 2**20  # raft.wal_max_size_bytes default
 AMQP_FRAMING_BYTES = 250  # method + header frames and properties per publish or delivery
 
 
+MEASURED_ON = "3.10.8"
+ASSUMED = ("rollover_overlap",)  # coefficients no run here measured (labelled assumptions)
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(str(version).strip().split(".")[:2])
+
+
 @dataclass(frozen=True)
 class BrokerCoefficients:
     """The measured constants of the broker model (see the module docstring)."""
@@ -51,6 +59,26 @@ class BrokerCoefficients:
     publish_ceiling_bytes_per_s: float = 70e6  # confirmed, 1 replica, 10 KB (bench/replicas.py)
     replica_ceiling_factor: float = 0.52  # ceiling 3 replicas / 1, one machine (ditto)
     source: str = "measured: RabbitMQ 3.10.8, 2-core VM, fresh node (docs/benchmarks.md)"
+    rabbitmq_version: str = MEASURED_ON  # the version the figures were measured on
+
+    def for_version(self, broker_version: str | None) -> dict[str, Any]:
+        """Which figures were measured for ``broker_version`` and which are carried over
+        untested: a coefficient holds for the minor version it was measured on; quorum queue
+        storage and memory accounting change between minors (3.13's segment format, 4.0's
+        checkpoints and default delivery limit), so on any other it is carried over."""
+        names = [f.name for f in fields(self)
+                 if f.name not in ("source", "rabbitmq_version", *ASSUMED)]
+        same = broker_version is not None and \
+            _minor(broker_version) == _minor(self.rabbitmq_version)
+        return {"measured_on": self.rabbitmq_version, "broker_version": broker_version,
+                "assumed": list(ASSUMED),
+                "measured": names if same else [],
+                "carried_over_untested": [] if same or broker_version is None else names,
+                "note": (f"measured on RabbitMQ {self.rabbitmq_version}"
+                         + ("" if broker_version is None else
+                            f"; the broker runs {broker_version}: "
+                            + ("they hold for it" if same else
+                               "every coefficient is carried over untested")))}
 
     @classmethod
     def from_dict(cls, broker: Any, where: str) -> BrokerCoefficients:
@@ -63,7 +91,7 @@ class BrokerCoefficients:
         for key, value in broker.items():
             if key not in known:
                 raise BadInput(f"{where}: broker.{key}: unknown coefficient")
-            if key == "source":
+            if key in ("source", "rabbitmq_version"):
                 values[key] = str(value)
             elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0 \
                     or math.isnan(value) or math.isinf(value):

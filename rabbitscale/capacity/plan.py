@@ -48,6 +48,7 @@ class PlanInputs:
     disk_free_limit_bytes: float | None = None  # default: the guide's relative 2.0 x memory
     link_bps: float = targets.LINK_BPS
     coefficients: broker.BrokerCoefficients = field(default_factory=broker.BrokerCoefficients)
+    broker_version: str | None = None  # the RabbitMQ the plan is for (--broker-version)
 
 
 @dataclass
@@ -495,7 +496,8 @@ def broker_plan(p: PlanInputs) -> BrokerPlan:
               "watermark_bytes": b.watermark, "disk_bytes": p.disk_bytes,
               "disk_free_limit_bytes": _disk_free_limit(p), "link_bps": p.link_bps,
               "rate_per_s": b.rate, "connections": b.connections, "channels": b.channels,
-              "wal_max_bytes": broker.WAL_MAX_BYTES, "coefficients": p.coefficients.as_dict()}
+              "wal_max_bytes": broker.WAL_MAX_BYTES, "coefficients": p.coefficients.as_dict(),
+              "coefficients_hold_for": p.coefficients.for_version(p.broker_version)}
     stored = broker.stored_bytes(p.queued_messages, p.message_bytes, 1, c=p.coefficients)
     return BrokerPlan(mem, disk, stored, net_in, net_out, net["replication"], ceiling, inputs,
                       figs)

@@ -171,8 +171,11 @@ def rmq_bytes(value: str) -> int | None:
 
 def audit(text: str, *, schema: Schema, target_version: str = "3.13",
           container_memory_bytes: int | None = None, disk_bytes: int | None = None,
-          enabled_plugins: set[str] | None = None) -> list[Finding]:
+          enabled_plugins: set[str] | None = None, upgrade_to: str | None = None
+          ) -> list[Finding]:
     entries, findings = parse_conf(text)
+    if upgrade_to:
+        findings += upgrade_findings(entries, schema.version, upgrade_to)
     plugins = enabled_plugins if enabled_plugins is not None else {"rabbitmq_management"}
     findings += _key_findings(entries, schema, plugins)
     conf = _Conf({key: value for _, key, value in entries}, {key: n for n, key, _ in entries})
@@ -183,6 +186,22 @@ def audit(text: str, *, schema: Schema, target_version: str = "3.13",
                                              f"{schema.version} schema ({schema.source}); target "
                                              f"{target_version} may add or remove keys"))
     return sorted(findings, key=lambda f: (f.line, f.severity))
+
+
+def upgrade_findings(entries: list[tuple[int, str, str]], current: str, target: str
+                     ) -> list[Finding]:
+    """Lines a version on the way from ``current`` to ``target`` refuses or ignores: an error
+    where the node would not boot, a warning where the line stops doing what it says."""
+    from rabbitscale.inspect import upgrade
+
+    out = []
+    for n, hit in upgrade.conf_hits(entries):
+        change = upgrade.CHANGES[hit.change]
+        if not upgrade.applies(change, current, target):
+            continue
+        out.append(Finding(ERROR if change.verdict == upgrade.FAIL else WARNING, n, hit.subject,
+                           f"{upgrade.describe(change)} ({change.source})"))
+    return out
 
 
 @dataclass(frozen=True)

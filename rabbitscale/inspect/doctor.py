@@ -23,12 +23,13 @@ from rabbitscale.capacity import broker, model
 from rabbitscale.core import targets
 from rabbitscale.core.units import format_bytes
 from rabbitscale.core.verdicts import FAIL, INFO, OK, WARN, worst
+from rabbitscale.inspect import upgrade
 from rabbitscale.results.doctor import DoctorResult, FindingResult
 from rabbitscale.topology import naming
 from rabbitscale.topology.profiles import QUORUM, Endpoint, Profile
 from rabbitscale.topology.settings import RabbitSettings
 
-GROUPS = ("topology", "consumers", "depth", "forecast", "node", "plan")
+GROUPS = ("topology", "consumers", "depth", "forecast", "node", "plan", "upgrade")
 FORECAST_FAIL_S = 3600.0  # a limit reached within the hour at today's growth: act now
 FORECAST_WARN_S = 86400.0  # within a day
 NOT_MEASURED = "not measured"
@@ -72,12 +73,19 @@ class Snapshot:
     operator_policies: list[dict[str, Any]] = field(default_factory=list)
     prometheus_nodes: list[Any] = field(default_factory=list)  # NodeSample, when given
     amqp: tuple[str, str] | None = None  # (host:port, "" if it answered else why not)
+    # read for --upgrade-to: the vhost's channels, the feature flags (None: not readable by
+    # this user) and the deprecated features in use (None: the node does not say, before 3.13)
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    feature_flags: list[dict[str, Any]] = field(default_factory=list)
+    feature_flags_read: bool = True
+    deprecated_used: list[dict[str, Any]] | None = None
 
 
-async def read_broker(settings: RabbitSettings, prometheus_urls: list[str] | None = None
-                      ) -> Snapshot:
+async def read_broker(settings: RabbitSettings, prometheus_urls: list[str] | None = None,
+                      *, upgrade: bool = False) -> Snapshot:
     """One read of the broker in ``settings.vhost``: the management API through a read-only
-    client, and rabbitmq_prometheus where URLs are given."""
+    client, and rabbitmq_prometheus where URLs are given; with ``upgrade`` what an upgrade
+    readiness check needs besides."""
     async with Management(settings, read_only=True) as mgmt:
         prometheus = None
         if prometheus_urls:
@@ -88,6 +96,8 @@ async def read_broker(settings: RabbitSettings, prometheus_urls: list[str] | Non
             s = await snapshot(mgmt, settings.vhost, prometheus)
             s.amqp = (f"{settings.host}:{settings.port}",
                       await _answers(settings.host, settings.port))
+            if upgrade:
+                await _read_upgrade(mgmt, s)
             return s
         finally:
             if prometheus is not None:
@@ -106,6 +116,22 @@ async def _answers(host: str, port: int, timeout_s: float = 5.0) -> str:
             else f"no answer within {timeout_s:g}s"
     writer.close()
     return ""
+
+
+async def _read_upgrade(mgmt: Management, s: Snapshot) -> None:
+    from rabbitscale.broker.management import ManagementError
+
+    channels = await mgmt.request(
+        "GET", "/channels?columns=name,vhost,global_prefetch_count,prefetch_count") or []
+    s.channels = [c for c in channels if c.get("vhost") == s.vhost]
+    try:  # the administrator's to read
+        s.feature_flags = await mgmt.request("GET", "/feature-flags") or []
+    except ManagementError:
+        s.feature_flags_read = False
+    try:  # 3.13 and later
+        s.deprecated_used = await mgmt.request("GET", "/deprecated-features/used") or []
+    except ManagementError:
+        s.deprecated_used = None
 
 
 async def snapshot(mgmt: Management, vhost: str, prometheus: Any = None) -> Snapshot:
@@ -470,7 +496,8 @@ def _broker(s: Snapshot) -> list[Finding]:
         out.append(Finding("node", "broker", "RabbitMQ version", version, ">= 4.0",
                       "RabbitMQ support policy", WARN if major == "3" else OK,
                       "the 3.x series is out of community support since 4.0 (2024); the "
-                      "guide's compose file runs 3.13" if major == "3" else ""))
+                      "guide's compose file runs 3.13; `doctor --upgrade-to 4.3` says what "
+                      "breaks on the way" if major == "3" else ""))
     if s.amqp is not None:
         where, why = s.amqp
         listens = sorted({str(x.get("port")) for x in ov.get("listeners") or []
@@ -545,6 +572,11 @@ def live_plan(s: Snapshot, profile: Profile, settings: RabbitSettings,
                   f"broker model: {queued_total} messages x {format_bytes(mean)}, above the "
                   f"node's baseline ({coefficients.source})",
                   OK if growth < alert else FAIL))
+    held = coefficients.for_version(str(s.overview.get("rabbitmq_version") or "") or None)
+    out.append(Finding("plan", "broker", "broker model's RabbitMQ version",
+                       held["broker_version"] or NOT_MEASURED, held["measured_on"],
+                       "the coefficients' measurements",
+                       INFO if not held["carried_over_untested"] else WARN, held["note"]))
     return out
 
 
@@ -616,6 +648,43 @@ def forecast(s: Snapshot, profile: Profile) -> list[Finding]:
                           f"+{growth:.3g} msg/s writes {format_bytes(disk_per_s)}/s: "
                           f"{format_bytes(free)} free reaches disk_free_limit "
                           f"{format_bytes(free_limit)} in {_minutes(left_s)}"))
+    return out
+
+
+def upgrade_findings(s: Snapshot, target: str, profile: Profile | None = None,
+                     settings: RabbitSettings | None = None) -> list[Finding]:
+    """What breaks or changes on the way from the broker's version to ``target``: each change
+    seen on the vhost or node (and in the profile, when given), with the version it bites in,
+    what happens then and the fix; the way there; what the node could not say."""
+    current = str(s.overview.get("rabbitmq_version", "0.0"))
+    hits = [h for detect in upgrade.LIVE for h in detect(s)]
+    if profile is not None and settings is not None:
+        hits += upgrade.profile_hits(profile, settings)
+    out = [Finding("upgrade", h.subject, upgrade.CHANGES[h.change].title, h.observed,
+                   f"fixed before {upgrade.CHANGES[h.change].version}",
+                   upgrade.CHANGES[h.change].source,
+                   upgrade.verdict_of(upgrade.CHANGES[h.change], current, target),
+                   upgrade.describe(upgrade.CHANGES[h.change]))
+           for h in hits]
+    hops = upgrade.path(current, target)
+    out.append(Finding("upgrade", "broker", "the way there", " -> ".join([current, *hops]),
+                       target, "RabbitMQ upgrade guide and release notes", INFO,
+                       "each hop a rolling upgrade with all stable feature flags enabled "
+                       "first" if hops else f"already at {target} or later"))
+    if not s.feature_flags_read:
+        out.append(Finding("upgrade", "broker", "feature flags", NOT_MEASURED, "all enabled",
+                           "GET /api/feature-flags (administrator)", INFO,
+                           "this user cannot read them: check `rabbitmqctl list_feature_flags`"))
+    if s.deprecated_used is None:
+        out.append(Finding("upgrade", "broker", "deprecated features in use", NOT_MEASURED,
+                           "none", "GET /api/deprecated-features/used (3.13 and later)", INFO,
+                           "the node does not report them before 3.13: the checks above "
+                           "read the topology and channels instead"))
+    else:
+        for f in s.deprecated_used:
+            out.append(Finding("upgrade", "broker", "deprecated feature in use",
+                               f.get("name"), "none", "the node's own report", WARN,
+                               str(f.get("desc") or "")))
     return out
 
 

@@ -197,7 +197,7 @@ def test_the_plan_reads_top_down(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"plan: 1 FAIL, 1 WARN, \d+ OK, \d+ INFO -> verdict FAIL", lines[0])
     attention = lines.index("[needs attention]")
-    assert attention < 5 and "figure" in lines[attention + 1] and "verdict" in lines[attention + 1]
+    assert attention < 6 and "figure" in lines[attention + 1] and "verdict" in lines[attention + 1]
     assert "FAIL" in lines[attention + 2] and "share of the backlog" in lines[attention + 2]
     util = next(line for line in lines if "utilisation at target" in line)
     assert re.search(r"\s\d+%\s+OK", util)

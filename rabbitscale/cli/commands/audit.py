@@ -18,6 +18,10 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("conf", metavar="FILE", help="the rabbitmq.conf to check")
     p.add_argument("--target-version", default="3.13", type=a.rabbitmq_version,
                    metavar="X.Y[.Z]", help="the RabbitMQ version the file is for")
+    p.add_argument("--upgrade-to", type=a.typed(_target), default=None, metavar="VERSION",
+                   help="also: the lines RabbitMQ 3.13, 4.0, 4.1, 4.2 or 4.3 refuses (an "
+                        "error: the node would not boot) or ignores (a warning), on the way "
+                        "from the schema's version")
     p.add_argument("--disk", type=a.size, default=None, metavar="SIZE",
                    help="disk under the data directory, e.g. 50GB")
     p.add_argument("--plugins", default="rabbitmq_management", metavar="LIST",
@@ -28,6 +32,12 @@ def parser(argv: list[str]) -> Parser:
     return p
 
 
+def _target(text: str) -> str:
+    from rabbitscale.inspect.upgrade import target_version
+
+    return target_version(text)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -35,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     schema = load_schema(prefer_installed=not args.snapshot)
     findings = audit_file(
-        args.conf, schema=schema, target_version=args.target_version,
+        args.conf, schema=schema, target_version=args.upgrade_to or args.target_version,
+        upgrade_to=args.upgrade_to,
         container_memory_bytes=args.container_memory, disk_bytes=args.disk,
         enabled_plugins={p.strip() for p in args.plugins.split(",") if p.strip()})
     errors = sum(f.severity == ERROR for f in findings)

@@ -21,9 +21,19 @@ def parser(argv: list[str]) -> Parser:
     p.add_argument("--prometheus", type=a.http_url, action="append", default=[], metavar="URL",
                    help="also read rabbitmq_prometheus (one per node), e.g. when the "
                         "management metrics collector is off")
+    p.add_argument("--upgrade-to", type=a.typed(_target), metavar="VERSION",
+                   help="instead: what breaks or changes on the way from the broker's version "
+                        "to VERSION (3.13, 4.0, 4.1, 4.2, 4.3) on this vhost and node (and in "
+                        "the profile, when one is given); exit 1 when something breaks")
     p.add_argument("--json", action="store_true", help="the findings as JSON")
     p.add_argument("--verbose", action="store_true", help="show OK and INFO rows too")
     return p
+
+
+def _target(text: str) -> str:
+    from rabbitscale.inspect.upgrade import target_version
+
+    return target_version(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,11 +46,22 @@ def run(args: argparse.Namespace) -> int:
     settings, profile = load_system(args.profile, args.profile_file)
     if args.vhost:
         settings = settings.with_vhost(args.vhost)
-    snap = asyncio.run(read_broker(settings, args.prometheus))
-    findings = diagnose(snap, profile, settings,
-                        container_memory_bytes=args.container_memory)
-    if args.json:
-        print(result(findings, settings.vhost, profile.name).model_dump_json(indent=2))
+    snap = asyncio.run(read_broker(settings, args.prometheus, upgrade=bool(args.upgrade_to)))
+    if args.upgrade_to:
+        from rabbitscale.inspect.doctor import upgrade_findings
+
+        given = bool(args.profile or args.profile_file)
+        findings = sorted(upgrade_findings(snap, args.upgrade_to, profile if given else None,
+                                           settings),
+                          key=lambda f: ["FAIL", "WARN", "OK", "INFO"].index(f.verdict))
+        shown = f"{profile.name if given else 'none'}, upgrade to {args.upgrade_to}"
     else:
-        print(render(findings, settings.vhost, profile.name, verbose=args.verbose))
+        findings = diagnose(snap, profile, settings,
+                            container_memory_bytes=args.container_memory)
+        shown = profile.name
+    if args.json:
+        print(result(findings, settings.vhost, shown).model_dump_json(indent=2))
+    else:  # an upgrade's INFO rows are its way there and what comes later: always shown
+        print(render(findings, settings.vhost, shown,
+                     verbose=args.verbose or bool(args.upgrade_to)))
     return 1 if verdict(findings) == FAIL else 0

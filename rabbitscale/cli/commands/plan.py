@@ -69,6 +69,10 @@ def parser(argv: list[str]) -> Parser:
     g.add_argument("--out", metavar="FILE", help="with --calibrate: write the fitted figures")
     g.add_argument("--calibration", metavar="FILE",
                    help="plan with a file written by --calibrate ... --out FILE")
+    g.add_argument("--broker-version", type=a.rabbitmq_version, default=None,
+                   metavar="X.Y[.Z]",
+                   help="the RabbitMQ the plan is for: the plan says which broker figures "
+                        "were measured on it and which are carried over untested")
     g = p.add_argument_group("a system planned from a run of it (--from-run)")
     g.add_argument("--from-run", metavar="DIR",
                    help="plan from a black-box run's measurements (each endpoint's arrivals, "
@@ -152,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         node_memory_bytes=args.node_memory, watermark_relative=args.watermark,
         queued_messages=defaults["queued"][0], replicas=args.replicas,
         disk_bytes=args.disk, disk_free_limit_bytes=args.disk_free_limit,
-        link_bps=args.link_speed, coefficients=coefficients)
+        link_bps=args.link_speed, coefficients=coefficients,
+        broker_version=args.broker_version)
     figs = build(inputs)
     findings = profile_findings(profile, settings)
     if args.json:
@@ -170,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
                  f"{inputs.queued_messages:,} queued x {format_bytes(args.message_size)}, "
                  f"{args.replicas} replica(s)\n  inputs: "
                  + "; ".join(f"{k} {v if not isinstance(v, float) else f'{v:.4g}'} ({s})"
-                             for k, (v, s) in defaults.items()))
+                             for k, (v, s) in defaults.items())
+                 + f"\n  broker figures: {coefficients.for_version(args.broker_version)['note']}"
+                 + ("" if args.broker_version else " (--broker-version says for which "
+                                                   "RabbitMQ the plan is)"))
         print(render_table(figs, findings, profile.estimates, title=title))
     return 1 if verdict(figs) == FAIL else 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from rabbitscale.cli import args as a
 from rabbitscale.cli.args import Parser
 
 
@@ -12,13 +13,25 @@ def parser(argv: list[str]) -> Parser:
                description="list: the built-in profiles; show NAME: a built-in profile's "
                            "file (a start for one of your own); check FILE: read a profile "
                            "file and say what it describes; schema: the profile format's JSON "
-                           "Schema (docs/profile-format.md).\n\nExit codes: 0 done, 2 a bad "
-                           "profile or name.")
+                           "Schema (docs/profile-format.md).\n\nExit codes: 0 done, 1 with "
+                           "--upgrade-to: the version refuses or drops something the profile "
+                           "declares, 2 a bad profile or name.")
     p.add_argument("action", choices=["list", "show", "check", "schema"],
                    help="list, show, check or schema")
     p.add_argument("target", nargs="?", metavar="NAME|FILE",
                    help="show: a built-in profile; check: a profile file")
+    p.add_argument("--upgrade-to", type=a.typed(_target), default=None, metavar="VERSION",
+                   help="check: what RabbitMQ 3.13, 4.0, 4.1, 4.2 or 4.3 refuses or treats "
+                        "otherwise in what the profile declares and sends")
+    p.add_argument("--from-version", type=a.rabbitmq_version, default="3.10", metavar="X.Y",
+                   help="with --upgrade-to: the version the system runs on now (default 3.10)")
     return p
+
+
+def _target(text: str) -> str:
+    from rabbitscale.inspect.upgrade import target_version
+
+    return target_version(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                            f"(built-in: {', '.join(pf.builtin_names())})")
         print((pf.BUILTIN_DIR / f"{args.target}.toml").read_text(), end="")
         return 0
-    _, profile = pf.load_system(None, args.target)
+    settings, profile = pf.load_system(None, args.target)
     print(f"profile {profile.name}: {profile.description}".rstrip(": "))
     print(f"  {len(profile.messages)} message types, {len(profile.endpoints)} endpoints, "
           f"{len(profile.tasks)} task kinds")
@@ -53,4 +66,20 @@ def run(args: argparse.Namespace) -> int:
         how = f"{kind.route.method} {kind.route.path}" if kind.route else "published"
         print(f"  task {kind.name}: {kind.message} ({how}, stream {kind.stream}, weight "
               f"{kind.weight:g})")
-    return 0
+    return _upgrade(args, settings, profile) if args.upgrade_to else 0
+
+
+def _upgrade(args: argparse.Namespace, settings: object, profile: object) -> int:
+    from rabbitscale.inspect import upgrade
+
+    hits = upgrade.relevant(upgrade.profile_hits(profile, settings),  # type: ignore[arg-type]
+                            args.from_version, args.upgrade_to)
+    print(f"upgrade from {args.from_version} to {args.upgrade_to} "
+          f"({' -> '.join(upgrade.path(args.from_version, args.upgrade_to)) or 'no hop'}):")
+    for h in hits:
+        change = upgrade.CHANGES[h.change]
+        print(f"  {change.verdict:<4} {h.subject}: {change.title} ({h.observed}): "
+              f"{upgrade.describe(change)} [{change.source}]")
+    if not hits:
+        print("  nothing the profile declares is refused or treated otherwise")
+    return 1 if any(upgrade.CHANGES[h.change].verdict == upgrade.FAIL for h in hits) else 0
