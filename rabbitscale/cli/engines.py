@@ -14,6 +14,7 @@ from typing import Any
 from rabbitscale.core.errors import BadInput
 from rabbitscale.core.urls import is_amqp, masked
 from rabbitscale.engine.base import EngineFactory, LoadOptions
+from rabbitscale.scenarios import contract
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology.profiles import Profile
 from rabbitscale.topology.settings import RabbitSettings
@@ -41,6 +42,7 @@ def load_options(args: argparse.Namespace, *, duration_s: float, rates: Rates | 
         rates=rates or Rates(args.task_rate, args.webhook_rate, args.burst_rates),
         payload=args.payload_size, task_mix=format_task_mix(mix) if mix else "",
         users=_get(args, "users"), workers=_get(args, "workers", 0),
+        max_in_flight=_get(args, "max_in_flight", contract.MAX_IN_FLIGHT.default),
         arrivals=_get(args, "arrivals", "even"),
         sample_interval_s=_get(args, "sample_interval", 1.0),
         drain_timeout_s=args.drain_timeout, thresholds_file=_get(args, "thresholds"),

@@ -56,8 +56,14 @@ def load(*, tasks: bool = True, webhooks: bool = True, users: bool = True,
                         "(default: the profile's mix)")
     if users:
         g.add_argument("--users", type=a.positive_int, default=None,
-                       help="Locust users (default: enough for the peak rate at 0.3 s a "
-                            "request; arrivals are paced, users only bound concurrency)")
+                       help="Locust users per process (default: 4 per arrival stream): each "
+                            "takes slots and hands each send to a greenlet of its own")
+        g.add_argument("--max-in-flight", type=a.bounded(int, 1, 100_000, "a whole number"),
+                       default=1024, metavar="N",
+                       help="sends one Locust process keeps in flight at most (default 1024): "
+                            "sends leave on time while the system is slow, up to this bound; "
+                            "a slot that finds it reached leaves late and makes the run "
+                            "INVALID (generator_in_flight_waits)")
     return parent
 
 

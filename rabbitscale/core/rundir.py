@@ -65,7 +65,7 @@ OWN_NAMES = (SUMMARY, LEDGER, CONFIG, QUEUES_CSV, NODE_CSV, THROUGHPUT_CSV, PROC
              RECORDS_CSV, HDR_DIR, LOCUST_HDR_DIR, LOCUST_STATS_CSV, "locust_stats_history.csv",
              "locust_failures.csv", "locust_exceptions.csv", STACK_LOG, LOCUST_LOG, REPORT_HTML,
              REPORT_JSON, FIND_MAX, JUNIT_XML, "locust_workers.json", "locust_start.json",
-             "sweep.json", "sweep.html")
+             "locust_in_flight.json", "sweep.json", "sweep.html")
 SECRET_KEYS = ("password", "secret", "api_key", "token", "credential")
 
 

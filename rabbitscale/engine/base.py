@@ -59,6 +59,7 @@ class LoadOptions:
     task_mix: str = ""  # kind=weight,...; empty: the profile's mix
     users: int | None = None
     workers: int = 0  # local Locust worker processes
+    max_in_flight: int = contract.MAX_IN_FLIGHT.default  # sends in flight per Locust process
     arrivals: str = "even"  # even | poisson
     sample_interval_s: float = 1.0
     drain_timeout_s: float = 60.0
@@ -85,6 +86,8 @@ class LoadOptions:
              f"--drain-timeout must be between 0s and 7 days, got {self.drain_timeout_s:g}s"),
             (0 <= self.workers <= 64, f"--workers must be between 0 and 64, got {self.workers}"),
             (self.users is None or self.users >= 1, "--users must be at least 1"),
+            (1 <= self.max_in_flight <= 100_000, "--max-in-flight must be between 1 and "
+                                                  "100,000"),
             (self.arrivals in ARRIVALS, f"arrivals must be one of {', '.join(ARRIVALS)}"),
             (self.abort_on_fail_s is None or (_finite(self.abort_on_fail_s)
                                              and 0 <= self.abort_on_fail_s <= self.duration_s),
@@ -107,6 +110,7 @@ class LoadOptions:
         return LoadSpec(scenario=scenario, duration_s=self.duration_s, rates=self.rates,
                         payload=self.payload, transport=transport, task_mix=mix,
                         users=self.users or users_default, workers=self.workers,
+                        max_in_flight=self.max_in_flight,
                         arrivals=self.arrivals, **extra)
 
 
@@ -252,7 +256,8 @@ class RunEngine(abc.ABC):
         send_delays = validity.read_send_delays(self.run_dir)
         cpu = self.locust.cpu_fractions() if self.locust else {}
         offsets = self.locust.clock_offsets() if self.locust and clock else {}
-        measured = validity.checks(send_delays, cpu, offsets)
+        measured = validity.checks(send_delays, cpu, offsets,
+                                   validity.read_in_flight(self.run_dir))
         return measured, validity.summary(send_delays, measured)
 
     def options_record(self, **extra: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class LoadSpec:
     expect_workers: int = 0  # workers joining from other machines (rabbitscale worker)
     master_port: int = 5557
     arrivals: str = "even"  # even | poisson (contract.ARRIVALS)
+    max_in_flight: int = contract.MAX_IN_FLIGHT.default  # sends in flight per Locust process
 
     @property
     def distributed(self) -> bool:
@@ -70,6 +71,7 @@ def commands(spec: LoadSpec, run_dir: Path, host: str) -> list[list[str]]:
             contract.TASK_MIX.flag, spec.task_mix,
             contract.SCHEDULE_TIME.flag, f"{spec.duration_s}",
             contract.ARRIVALS.flag, spec.arrivals,
+            contract.MAX_IN_FLIGHT.flag, str(spec.max_in_flight),
             "--csv", str(run_dir / rundir.LOCUST_CSV_PREFIX)]
     if not spec.distributed:
         return [base]

@@ -16,6 +16,7 @@ from typing import Any
 
 from rabbitscale.core import latency, rundir, targets
 from rabbitscale.judge import slo
+from rabbitscale.scenarios import contract
 
 SEND_DELAY_SUFFIX = "_send_delay"  # the Locust side's histogram of lateness per stream
 
@@ -27,6 +28,19 @@ def read_send_delays(run_dir: Path) -> dict[str, Any]:
         out[path.name.removesuffix(f"{SEND_DELAY_SUFFIX}.hdr")] = \
             latency.decode(path.read_text().strip())
     return out
+
+
+def read_in_flight(run_dir: Path) -> dict[str, dict[str, int]]:
+    """stream -> {bound, peak, waited}: the senders the Locust processes kept in flight
+    (scenarios/contract.IN_FLIGHT_FILE); empty where Locust wrote none."""
+    import json
+
+    path = run_dir / contract.IN_FLIGHT_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def late_share(h: Any, late_s: float) -> float:
@@ -41,8 +55,10 @@ def late_share(h: Any, late_s: float) -> float:
 
 
 def checks(send_delays: Mapping[str, Any], cpu: Mapping[str, float],
-           clock_offsets: Mapping[str, float]) -> list[slo.Check]:
-    """The generator's schedule, its CPU and the workers' clocks, each INVALID past its bound."""
+           clock_offsets: Mapping[str, float],
+           in_flight: Mapping[str, Mapping[str, int]] | None = None) -> list[slo.Check]:
+    """The generator's schedule, its in-flight bound, its CPU and the workers' clocks, each
+    INVALID past its bound."""
     out = []
     merged = latency.new_histogram()
     for h in send_delays.values():
@@ -60,6 +76,14 @@ def checks(send_delays: Mapping[str, Any], cpu: Mapping[str, float],
     else:
         out.append(slo.not_measured("generator_send_delay_p99_ms",
                                     "the generator recorded no send"))
+    if in_flight:
+        waited = sum(int(v.get("waited", 0)) for v in in_flight.values())
+        peak = max(int(v.get("peak", 0)) for v in in_flight.values())
+        bound = max(int(v.get("bound", 0)) for v in in_flight.values())
+        out.append(_bound("generator_in_flight_waits", waited, 0,
+                          f"slots that found the senders' bound reached and left late; the most "
+                          f"sends in flight: {peak:,} of {bound:,} (--max-in-flight per Locust "
+                          f"process: the system held that many at once)"))
     if cpu:
         name, busiest = max(cpu.items(), key=lambda kv: kv[1])
         out.append(_bound("generator_cpu", busiest, targets.GENERATOR_CPU_MAX,

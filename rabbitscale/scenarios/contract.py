@@ -55,6 +55,10 @@ ARRIVALS = Option("--arrivals", "LOCUST_ARRIVALS", "even",
                   "evenly spaced or Poisson arrivals", choices=("even", "poisson"))
 SCHEDULE_TIME = Option("--schedule-time", "LOCUST_SCHEDULE_TIME", 0.0,
                        "seconds the arrival schedule spans (default: --run-time)", kind=float)
+MAX_IN_FLIGHT = Option("--max-in-flight", "LOCUST_MAX_IN_FLIGHT", 1024,
+                       "sends one Locust process keeps in flight at most: each slot's send "
+                       "leaves on time while the system is slow, up to this bound (a slot "
+                       "that finds it reached waits, and the run says so)", kind=int)
 
 # --- set by `rabbitscale run` -----------------------------------------------------------------
 START_AT = Option("--start-at", "RABBITSCALE_START_AT", 0.0,
@@ -82,7 +86,7 @@ PROFILE = Option("--profile-spec", PROFILE_ENV, "",
                  hidden=True)
 
 LOAD_OPTIONS = (TASK_RATE, WEBHOOK_RATE, BURST_RATES, TASK_MIX, PAYLOAD_SIZE, VIRTUAL_KEYS,
-                TRANSPORT, ARRIVALS, SCHEDULE_TIME)
+                TRANSPORT, ARRIVALS, SCHEDULE_TIME, MAX_IN_FLIGHT)
 RUN_OPTIONS = (START_AT, RUN_NAME, API_SECRET, API_KEYS, WEBHOOK_TARGET, CALLBACK_URL,
                CALLBACK_SECRET, POLL_INTERVAL, PROFILE)
 
@@ -97,3 +101,6 @@ WORKERS_MAX_WAIT_S = 120.0
 WORKERS_FILE = "locust_workers.json"  # the master's view of its workers at the end
 START_FILE = "locust_start.json"  # when the schedule starts, if the master chose it
 HDR_SUMMARY = "summary.json"  # in rundir.LOCUST_HDR_DIR, beside the merged histograms
+# per stream: the in-flight bound of all processes, the highest any reached, and the slots
+# that found it reached and waited (k6's dropped iterations, which here are late, not dropped)
+IN_FLIGHT_FILE = "locust_in_flight.json"

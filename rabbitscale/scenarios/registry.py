@@ -8,7 +8,6 @@ name.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,10 @@ from rabbitscale.scenarios.schedule import Rates, burst_steps, scale_out_steps
 LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"
 TASKS, WEBHOOKS = "tasks", "webhooks"  # the arrival streams
 BACKLOG = "backlog"  # `run backlog`: no arrival schedule: fill, hold, drain (engine/backlog.py)
-USER_SECONDS = 0.3  # users bound concurrency only (arrivals are paced): ~0.3 s per request
+# Locust users per arrival stream and process: each takes slots and hands each send to a
+# greenlet of its own (the process's --max-in-flight bounds the sends, not the users), so a few
+# keep any rate; more than one keeps a slot from waiting on one user's wake-up
+DISPATCHERS_PER_STREAM = 4
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,6 @@ class Scenario:
     schedule: Callable[[Rates, float], dict[str, RateFn]]  # (rates, run time) -> streams
     step_rate: bool = False  # one task stream: what find-max can step
     scales_out: bool = False  # the run starts consumer instances mid-run (not black-box)
-    extra_users: int = 0
 
     def streams(self, rates: Rates, run_time_s: float) -> dict[str, RateFn]:
         """Rate function of each arrival stream (``TASKS``, ``WEBHOOKS``)."""
@@ -41,9 +42,8 @@ class Scenario:
         return LOCUSTFILES / f"{self.name}.py"
 
     def users(self, rates: Rates) -> int:
-        """Locust users for the peak rate at ``USER_SECONDS`` per request."""
-        peak = max(rates.task_rate, rates.webhook_rate, *rates.burst_rates)
-        return max(10, math.ceil(peak * USER_SECONDS)) + self.extra_users
+        """Locust users: ``DISPATCHERS_PER_STREAM`` for each arrival stream."""
+        return DISPATCHERS_PER_STREAM * len(self.streams(rates, 60.0))
 
 
 def _webhooks(rates: Rates, run_time_s: float) -> RateFn:
@@ -58,7 +58,7 @@ WEBHOOK_BURST = Scenario(
     lambda r, t: {WEBHOOKS: _webhooks(r, t)})
 MIXED_PEAK = Scenario(
     "mixed_peak", "sustained tasks and webhook bursts at the same time",
-    lambda r, t: {TASKS: constant(r.task_rate), WEBHOOKS: _webhooks(r, t)}, extra_users=10)
+    lambda r, t: {TASKS: constant(r.task_rate), WEBHOOKS: _webhooks(r, t)})
 SCALE_OUT = Scenario(
     "scale_out", "tasks stepping 1x, 1.5x, 2x while instances grow to --scale-to",
     lambda r, t: {TASKS: stepped(scale_out_steps(t, r.task_rate))}, step_rate=True,

@@ -94,3 +94,17 @@ def test_a_generator_that_falls_behind_makes_the_run_invalid():
     assert validity.late_share(late["tasks"], 0.010) == pytest.approx(0.1)
     base = outcome.Outcome({}, [slo.Check("lost", "<= 0", 3, slo.FAIL)], slo.FAIL, 1, 1, 1)
     assert outcome.extended(base, checks).verdict == slo.INVALID  # not a FAIL of the system
+
+
+def test_senders_bound_reached_makes_the_run_invalid_and_says_how_far():
+    """As k6 reports the iterations its bound dropped: a slot that found every sender busy
+    left late, and the run says the system held that many at once."""
+    on_time = {"tasks": hist(*[0.001] * 1000)}
+    free = {"tasks": {"bound": 1024, "peak": 37, "waited": 0}}
+    held = {"tasks": {"bound": 1024, "peak": 1024, "waited": 212}}
+    assert {c.name: c.verdict for c in validity.checks(on_time, {}, {}, free)}[
+        "generator_in_flight_waits"] == slo.PASS
+    check = next(c for c in validity.checks(on_time, {}, {}, held)
+                 if c.name == "generator_in_flight_waits")
+    assert check.verdict == slo.INVALID and check.measured == 212
+    assert "1,024 of 1,024" in check.detail

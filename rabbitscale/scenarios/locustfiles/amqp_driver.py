@@ -1,5 +1,6 @@
 """The AMQP transport: tasks published straight to the broker with pika's blocking client,
-one connection per Locust user, which gevent makes cooperative."""
+which gevent makes cooperative: a connection per send in flight, from a pool that grows as
+sends overlap (a BlockingConnection serves one greenlet at a time)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,71 @@ RETRY_WINDOW_S = 10.0  # a publish whose connection was lost is retried this lon
 BLOCKED_TIMEOUT_S = 60.0  # a memory/disk alarm outlasting this ends the publish as blocked
 
 
-def make(setup: DriverSetup) -> AmqpDriver:
-    return AmqpDriver(setup.profile)
+def make(setup: DriverSetup) -> AmqpPool:
+    return AmqpPool.shared(setup.profile)
+
+
+class AmqpPool:
+    """The connections a process's sends share: a send takes an idle one, opens one while
+    fewer than ``MAX_CONNECTIONS`` exist, else waits for one to come back after its confirm
+    (a BlockingConnection serves one greenlet at a time). The bound keeps a slow broker from
+    being answered with ever more connections: a node has a file descriptor per connection
+    and ran out of them once, when every late send opened its own."""
+
+    request_type = "AMQP"
+    MAX_CONNECTIONS = 16  # per Locust process: confirmed publishes in flight at most
+    _shared: dict[int, AmqpPool] = {}
+
+    def __init__(self, profile: Profile) -> None:
+        from gevent.queue import Queue
+
+        self.profile = profile
+        self.idle: Queue[AmqpDriver] = Queue()
+        self.opened = 0
+        self.users = 0
+
+    @classmethod
+    def shared(cls, profile: Profile) -> AmqpPool:
+        pool = cls._shared.get(id(profile))
+        if pool is None:
+            pool = cls._shared[id(profile)] = cls(profile)
+        return pool
+
+    def open(self) -> None:
+        """A user joins: one connection before the first slot (connecting is not part of a
+        send)."""
+        self.users += 1
+        if self.opened == 0:
+            self.idle.put(self._new())
+
+    def _new(self) -> AmqpDriver:
+        self.opened += 1
+        driver = AmqpDriver(self.profile)
+        try:
+            driver.open()
+        except Exception:
+            self.opened -= 1
+            raise
+        return driver
+
+    def send(self, task: Task) -> Sent:
+        if not self.idle.empty() or self.opened >= self.MAX_CONNECTIONS:
+            driver = self.idle.get()
+        else:
+            driver = self._new()
+        try:
+            return driver.send(task)
+        finally:
+            self.idle.put(driver)
+
+    def close(self) -> None:
+        """A user leaves; the last one closes the connections."""
+        self.users -= 1
+        if self.users > 0:
+            return
+        while not self.idle.empty():
+            self.idle.get().close()
+        self.opened = 0
 
 
 class AmqpDriver:

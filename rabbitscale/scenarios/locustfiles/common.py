@@ -10,18 +10,22 @@ the schedule's start and the callback plan arrive from the master.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import gc
+import itertools
 import json
 import math
 import os
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 from locust import events
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
@@ -35,11 +39,17 @@ from rabbitscale.scenarios.callback_urls import CallbackPlan
 from rabbitscale.scenarios.drivers import DriverSetup, Task, TaskDriver, transport
 from rabbitscale.scenarios.pacing import Pacer, RateFn
 from rabbitscale.scenarios.schedule import Rates
+from rabbitscale.topology.envelope import new_id
 from rabbitscale.topology.profile_file import PROFILE_ENV, profile_from_env
 from rabbitscale.topology.profiles import Profile, TaskKind
 from rabbitscale.topology.tasks import parse_task_mix
 
 START_LEAD_S = 2.0  # workers receive the start with the spawn message: leave them time
+# the garbage collector of a Locust process: every object made before the load frozen out of
+# its collections, and a young generation collected every 50,000 allocations instead of 700
+# (at thousands of tasks per second the default meant a collection every few tasks and full
+# collections of 40-130 ms; bench/generator.py measured the send delay with and without)
+GC_THRESHOLD = (50_000, 50, 100)
 
 
 @events.init_command_line_parser.add_listener
@@ -76,6 +86,9 @@ class Options:
     callbacks: CallbackPlan | None
     poll_interval_s: float
     profile: Profile
+    max_in_flight: int
+    kinds: tuple[str, ...] = ()  # the mix's kinds, and their cumulative weights (one draw each)
+    cum_weights: tuple[float, ...] = ()
 
 
 def _keyring(o: Any) -> Callable[[int], str]:
@@ -118,7 +131,10 @@ def options(environment: Any) -> Options:
             poisson=o.arrivals == "poisson", start_at=float(o.start_at or 0),
             keyring=_keyring(o) if transport(o.transport).needs_keys else None,
             webhook_target=str(o.webhook_target or ""),
-            callbacks=callbacks, poll_interval_s=float(o.poll_interval or 0), profile=profile)
+            callbacks=callbacks, poll_interval_s=float(o.poll_interval or 0), profile=profile,
+            max_in_flight=max(1, int(o.max_in_flight)))
+        result = dataclasses.replace(result, kinds=tuple(result.mix),
+                                     cum_weights=tuple(itertools.accumulate(result.mix.values())))
     except ValueError as exc:  # BadInput and friends: one line
         raise SystemExit(f"error: {exc}") from None
     environment._rabbitscale_options = result
@@ -178,6 +194,62 @@ class Stream:
         return stream
 
 
+class InFlight:
+    """The process's sends in flight, at most ``bound`` (contract.MAX_IN_FLIGHT), as k6's
+    arrival-rate executors bound their virtual users: a slot whose send would pass the bound
+    waits for one to end (its lateness is recorded) and is counted per stream, with the peak
+    each stream reached."""
+
+    def __init__(self, bound: int) -> None:
+        from gevent.lock import BoundedSemaphore
+
+        self.bound = bound
+        self._sem = BoundedSemaphore(bound)
+        self.now = 0
+        self.peak: dict[str, int] = {}
+        self.waited: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, environment: Any) -> InFlight:
+        global _IN_FLIGHT
+        if _IN_FLIGHT is None:
+            _IN_FLIGHT = cls(options(environment).max_in_flight)
+        return _IN_FLIGHT
+
+    def enter(self, stream: str) -> None:
+        if not self._sem.acquire(blocking=False):
+            self.waited[stream] = self.waited.get(stream, 0) + 1
+            self._sem.acquire()
+        self.now += 1
+        if self.now > self.peak.get(stream, 0):
+            self.peak[stream] = self.now
+
+    def leave(self) -> None:
+        self.now -= 1
+        self._sem.release()
+
+    def report(self) -> dict[str, list[int]]:
+        """stream -> [bound, peak, waited], cumulative."""
+        return {name: [self.bound, peak, self.waited.get(name, 0)]
+                for name, peak in self.peak.items()}
+
+
+_IN_FLIGHT: InFlight | None = None
+_IN_FLIGHT_SEEN: dict[str, dict[str, list[int]]] = {}  # master: each worker's last report
+
+
+def in_flight_totals(reports: list[dict[str, list[int]]]) -> dict[str, dict[str, int]]:
+    """Per stream over the processes: their bounds summed, the highest peak, the waits."""
+    out: dict[str, dict[str, int]] = {}
+    for report in reports:
+        for name, (bound, peak, waited) in report.items():
+            t = out.setdefault(name, {"bound": 0, "peak": 0, "waited": 0})
+            t["bound"] += bound
+            t["peak"] = max(t["peak"], peak)
+            t["waited"] += waited
+    return out
+
+
 # --- per-worker HDR histograms, merged on the master -------------------------------------
 
 _HISTOGRAMS: dict[str, Any] = {}
@@ -199,6 +271,13 @@ def _merge_into(name: str, encoded: str) -> None:
     h.add(latency.decode(encoded))
 
 
+@events.init.add_listener
+def _quiet_gc(environment: Any, **_: Any) -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 @events.test_start.add_listener
 def _fix_start(environment: Any, **_: Any) -> None:
     """A schedule left open (workers joining from other machines) starts now, fixed on the
@@ -217,6 +296,8 @@ def _fix_start(environment: Any, **_: Any) -> None:
 def _ship(client_id: str, data: dict[str, Any]) -> None:
     data["rabbitscale_hdr"] = {name: latency.encode(h) for name, h in _HISTOGRAMS.items()}
     data["rabbitscale_clock"] = time.time()  # the master measures this worker's clock offset
+    if _IN_FLIGHT is not None:
+        data["rabbitscale_in_flight"] = _IN_FLIGHT.report()
     for h in _HISTOGRAMS.values():
         h.reset()
 
@@ -231,6 +312,8 @@ def _receive(client_id: str, data: dict[str, Any]) -> None:
         seen["clock_offset_s"] = round(float(data["rabbitscale_clock"]) - time.time(), 6)
     for name, encoded in data.get("rabbitscale_hdr", {}).items():
         _merge_into(name, encoded)
+    if "rabbitscale_in_flight" in data:
+        _IN_FLIGHT_SEEN[client_id] = data["rabbitscale_in_flight"]
 
 
 @events.quitting.add_listener
@@ -253,6 +336,10 @@ def _dump(environment: Any, **_: Any) -> None:
         (out / f"{name}.hdr").write_text(latency.encode(h))
         summary[name] = latency.summary_ms(h)
     (out / contract.HDR_SUMMARY).write_text(json.dumps(summary, indent=2))
+    reports = list(_IN_FLIGHT_SEEN.values()) if isinstance(runner, MasterRunner) else \
+        ([_IN_FLIGHT.report()] if _IN_FLIGHT is not None else [])
+    (Path(run_dir) / contract.IN_FLIGHT_FILE).write_text(
+        json.dumps(in_flight_totals(reports), indent=2))
     if isinstance(runner, MasterRunner):
         # A worker that quit cleanly is already gone from runner.clients when this runs: the
         # reports it sent are the record; one still listed keeps its state ("missing"...).
@@ -289,19 +376,33 @@ class OpenModelMixin:
         raise NotImplementedError
 
     def open_model_loop(self) -> None:
+        """Take each slot, sleep until it and hand its send to a greenlet of its own: sends
+        leave on time while the system is slow, up to the process's in-flight bound."""
         stream = Stream.get(self.environment, self.stream_name, self.rate(), self.end_s())
         driver = make_driver(self)
-        while True:
-            slot = stream.pacer.next_slot()
-            if slot is None:
-                # schedule over: stop this user now, so that when the run time ends Locust
-                # has nothing to wait --stop-timeout for
-                raise StopUser()
-            wait = slot - time.time()
-            if wait > 0:
-                gevent.sleep(wait)
-            lateness = max(0.0, time.time() - slot)
-            record(f"{self.stream_name}_send_delay", lateness)
+        bound = InFlight.of(self.environment)
+        self._sending, self._idle = 0, gevent.event.Event()
+        try:
+            while True:
+                slot = stream.pacer.next_slot()
+                if slot is None:
+                    break
+                wait = slot - time.time()
+                if wait > 0:
+                    gevent.sleep(wait)
+                bound.enter(self.stream_name)
+                self._sending += 1
+                gevent.spawn_raw(self._send, driver, slot, bound)  # the cheapest greenlet
+            while self._sending:  # the schedule is over: the last replies, then stop this
+                self._idle.clear()  # user now, so that when the run time ends Locust has
+                self._idle.wait()  # nothing to wait for
+        finally:
+            driver.close()
+        raise StopUser()
+
+    def _send(self, driver: TaskDriver, slot: float, bound: InFlight) -> None:
+        try:
+            record(self._delay_name, max(0.0, time.time() - slot))
             task = self.make_task(slot)
             sent = driver.send(task)
             if sent.via == "AMQP":
@@ -309,7 +410,23 @@ class OpenModelMixin:
                     request_type="AMQP", name=f"publish {task.kind}",
                     response_time=sent.response_time_ms, response_length=sent.length,
                     exception=None if sent.ok else RuntimeError(sent.outcome), context={})
-            record(f"{self.stream_name}_request", sent.response_time_ms / 1000)
+            record(self._request_name, sent.response_time_ms / 1000)
+        except Exception as exc:  # noqa: BLE001 - as Locust records an error in a task
+            self.environment.events.user_error.fire(user_instance=self, exception=exc,
+                                                    tb=exc.__traceback__)
+        finally:
+            bound.leave()
+            self._sending -= 1
+            if not self._sending:
+                self._idle.set()
+
+    @property
+    def _delay_name(self) -> str:
+        return f"{self.stream_name}_send_delay"
+
+    @property
+    def _request_name(self) -> str:
+        return f"{self.stream_name}_request"
 
 
 def sized(rng: random.Random, payload_bytes: int, sigma: float = 0.5) -> int:
@@ -322,15 +439,16 @@ class TaskMixin(OpenModelMixin):
     lognormal around --payload-size unless their message type has a size of its own."""
 
     def pick(self, o: Options, rng: random.Random) -> str:
-        kinds = list(o.mix)
-        return rng.choices(kinds, weights=[o.mix[k] for k in kinds])[0]
+        if len(o.kinds) == 1:
+            return o.kinds[0]
+        return o.kinds[bisect.bisect(o.cum_weights, rng.random() * o.cum_weights[-1])]
 
     def make_task(self, intended: float) -> Task:
         o = options(self.environment)
         rng = self._rng()
         kind = o.profile.task(self.pick(o, rng))
         fixed = o.profile.message(kind.message).size_bytes
-        task_id = str(uuid.uuid4())
+        task_id = new_id()
         return Task(kind.name, rng.randint(1, o.virtual_keys), task_id,
                     fixed or sized(rng, o.payload_bytes), intended,
                     callback=callback_for(o, kind, task_id, intended))
@@ -371,12 +489,26 @@ class WebhookMixin(TaskMixin):
 class TaskUser(FastHttpUser):
     """Base of every open-model user. Locust fixes a locustfile's user classes while the
     transport is a run option, so one class serves both: ``make_driver`` decides how a task
-    leaves (its HTTP client is only used by the HTTP driver)."""
+    leaves (its HTTP client is only used by the HTTP driver). The process's users share one
+    pool of HTTP connections, as many as sends may be in flight: connections are opened as
+    concurrency needs them and kept busy, not one idle connection per user."""
 
     abstract = True
     host = os.environ.get(contract.ENV_API_URL, "http://127.0.0.1:5000")
     connection_timeout = 10.0
     network_timeout = 30.0
+
+    def __init__(self, environment: Any) -> None:
+        if TaskUser.client_pool is None:  # as FastHttpUser makes its own, shared
+            from geventhttpclient.client import HTTPClientPool
+            from locust.contrib.fasthttp import insecure_ssl_context_factory
+
+            TaskUser.client_pool = HTTPClientPool(
+                concurrency=options(environment).max_in_flight, insecure=True,
+                ssl_context_factory=insecure_ssl_context_factory,
+                connection_timeout=self.connection_timeout,
+                network_timeout=self.network_timeout)
+        super().__init__(environment)
 
 
 def make_driver(user: Any) -> TaskDriver:
@@ -388,3 +520,4 @@ def make_driver(user: Any) -> TaskDriver:
         poll_interval_s=o.poll_interval_s))
     driver.open()
     return driver
+

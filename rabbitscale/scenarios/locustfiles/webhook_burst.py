@@ -6,7 +6,6 @@ the peak rate; the arrival schedule itself is open-model (scenarios/schedule.py)
         --headless --run-time 60s
 """
 
-import math
 import time
 
 from locust import LoadTestShape, task
@@ -15,7 +14,7 @@ from rabbitscale.scenarios import registry
 from rabbitscale.scenarios.locustfiles.common import (
     TaskUser,
     WebhookMixin,
-    options,
+    rates,
     schedule_end,
 )
 
@@ -29,13 +28,12 @@ class WebhookBurstUser(WebhookMixin, TaskUser):
 
 
 class BurstShape(LoadTestShape):
-    """Enough users for the peak rate at ~0.25 s per request, held until the schedule ends
-    (which may start after the test does: workers receive the start with their spawn)."""
+    """The stream's dispatching users, held until the schedule ends (which may start after the
+    test does: workers receive the start with their spawn)."""
 
     def tick(self):
         env = self.runner.environment
         if time.time() >= schedule_end(env) + 3:  # + time for the last replies
             return None
-        o = options(env)
-        users = max(10, math.ceil(max((o.webhook_rate, *o.burst_rates)) * 0.25))
+        users = registry.WEBHOOK_BURST.users(rates(env))
         return users, users
