@@ -263,6 +263,7 @@ async def main() -> int:
     try:
         for n in range(1, args.rounds + 1):
             print(f"round {n}:", flush=True)
+            (work / f"r{n}").mkdir()
             for transport, run in (("http", http_round), ("amqp", amqp_round)):
                 if args.only and transport != args.only:
                     continue
