@@ -43,13 +43,12 @@ async def _generate(out: Path, url: str, max_in_flight: int) -> dict:
     rates = Rates(RATE, 1.0, (1.0,))
     spec = LoadSpec(scenario=registry.SUSTAINED_TASKS, duration_s=SECONDS, rates=rates,
                     payload="1KB", transport="http", task_mix="video=1",
-                    users=registry.SUSTAINED_TASKS.users(rates))
+                    users=registry.SUSTAINED_TASKS.users(rates), max_in_flight=max_in_flight)
     start_at = time.time() + start_delay_s(spec)
     procs = LocustProcesses(spec, out, url, {
         **os.environ, contract.API_SECRET.env: "slow", **profile_env(get_profile("conduit")),
         contract.ENV_API_URL: url, contract.ENV_RUN_DIR: str(out),
-        contract.RUN_NAME.env: out.name, contract.START_AT.env: f"{start_at:.3f}",
-        contract.MAX_IN_FLIGHT.env: str(max_in_flight)})
+        contract.RUN_NAME.env: out.name, contract.START_AT.env: f"{start_at:.3f}"})
     try:
         await procs.start()
         error = await procs.wait()
