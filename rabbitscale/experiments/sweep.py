@@ -59,6 +59,10 @@ MIN_UNQUEUED = 20  # unqueued messages needed to estimate the delivery delay
 # endpoint, decided the step's latency
 STALL_SEND_DELAY_P99_MS = 10.0  # the generator's sends left this late (p99)
 STALL_FRACTION = 0.5  # delivery jitter or the credit hold's p99 beyond this share of a slot
+# one freeze longer than a slot (an ack held, or a delivery that found credit free delayed):
+# near saturation it queues every message behind it, which per-message delays drawn at
+# random (the model's noise) cannot reproduce, and one such cluster is the step's p99
+STALL_FREEZE_SLOTS = 1.0
 STALL_RETRIES = 2  # a stalled step is run again this many times
 SWEEP = "sweep.json"
 METRICS = ("queue_wait", "e2e", "slot_wait", "processing")
@@ -337,6 +341,9 @@ def replayed(load: queueing.EndpointLoad, run_dir: Path, queue: str,
             "messages": len(t.sent),
             "hold_after_work_ms": round(float(np.median(t.hold)) * 1000, 2),
             "hold_after_work_p99_ms": round(float(np.percentile(t.hold, 99)) * 1000, 2),
+            "hold_after_work_max_ms": round(float(t.hold.max()) * 1000, 2),
+            "unqueued_delay_max_ms": round(float(unqueued.max()) * 1000, 2)
+            if len(unqueued) else 0.0,
             "work_mean_ms": round(float(t.work.mean()) * 1000, 2),
             "unqueued_delay_p50_ms": round(float(np.median(unqueued)) * 1000, 2)
             if delay is not None else None,
@@ -360,6 +367,11 @@ def stalled(summary: Summary, replay: dict[str, Any], slot_ms: float) -> str:
         value = replay.get(key) or 0.0
         if value > bound:
             reasons.append(f"{what} {value:.0f} ms against a {slot_ms:.0f} ms slot")
+    freeze = max(replay.get("hold_after_work_max_ms") or 0.0,
+                 replay.get("unqueued_delay_max_ms") or 0.0)
+    if freeze > max(SLACK_MS, STALL_FREEZE_SLOTS * slot_ms):
+        reasons.append(f"a freeze of {freeze:.0f} ms (an ack held or a delivery with credit "
+                       f"free delayed) against a {slot_ms:.0f} ms slot")
     return "; ".join(reasons)
 
 

@@ -40,7 +40,7 @@ from rabbitscale.core import rundir, targets
 from rabbitscale.core.errors import EXIT_INVALID, BadInput
 from rabbitscale.engine.base import EngineFactory, LoadOptions
 from rabbitscale.experiments import sweep
-from rabbitscale.experiments.find_max import BROKE, HELD, Search, run_attempt
+from rabbitscale.experiments.find_max import BROKE, HELD, INCONCLUSIVE, Search, run_attempt
 from rabbitscale.results.summary import read as read_summary
 from rabbitscale.scenarios import registry
 from rabbitscale.scenarios.schedule import Rates, burst_windows
@@ -140,6 +140,9 @@ class CaseResult:
     steps: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
     latency: dict[str, Any] | None = None  # the latency model at the held step
+    # why the case was not judged: a step stayed inconclusive through its retries (its load
+    # generator could not hold the schedule: the machine stalled), never a pass or a fail
+    inconclusive: str = ""
 
     @property
     def error_pct(self) -> float | None:
@@ -190,12 +193,19 @@ async def capacity_case(settings: RabbitSettings, base: Profile, case: Case, out
         result.within = low is not None and high is not None and \
             abs(p - low) / low <= TOLERANCE and not s.non_monotonic()
         result.note = s.stopped
+        wrong = False  # a search that ended early proves nothing wrong
     else:
         lo, hi = bracket_rates(p)
         result.bracket = await s.bracket(lo, hi)
         result.within = result.bracket == (HELD, BROKE)
         result.measured = lo if result.bracket[0] == HELD else None
         result.upper = hi if result.bracket[1] == BROKE else None
+        wrong = result.bracket[0] == BROKE or result.bracket[1] == HELD
+    stalled = [rate for rate, outcome in s.decisions if outcome == INCONCLUSIVE]
+    if stalled and not result.within and not wrong:
+        result.inconclusive = (f"the step at {stalled[0]:.2f}/s stayed inconclusive through "
+                               f"{s.inconclusive_retries} retries (its load generator could not "
+                               f"hold the schedule: the machine stalled)")
     result.steps = [dataclasses.asdict(x) for x in s.steps]
     held = [x for x in s.steps if x.outcome == HELD]
     if held:
@@ -294,6 +304,10 @@ async def validate(settings: RabbitSettings, base: Profile, out_dir: Path,
     return results
 
 
+def verdict(r: CaseResult) -> str:
+    return "INCONCLUSIVE" if r.inconclusive else "PASS" if r.within else "FAIL"
+
+
 def render(results: list[CaseResult]) -> str:
     lines = [f"{'case':14s} {'predicted':>10s} {'holds at':>10s} {'breaks at':>10s} "
              f"{'error':>8s}  verdict"]
@@ -307,8 +321,8 @@ def render(results: list[CaseResult]) -> str:
         else:
             error = "-" if err is None else f"{err:+.1f}%"
         lines.append(f"{r.case:14s} {r.predicted:10.2f} {measured:>10s} {upper:>10s} "
-                     f"{error:>8s}  {'PASS' if r.within else 'FAIL'}  {r.title}"
-                     + (f" ({r.note})" if r.note else ""))
+                     f"{error:>8s}  {verdict(r)}  {r.title}"
+                     + (f" ({r.inconclusive or r.note})" if r.inconclusive or r.note else ""))
         if r.latency:
             lat = r.latency
             lines.append(f"{'':14s} p99 queue wait at utilisation {lat['utilisation']:.2f}: "
@@ -337,9 +351,11 @@ def run_validate(settings: RabbitSettings, base: Profile, out_dir: Path,
     (out_dir / "validation.json").write_text(json.dumps(
         [dataclasses.asdict(r) | {"error_pct": r.error_pct} for r in results], indent=2))
     print(render(results))
-    ok = all(r.within and (r.latency is None or r.latency["within"] is not False)
-             for r in results)
+    ok = all((r.within or r.inconclusive)
+             and (r.latency is None or r.latency["within"] is not False) for r in results)
     if not ok:
         return 1
-    # a latency point made on a stalled machine, three times: nothing failed, nothing shown
-    return EXIT_INVALID if any(r.latency and r.latency.get("stalled") for r in results) else 0
+    # a step or a latency point made on a stalled machine, three times: nothing failed,
+    # nothing shown
+    return EXIT_INVALID if any(r.inconclusive or (r.latency and r.latency.get("stalled"))
+                               for r in results) else 0

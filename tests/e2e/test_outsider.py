@@ -115,9 +115,8 @@ def test_past_capacity_fails_naming_the_endpoint_and_half_passes(freight, profil
     assert keep["keep_up customs-clearance"]["verdict"] == "PASS"
 
     done, s, out = half
-    assert done.returncode in (0, 5), done.stdout[-3000:]  # 5: only the generator's checks
-    system = [c for c in s["checks"] if not c["name"].startswith(("generator_", "worker_"))]
-    assert all(c["verdict"] in ("PASS", "SKIP") for c in system), system
+    assert done.returncode == 0, done.stdout[-3000:]  # INVALID runs were made again
+    assert all(c["verdict"] in ("PASS", "SKIP") for c in s["checks"]), s["checks"]
     by = {e["queue"]: e for e in s["endpoints"]}
     booking = by["shipment-booking"]
     assert booking["kept_up"] and booking["instances"] == 2 and booking["prefetch"] == 8

@@ -144,3 +144,21 @@ def test_calibrate_bad_input(tmp_path, capsys):
 def test_validate_refuses_an_unknown_case(capsys):
     assert main(["validate", "--case", "nope"]) == 2
     assert "--case: invalid choice: 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("bracket", "within", "inconclusive", "shown"), [
+    (("holds", "breaks"), True, "", "PASS"),
+    (("inconclusive", "breaks"), False, "the step at 52.17/s stayed inconclusive",
+     "INCONCLUSIVE"),
+    (("breaks", "breaks"), False, "", "FAIL"),
+])
+def test_a_case_is_shown_inconclusive_never_failed_when_its_step_stalled(
+        bracket, within, inconclusive, shown):
+    from rabbitscale.experiments.validation import CaseResult, render, verdict
+
+    r = CaseResult("lognormal", "pooled, lognormal", 60.0, bracket=bracket, within=within,
+                   inconclusive=inconclusive)
+    assert verdict(r) == shown
+    assert f"  {shown}  pooled, lognormal" in render([r])
+    if inconclusive:
+        assert inconclusive in render([r])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,24 @@ def test_each_message_holds_its_own_credit_after_the_work():
     all_late = np.array([0.03, 0.03, 0.03, 0.03, 0.0])
     assert queueing.replay(load, burst, work, all_late, percentiles=(100.0,))[100.0] == \
         pytest.approx(0.03)
+
+
+def test_a_step_is_inconclusive_when_the_machine_froze_for_longer_than_a_slot():
+    """One 90 ms freeze under a 50 ms single-active consumer at utilisation 0.87 (seen in CI:
+    an ack held 90 ms, the next delivery 87 ms late) queued the five messages behind it and
+    made the step's p99 queue wait 82 ms against a model's 14 ms, while the p99 jitter and
+    hold stayed within half a slot: one freeze longer than a slot makes the step inconclusive."""
+    from rabbitscale.results.summary import read as read_summary
+
+    summary = read_summary(Path(__file__).parent.parent / "fixtures" / "run_burst"
+                           / "summary.json")
+    calm = {"transit_jitter_ms": 20.0, "hold_after_work_p99_ms": 22.5,
+            "hold_after_work_max_ms": 40.0, "unqueued_delay_max_ms": 30.0}
+    assert sweep.stalled(summary, calm, 50.0) == ""
+    why = sweep.stalled(summary, {**calm, "hold_after_work_max_ms": 90.3}, 50.0)
+    assert why.startswith("a freeze of 90 ms") and "50 ms slot" in why
+    assert sweep.stalled(summary, {**calm, "unqueued_delay_max_ms": 86.8}, 50.0)
+    # a tiny slot still allows the absolute slack
+    assert sweep.stalled(summary, {**calm, "transit_jitter_ms": 0, "hold_after_work_p99_ms": 0,
+                                   "hold_after_work_max_ms": 9.0,
+                                   "unqueued_delay_max_ms": 9.0}, 1.0) == ""
