@@ -59,10 +59,13 @@ MIN_UNQUEUED = 20  # unqueued messages needed to estimate the delivery delay
 # endpoint, decided the step's latency
 STALL_SEND_DELAY_P99_MS = 10.0  # the generator's sends left this late (p99)
 STALL_FRACTION = 0.5  # delivery jitter or the credit hold's p99 beyond this share of a slot
-# one freeze longer than a slot (an ack held, or a delivery that found credit free delayed):
-# near saturation it queues every message behind it, which per-message delays drawn at
-# random (the model's noise) cannot reproduce, and one such cluster is the step's p99
-STALL_FREEZE_SLOTS = 1.0
+# a freeze (an ack held, or a delivery that found credit free delayed) beyond this many times
+# the comparison's own absolute slack (SLACK_MS plus the step's delivery jitter): near
+# saturation it queues the messages behind it (and with fixed work keeps the slots in step
+# for a second or more), which per-message delays drawn at random (the model's noise) cannot
+# reproduce. Seen here: calm steps froze at most 0.8-1.3x, CI steps the model missed 1.6x
+# (pooled, measured 50 ms, predicted 22 ms) and 4x (single active, 82 against 14 ms)
+STALL_FREEZE_SLACKS = 1.5
 STALL_RETRIES = 2  # a stalled step is run again this many times
 SWEEP = "sweep.json"
 METRICS = ("queue_wait", "e2e", "slot_wait", "processing")
@@ -369,9 +372,10 @@ def stalled(summary: Summary, replay: dict[str, Any], slot_ms: float) -> str:
             reasons.append(f"{what} {value:.0f} ms against a {slot_ms:.0f} ms slot")
     freeze = max(replay.get("hold_after_work_max_ms") or 0.0,
                  replay.get("unqueued_delay_max_ms") or 0.0)
-    if freeze > max(SLACK_MS, STALL_FREEZE_SLOTS * slot_ms):
+    slack = SLACK_MS + (replay.get("transit_jitter_ms") or 0.0)
+    if freeze > STALL_FREEZE_SLACKS * slack:
         reasons.append(f"a freeze of {freeze:.0f} ms (an ack held or a delivery with credit "
-                       f"free delayed) against a {slot_ms:.0f} ms slot")
+                       f"free delayed) against the comparison's {slack:.0f} ms slack")
     return "; ".join(reasons)
 
 

@@ -139,22 +139,21 @@ def test_each_message_holds_its_own_credit_after_the_work():
         pytest.approx(0.03)
 
 
-def test_a_step_is_inconclusive_when_the_machine_froze_for_longer_than_a_slot():
-    """One 90 ms freeze under a 50 ms single-active consumer at utilisation 0.87 (seen in CI:
-    an ack held 90 ms, the next delivery 87 ms late) queued the five messages behind it and
-    made the step's p99 queue wait 82 ms against a model's 14 ms, while the p99 jitter and
-    hold stayed within half a slot: one freeze longer than a slot makes the step inconclusive."""
+def test_a_step_is_inconclusive_when_the_machine_froze_beyond_the_comparisons_slack():
+    """Seen in CI: one 90 ms freeze under a 50 ms single-active consumer at utilisation 0.87
+    (an ack held 90 ms, the next delivery 87 ms late) queued the messages behind it and made
+    the step's p99 queue wait 82 ms against a model's 14 ms; a pooled step whose acks froze
+    up to 32 ms kept its fixed-work slots in step for a second and measured 50 ms against 22,
+    while the p99 jitter and holds stayed within half a slot. A calm step froze 23 ms."""
     from rabbitscale.results.summary import read as read_summary
 
     summary = read_summary(Path(__file__).parent.parent / "fixtures" / "run_burst"
                            / "summary.json")
-    calm = {"transit_jitter_ms": 20.0, "hold_after_work_p99_ms": 22.5,
-            "hold_after_work_max_ms": 40.0, "unqueued_delay_max_ms": 30.0}
-    assert sweep.stalled(summary, calm, 50.0) == ""
-    why = sweep.stalled(summary, {**calm, "hold_after_work_max_ms": 90.3}, 50.0)
-    assert why.startswith("a freeze of 90 ms") and "50 ms slot" in why
+    calm = {"transit_jitter_ms": 7.1, "hold_after_work_p99_ms": 17.3,
+            "hold_after_work_max_ms": 22.6, "unqueued_delay_max_ms": 10.1}
+    assert sweep.stalled(summary, calm, 100.0) == ""
+    why = sweep.stalled(summary, {**calm, "transit_jitter_ms": 9.5,
+                                  "hold_after_work_max_ms": 31.9}, 100.0)
+    assert why == ("a freeze of 32 ms (an ack held or a delivery with credit free delayed) "
+                   "against the comparison's 20 ms slack")
     assert sweep.stalled(summary, {**calm, "unqueued_delay_max_ms": 86.8}, 50.0)
-    # a tiny slot still allows the absolute slack
-    assert sweep.stalled(summary, {**calm, "transit_jitter_ms": 0, "hold_after_work_p99_ms": 0,
-                                   "hold_after_work_max_ms": 9.0,
-                                   "unqueued_delay_max_ms": 9.0}, 1.0) == ""
