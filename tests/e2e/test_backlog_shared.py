@@ -34,7 +34,10 @@ def test_small_backlog_on_the_shared_broker(tmp_path):
     assert b["plan"] == {"video-generation-events": 1000, "image-generation-events": 1000}
     assert b["message_bytes"] > 10_000  # the body with its MassTransit envelope
     node = next(iter(b["nodes"].values()))
-    assert node["memory_growth_bytes"] > 0 and node["disk_growth_bytes"] > 0
+    # the shared node's growth is every concurrent test's too (it read 0 while others freed
+    # memory): measured here, judged against the model on the fresh node (test_backlog.py)
+    assert node["memory_growth_bytes"] >= 0 and node["disk_growth_bytes"] >= 0
+    assert node["disk_source"] in ("data directory", "disk_free drop")
     depth = [line.split(",") for line in (out / "broker_queues.csv").read_text().splitlines()]
     ready_now = [int(r[-3]) for r in depth[1:] if r[1] == "image-generation-events" and r[-3]]
     assert max(ready_now) == 1000 and ready_now[-1] == 0  # exact counts, never a cached one
