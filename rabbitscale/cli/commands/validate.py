@@ -22,8 +22,9 @@ def parser(argv: list[str]) -> Parser:
                            f"P/{1 - targets.MODEL_TOLERANCE:g}.\n\nExit codes: 0 every case "
                            f"within tolerance ({targets.MODEL_TOLERANCE:.0%}, burst "
                            f"{targets.BURST_BACKLOG_TOLERANCE:.0%}), 1 a case is not, 2 bad "
-                           f"input, 3 broker unreachable, 5 a latency comparison was "
-                           f"inconclusive (the machine stalled under its step, three times).")
+                           f"input, 3 broker unreachable, 5 a capacity step or a latency "
+                           f"comparison was inconclusive (the machine stalled under its step, "
+                           f"three times).")
     p.add_argument("--case", action="append", default=[], choices=names, metavar="NAME",
                    help="run only this case (repeatable): " + ", ".join(names))
     p.add_argument("--search", action="store_true",
