@@ -71,9 +71,8 @@ def half(freight: Freight, profile: Path, tmp_path_factory: pytest.TempPathFacto
          ) -> tuple[subprocess.CompletedProcess[str], dict, Path]:
     """A run at half its capacity with its meters read from both instances."""
     out = tmp_path_factory.mktemp("half") / "run"
-    done, s = run_at(freight, profile, out, f"{0.5 * CAPACITY:g}/s", *freight.meters(),
-                   "--threshold", "e2e.p99<1s")
-    return done, s, out
+    return run_at(freight, profile, out, f"{0.5 * CAPACITY:g}/s", *freight.meters(),
+                  "--threshold", "e2e.p99<1s")
 
 
 def test_discovered_planned_and_audited_as_itself(freight, tmp_path):
@@ -104,8 +103,8 @@ def test_past_capacity_fails_naming_the_endpoint_and_half_passes(freight, profil
                                                                   tmp_path):
     # 20 s: the rate is judged between refreshes of the broker's counters (every 5 s, seen
     # by a sampler every second), whose timing is off by up to a second or two at each end
-    done, s = run_at(freight, profile, tmp_path / "over", f"{1.5 * CAPACITY:g}/s",
-                     *freight.meters(), duration="20s")
+    done, s, _ = run_at(freight, profile, tmp_path / "over", f"{1.5 * CAPACITY:g}/s",
+                        *freight.meters(), duration="20s")
     assert done.returncode == 1, done.stdout[-3000:]
     keep = {c["name"]: c for c in s["checks"] if c["name"].startswith("keep_up ")}
     booking = keep["keep_up shipment-booking"]
@@ -156,10 +155,10 @@ def test_plan_from_a_run_predicts_another_instance_count(freight, profile, half,
         consumers_ready(freight.vhost, ["shipment-booking"])
         # long enough that 15% too much outgrows what the consumers hold plus a second's
         # arrivals, with the management API's counters refreshed every 5 s
-        low, s_low = run_at(freight, profile, tmp_path / "low", f"{predicted / 1.15:.1f}/s",
-                          duration="25s")
-        high, s_high = run_at(freight, profile, tmp_path / "high", f"{predicted / 0.85:.1f}/s",
-                            duration="25s")
+        low, s_low, _ = run_at(freight, profile, tmp_path / "low",
+                               f"{predicted / 1.15:.1f}/s", duration="25s")
+        high, s_high, _ = run_at(freight, profile, tmp_path / "high",
+                                 f"{predicted / 0.85:.1f}/s", duration="25s")
     finally:
         freight.stop(freight.procs[-1])
     booking = {c["name"]: c["verdict"] for c in s_low["checks"]}

@@ -114,11 +114,11 @@ INVALID_RETRIES = 2  # a run whose generator could not hold its schedule is made
 
 
 def run_at(freight: Freight, profile: Path, out: Path, rate: str, *extra: str,
-           duration: str = "12s") -> tuple[subprocess.CompletedProcess[str], dict]:
-    """A black-box run of Freight at ``rate``. A run that is INVALID (exit 5: the machine
-    stalled the load generator) says nothing of Freight: it is made again (into out-2,
-    out-3), and after the retries the test is skipped as inconclusive, never passed or
-    failed."""
+           duration: str = "12s") -> tuple[subprocess.CompletedProcess[str], dict, Path]:
+    """A black-box run of Freight at ``rate``: its process, summary and run directory. A run
+    that is INVALID (exit 5: the machine stalled the load generator) says nothing of
+    Freight: it is made again (into out-2, out-3), and after the retries the test is skipped
+    as inconclusive, never passed or failed."""
     for attempt in range(1, INVALID_RETRIES + 2):
         into = out if attempt == 1 else out.with_name(f"{out.name}-{attempt}")
         done = rabbitscale("run", "sustained_tasks", "--target", freight.url, "--profile-file",
@@ -128,7 +128,7 @@ def run_at(freight: Freight, profile: Path, out: Path, rate: str, *extra: str,
         summary = into / "summary.json"
         assert summary.exists(), done.stdout[-3000:] + done.stderr[-2000:]
         if done.returncode != EXIT_INVALID:
-            return done, json.loads(summary.read_text())
+            return done, json.loads(summary.read_text()), into
     pytest.skip(f"inconclusive: the run at {rate} was INVALID {INVALID_RETRIES + 1} times (the "
                 f"machine stalled its load generator): {done.stdout[-600:]}")
 
