@@ -42,7 +42,7 @@ from rabbitscale.broker import amqp
 from rabbitscale.broker.declare import declare
 from rabbitscale.broker.management import Management
 from rabbitscale.core import rundir
-from rabbitscale.engine.load import LoadSpec, LocustProcesses, start_delay_s
+from rabbitscale.engine.load import LoadSpec, drive
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.schedule import Rates
 from rabbitscale.topology.profile_file import build, get_profile, profile_env
@@ -169,15 +169,7 @@ async def step(transport: str, rate: float, seconds: float, url: str, env: dict[
     spec = LoadSpec(scenario=registry.SUSTAINED_TASKS, duration_s=seconds, rates=rates,
                     payload=PAYLOAD, transport=transport, task_mix=mix,
                     users=registry.SUSTAINED_TASKS.users(rates))
-    start_at = time.time() + start_delay_s(spec)
-    procs = LocustProcesses(spec, out, url, {
-        **env, contract.ENV_API_URL: url, contract.ENV_RUN_DIR: str(out),
-        contract.RUN_NAME.env: out.name, contract.START_AT.env: f"{start_at:.3f}"})
-    try:
-        await procs.start()
-        error = await procs.wait()
-    finally:
-        await procs.close()
+    error = await drive(spec, out, url, env)
     if error:
         raise RuntimeError(f"{transport} at {rate:g}/s: {error}")
     summary = json.loads((out / rundir.LOCUST_HDR_DIR / "summary.json").read_text())

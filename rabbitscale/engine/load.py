@@ -250,3 +250,18 @@ def amqp_publishes(run_dir: Path) -> dict[str, tuple[int, int]]:
                 n, failed = int(r["Request Count"]), int(r["Failure Count"])
                 out[r["Name"].removeprefix("publish ")] = (n, n - failed)
     return out
+
+
+async def drive(spec: LoadSpec, run_dir: Path, host: str, env: dict[str, str]) -> str:
+    """The generator alone (the benchmarks, its tests): Locust for ``spec`` against ``host``
+    with no system watched, its schedule starting once the processes can be up; reaped on
+    every path. The error text, '' when Locust ran to its end."""
+    start_at = time.time() + start_delay_s(spec)
+    procs = LocustProcesses(spec, run_dir, host, {
+        **env, contract.ENV_API_URL: host, contract.ENV_RUN_DIR: str(run_dir),
+        contract.RUN_NAME.env: run_dir.name, contract.START_AT.env: f"{start_at:.3f}"})
+    try:
+        await procs.start()
+        return await procs.wait()
+    finally:
+        await procs.close()

@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from pathlib import Path
 
 from aiohttp import web
 
 from rabbitscale.core import rundir
-from rabbitscale.engine.load import LoadSpec, LocustProcesses, start_delay_s
+from rabbitscale.engine.load import LoadSpec, drive
 from rabbitscale.judge import validity
 from rabbitscale.scenarios import contract, registry
 from rabbitscale.scenarios.schedule import Rates
@@ -44,16 +43,8 @@ async def _generate(out: Path, url: str, max_in_flight: int) -> dict:
     spec = LoadSpec(scenario=registry.SUSTAINED_TASKS, duration_s=SECONDS, rates=rates,
                     payload="1KB", transport="http", task_mix="video=1",
                     users=registry.SUSTAINED_TASKS.users(rates), max_in_flight=max_in_flight)
-    start_at = time.time() + start_delay_s(spec)
-    procs = LocustProcesses(spec, out, url, {
-        **os.environ, contract.API_SECRET.env: "slow", **profile_env(get_profile("conduit")),
-        contract.ENV_API_URL: url, contract.ENV_RUN_DIR: str(out),
-        contract.RUN_NAME.env: out.name, contract.START_AT.env: f"{start_at:.3f}"})
-    try:
-        await procs.start()
-        error = await procs.wait()
-    finally:
-        await procs.close()
+    error = await drive(spec, out, url, {
+        **os.environ, contract.API_SECRET.env: "slow", **profile_env(get_profile("conduit"))})
     assert not error, error
     delays = validity.read_send_delays(out)
     return {"checks": {c.name: c for c in validity.checks(delays, {}, {},
