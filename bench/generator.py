@@ -239,9 +239,14 @@ async def amqp_round(seconds: float, work: Path, url: str) -> tuple[float, float
 
 async def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--step-seconds", type=float, default=10)
-    p.add_argument("--only", choices=["http", "amqp"], default=None)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of both sides, each ratio the median of the rounds' "
+                        "(default 3)")
+    p.add_argument("--step-seconds", type=float, default=10,
+                   help="seconds of each rate step of ours (default 10; shorter steps "
+                        "understate the rate held)")
+    p.add_argument("--only", choices=["http", "amqp"], default=None,
+                   help="one transport only (default: both)")
     args = p.parse_args()
     if not Path(NGINX).exists() and args.only != "amqp":
         print("nginx is not installed (Debian: apt-get install nginx-light)", file=sys.stderr)
